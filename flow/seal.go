@@ -1,0 +1,99 @@
+package flow
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+)
+
+// Tokens wait in the store between the upstream callback and the device's
+// next poll. They are sealed so that a copy of the store yields nothing:
+// the device code (which the store never holds) derives an X25519 key pair;
+// the record keeps only the public half. The callback, which has no device
+// code, seals to that public key with a fresh ephemeral key (ECDH, HKDF,
+// AES-256-GCM); only a poll that presents the device code can open it.
+
+const sealInfo = "caddy-device-flow token seal v1"
+
+// sealPrivateKey derives the device code's private key.
+func sealPrivateKey(deviceCode string) (*ecdh.PrivateKey, error) {
+	seed, err := hkdf.Key(sha256.New, []byte(deviceCode), nil, "caddy-device-flow seal key v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	return ecdh.X25519().NewPrivateKey(seed)
+}
+
+// SealPublicKey is what the store keeps of the device code's key pair.
+func SealPublicKey(deviceCode string) ([]byte, error) {
+	priv, err := sealPrivateKey(deviceCode)
+	if err != nil {
+		return nil, err
+	}
+	return priv.PublicKey().Bytes(), nil
+}
+
+// seal encrypts plaintext to the public key: ephemeral public key ‖ ciphertext.
+func seal(publicKey, plaintext []byte) ([]byte, error) {
+	pub, err := ecdh.X25519().NewPublicKey(publicKey)
+	if err != nil {
+		return nil, err
+	}
+	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := eph.ECDH(pub)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := sealAEAD(shared, eph.PublicKey().Bytes(), publicKey)
+	if err != nil {
+		return nil, err
+	}
+	// The key is used once, so a zero nonce is safe.
+	nonce := make([]byte, aead.NonceSize())
+	return aead.Seal(eph.PublicKey().Bytes(), nonce, plaintext, nil), nil
+}
+
+// open reverses seal with the device code.
+func open(deviceCode string, sealed []byte) ([]byte, error) {
+	if len(sealed) < 32 {
+		return nil, errors.New("sealed tokens too short")
+	}
+	priv, err := sealPrivateKey(deviceCode)
+	if err != nil {
+		return nil, err
+	}
+	ephPub, err := ecdh.X25519().NewPublicKey(sealed[:32])
+	if err != nil {
+		return nil, err
+	}
+	shared, err := priv.ECDH(ephPub)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := sealAEAD(shared, sealed[:32], priv.PublicKey().Bytes())
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	return aead.Open(nil, nonce, sealed[32:], nil)
+}
+
+func sealAEAD(shared, ephPub, recipientPub []byte) (cipher.AEAD, error) {
+	salt := append(append([]byte{}, ephPub...), recipientPub...)
+	key, err := hkdf.Key(sha256.New, shared, salt, sealInfo, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
