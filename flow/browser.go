@@ -1,0 +1,93 @@
+package flow
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+)
+
+// A person's browser is known by a random session cookie. Forms carry a
+// CSRF token derived from it (HMAC under a server secret, so nothing is
+// stored per browser), and the upstream round trip is bound to it: a
+// callback that comes back to another browser is refused.
+
+const (
+	cookieName       = "device_flow_session"
+	secureCookieName = "__Host-device_flow_session" // over HTTPS: no Domain, Path=/, Secure
+)
+
+type secrets struct {
+	mac []byte // HMAC key for CSRF tokens and browser bindings
+}
+
+func loadSecrets(ctx context.Context, store Store) (secrets, error) {
+	key, err := store.Secret(ctx, "mac-v1", func() ([]byte, error) {
+		b := make([]byte, 32)
+		_, err := rand.Read(b)
+		return b, err
+	})
+	return secrets{mac: key}, err
+}
+
+func (k secrets) sum(purpose, value string) string {
+	m := hmac.New(sha256.New, k.mac)
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write([]byte(value))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// csrfToken is the token forms must carry for this browser session.
+func (k secrets) csrfToken(session string) string { return k.sum("csrf", session) }
+
+// browserBinding is what a login stores to recognise the browser.
+func (k secrets) browserBinding(session string) string { return k.sum("browser", session) }
+
+// stateKey is the store key of a login: the state is never stored as is.
+func (k secrets) stateKey(state string) string { return k.sum("state", state) }
+
+func (s *Service) sessionCookieName(r *http.Request) string {
+	if s.isHTTPS(r) {
+		return secureCookieName
+	}
+	return cookieName
+}
+
+// browserSession returns the browser's session, starting one (and setting
+// its cookie) when it has none.
+func (s *Service) browserSession(w http.ResponseWriter, r *http.Request) string {
+	if v := s.existingSession(r); v != "" {
+		return v
+	}
+	v := randomToken(32)
+	http.SetCookie(w, &http.Cookie{
+		Name:     s.sessionCookieName(r),
+		Value:    v,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   s.isHTTPS(r),
+		SameSite: http.SameSiteLaxMode, // Lax: the upstream's redirect back is a top-level GET
+	})
+	return v
+}
+
+// existingSession is the browser's session, or "" when it has no valid one.
+func (s *Service) existingSession(r *http.Request) string {
+	c, err := r.Cookie(s.sessionCookieName(r))
+	if err != nil || len(c.Value) != 43 { // 32 bytes, base64url
+		return ""
+	}
+	return c.Value
+}
+
+// validCSRF checks a form's token against the browser's session.
+func (s *Service) validCSRF(r *http.Request, token string) bool {
+	session := s.existingSession(r)
+	if session == "" || token == "" {
+		return false
+	}
+	return hmac.Equal([]byte(token), []byte(s.secrets.csrfToken(session)))
+}

@@ -1,0 +1,140 @@
+package flow
+
+import (
+	"errors"
+	"net/http"
+
+	"go.uber.org/zap"
+)
+
+// serveCallback is the upstream's redirect_uri: it checks the state against
+// this browser, trades the code for tokens, and seals them for the device.
+// Errors are shown as pages, never redirected anywhere.
+func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.renderPage(w, r, http.StatusMethodNotAllowed, PageError, &PageData{Error: "bad_request"})
+		return
+	}
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" || len(state) > 512 {
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
+		return
+	}
+	ctx := r.Context()
+	// Taking the login makes the state one-time: a replayed callback
+	// finds nothing.
+	login, err := s.cfg.Store.TakeLogin(ctx, s.secrets.stateKey(state))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.log.Info("callback with an unknown or used state")
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
+		return
+	case err != nil:
+		s.renderUnavailable(w, r, "take login", err)
+		return
+	}
+	session := s.existingSession(r)
+	if session == "" || s.secrets.browserBinding(session) != login.Browser {
+		s.log.Warn("callback reached a browser other than the one that started the sign-in")
+		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: "state"})
+		return
+	}
+	if !s.cfg.Now().Before(login.ExpiresAt) {
+		s.renderPage(w, r, http.StatusBadRequest, PageExpired, &PageData{})
+		return
+	}
+
+	if upErr := q.Get("error"); upErr != "" {
+		s.upstreamSaidNo(w, r, login, upErr, q.Get("error_description"))
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "bad_request"})
+		return
+	}
+
+	var clientID string
+	var live bool
+	if err := s.cfg.Store.UpdateDevice(ctx, login.DeviceID, func(d *Device) (Verdict, error) {
+		live = d != nil && d.Status == Pending && s.cfg.Now().Before(d.ExpiresAt)
+		if d != nil {
+			clientID = d.ClientID
+		}
+		return Keep, nil
+	}); err != nil {
+		s.renderUnavailable(w, r, "read device", err)
+		return
+	}
+	if !live {
+		s.renderPage(w, r, http.StatusBadRequest, PageExpired, &PageData{})
+		return
+	}
+
+	tokens, err := s.exchangeCode(ctx, r, clientID, code, login.Verifier)
+	if err != nil {
+		// The device keeps hearing authorization_pending: the person may
+		// start over while the code is live.
+		s.log.Error("code exchange with the upstream failed", zap.String("client_id", clientID), zap.Error(err))
+		data := &PageData{Error: "upstream"}
+		var ue *upstreamError
+		if errors.As(err, &ue) && ue.Code != "" {
+			data.Error, data.ErrorDetail = "upstream_error", ue.Code
+		}
+		s.renderPage(w, r, http.StatusBadGateway, PageError, data)
+		return
+	}
+
+	approved := false
+	err = s.cfg.Store.UpdateDevice(ctx, login.DeviceID, func(d *Device) (Verdict, error) {
+		approved = false
+		if d == nil || d.Status != Pending || !s.cfg.Now().Before(d.ExpiresAt) {
+			return Keep, nil
+		}
+		sealed, err := seal(d.SealKey, tokens)
+		if err != nil {
+			return Keep, err
+		}
+		d.Status, d.Sealed, approved = Approved, sealed, true
+		return Save, nil
+	})
+	if err != nil {
+		s.renderUnavailable(w, r, "approve device", err)
+		return
+	}
+	if !approved {
+		s.renderPage(w, r, http.StatusBadRequest, PageExpired, &PageData{})
+		return
+	}
+	s.cfg.Observer.Event(EventApproved)
+	s.log.Info("device approved", zap.String("client_id", clientID))
+	s.renderPage(w, r, http.StatusOK, PageSuccess, &PageData{ClientID: clientID})
+}
+
+// upstreamSaidNo handles error=... at the callback: access_denied reaches
+// the device; any other error leaves the code pending so the person may
+// try again.
+func (s *Service) upstreamSaidNo(w http.ResponseWriter, r *http.Request, login *Login, code, description string) {
+	code = limitText(code, 64)
+	if code == ErrAccessDenied {
+		if err := s.deny(r.Context(), login.DeviceID, "the user or the authorization server denied the request"); err != nil {
+			s.renderUnavailable(w, r, "deny", err)
+			return
+		}
+		s.log.Info("upstream denied the request")
+		s.renderPage(w, r, http.StatusOK, PageDenied, &PageData{})
+		return
+	}
+	s.log.Warn("upstream returned an error to the callback", zap.String("error", code),
+		zap.String("error_description", limitText(description, 200)))
+	s.renderPage(w, r, http.StatusBadGateway, PageError, &PageData{Error: "upstream_error", ErrorDetail: code})
+}
+
+// renderUnavailable shows the "try again shortly" page for a store failure.
+func (s *Service) renderUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) {
+	data := &PageData{}
+	status, page := s.unavailablePage(data, op, err)
+	s.renderPage(w, r, status, page, data)
+}

@@ -1,0 +1,166 @@
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config is everything the protocol core needs; module.go builds it from
+// the Caddy configuration.
+type Config struct {
+	// Upstream endpoints (RFC 6749 §3.1, §3.2).
+	AuthorizationEndpoint string
+	TokenEndpoint         string
+	// TokenAuth is how the client secret reaches the upstream token
+	// endpoint: "basic" (HTTP Basic, RFC 6749 §2.3.1) or "post" (form).
+	TokenAuth string
+	// UpstreamTimeout bounds every call to the upstream.
+	UpstreamTimeout time.Duration
+	HTTPClient      *http.Client
+
+	// Clients is the allow-list; empty means every client_id passes.
+	Clients map[string]Client
+
+	ExpiresIn time.Duration // lifetime of a device code (default 10 m)
+	Interval  time.Duration // polling interval (default 5 s)
+	UserCode  UserCodeFormat
+
+	// Prefix is put before every path (e.g. "/oauth"); "" by default.
+	Prefix string
+	// BaseURL is our public origin ("https://auth.example.com"); when
+	// empty it is taken from each request.
+	BaseURL string
+
+	Limits Limits
+
+	// ScopesSupported is mirrored into our RFC 8414 metadata (from the
+	// upstream's metadata when discovered).
+	ScopesSupported []string
+
+	Store    Store
+	Pages    Renderer
+	Logger   *zap.Logger
+	Observer Observer
+	// ClientIP gives the client's address as Caddy sees it (honouring
+	// trusted_proxies); RemoteAddr's host when nil.
+	ClientIP func(*http.Request) string
+	// Now is the clock; time.Now when nil. Tests move it forward instead
+	// of sleeping.
+	Now func() time.Time
+}
+
+// Client is one allowed device client.
+type Client struct {
+	Name   string   // display name on the confirmation page
+	Secret string   // the upstream client secret; never leaves the server
+	Scopes []string // allowed scopes; empty means any
+}
+
+// Paths are the endpoints' URL paths, each under Config.Prefix.
+type Paths struct {
+	DeviceCode string // device authorization endpoint (RFC 8628 §3.1)
+	Token      string // token endpoint (§3.4)
+	Verify     string // verification_uri, the person's page (§3.3)
+	Callback   string // upstream redirect_uri
+	QR         string // QR image of verification_uri_complete
+	Metadata   string // RFC 8414 metadata
+}
+
+func pathsFor(prefix string) Paths {
+	return Paths{
+		DeviceCode: prefix + "/device/code",
+		Token:      prefix + "/device/token",
+		Verify:     prefix + "/device",
+		Callback:   prefix + "/auth/redirect",
+		QR:         prefix + "/device/qr",
+		Metadata:   "/.well-known/oauth-authorization-server" + prefix,
+	}
+}
+
+const (
+	DefaultExpiresIn       = 10 * time.Minute
+	DefaultInterval        = 5 * time.Second
+	DefaultUpstreamTimeout = 10 * time.Second
+)
+
+// withDefaults fills what was left out and checks what was given.
+func (c Config) withDefaults() (Config, error) {
+	if c.ExpiresIn == 0 {
+		c.ExpiresIn = DefaultExpiresIn
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.UpstreamTimeout == 0 {
+		c.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if c.UserCode.Length == 0 {
+		c.UserCode = Base20
+	}
+	if c.TokenAuth == "" {
+		c.TokenAuth = "basic"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{}
+	}
+	c.Limits = c.Limits.withDefaults()
+	var errs []error
+	if c.ExpiresIn < 10*time.Second {
+		errs = append(errs, fmt.Errorf("expires_in %s is too short (at least 10s)", c.ExpiresIn))
+	}
+	if c.Interval < time.Second || c.Interval >= c.ExpiresIn {
+		errs = append(errs, fmt.Errorf("interval %s must be at least 1s and shorter than expires_in", c.Interval))
+	}
+	if c.TokenAuth != "basic" && c.TokenAuth != "post" {
+		errs = append(errs, fmt.Errorf("token_auth must be basic or post, not %q", c.TokenAuth))
+	}
+	for name, u := range map[string]string{"authorization_endpoint": c.AuthorizationEndpoint, "token_endpoint": c.TokenEndpoint} {
+		if err := CheckEndpointURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if c.BaseURL != "" {
+		if err := CheckEndpointURL(c.BaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("base_url: %w", err))
+		}
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("no store"))
+	}
+	if c.Pages == nil {
+		errs = append(errs, errors.New("no page renderer"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// CheckEndpointURL accepts absolute http(s) URLs without a fragment.
+func CheckEndpointURL(s string) error {
+	if s == "" {
+		return errors.New("missing")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a URL: %q", s)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("not an absolute http(s) URL: %q", s)
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("must not have a fragment: %q", s)
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package flow
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// UpstreamMetadata is what we use of an upstream's OpenID Connect Discovery
+// or RFC 8414 metadata.
+type UpstreamMetadata struct {
+	Issuer                string   `json:"issuer"`
+	AuthorizationEndpoint string   `json:"authorization_endpoint"`
+	TokenEndpoint         string   `json:"token_endpoint"`
+	ScopesSupported       []string `json:"scopes_supported"`
+	CodeChallengeMethods  []string `json:"code_challenge_methods_supported"`
+}
+
+// Discover reads the issuer's metadata: OpenID Connect Discovery first,
+// then RFC 8414 (whose well-known path goes before the issuer's path). The
+// document must name the same issuer (RFC 8414 §3.3), so a misconfigured
+// or spoofed metadata document is refused rather than trusted.
+func Discover(ctx context.Context, client *http.Client, issuer string) (*UpstreamMetadata, error) {
+	if err := CheckEndpointURL(issuer); err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	issuer = strings.TrimSuffix(issuer, "/")
+	u, _ := url.Parse(issuer)
+	candidates := []string{
+		issuer + "/.well-known/openid-configuration",
+		u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + u.Path,
+	}
+	var errs []string
+	for _, where := range candidates {
+		md, err := fetchMetadata(ctx, client, where)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", where, err))
+			continue
+		}
+		if strings.TrimSuffix(md.Issuer, "/") != issuer {
+			return nil, fmt.Errorf("%s names issuer %q, not %q", where, md.Issuer, issuer)
+		}
+		if err := CheckEndpointURL(md.AuthorizationEndpoint); err != nil {
+			return nil, fmt.Errorf("%s: authorization_endpoint: %w", where, err)
+		}
+		if err := CheckEndpointURL(md.TokenEndpoint); err != nil {
+			return nil, fmt.Errorf("%s: token_endpoint: %w", where, err)
+		}
+		if len(md.CodeChallengeMethods) > 0 && !contains(md.CodeChallengeMethods, "S256") {
+			return nil, fmt.Errorf("%s: the upstream does not support PKCE S256", where)
+		}
+		return md, nil
+	}
+	return nil, fmt.Errorf("cannot read the issuer's metadata: %s", strings.Join(errs, "; "))
+}
+
+func fetchMetadata(ctx context.Context, client *http.Client, where string) (*UpstreamMetadata, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, where, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, scrubURLError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP status %d", resp.StatusCode)
+	}
+	var md UpstreamMetadata
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxUpstreamBody)).Decode(&md); err != nil {
+		return nil, fmt.Errorf("not a JSON metadata document: %v", err)
+	}
+	return &md, nil
+}

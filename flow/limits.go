@@ -1,0 +1,132 @@
+package flow
+
+import (
+	"context"
+	"strconv"
+	"time"
+)
+
+// Limits against guessing user codes (RFC 8628 §5.1) and against filling
+// the store. Zero fields take the defaults; Off turns every limit off (for
+// load tests).
+type Limits struct {
+	// Wrong user codes tolerated per client IP, and in total, per window.
+	GuessesPerIP int
+	GuessesTotal int
+	GuessWindow  time.Duration
+	// Device codes issued per client IP per IssueWindow.
+	IssuePerIP  int
+	IssueWindow time.Duration
+	// LiveCodes caps the codes issued within one code lifetime across the
+	// server, so a flood cannot grow the store without bound.
+	LiveCodes int
+	Off       bool
+}
+
+// Defaults, chosen so that guessing is hopeless (see README "Security":
+// with 10,000 live base-20 codes, 2,000 guesses a window find one with
+// probability 2,000 × 10,000 / 20^8 ≈ 0.08%) while a person who mistypes,
+// or an office behind one NAT, is never stopped.
+const (
+	DefaultGuessesPerIP = 20
+	DefaultGuessesTotal = 2000
+	DefaultGuessWindow  = 15 * time.Minute
+	DefaultIssuePerIP   = 600
+	DefaultIssueWindow  = time.Minute
+	DefaultLiveCodes    = 2_000_000
+)
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.GuessesPerIP, DefaultGuessesPerIP)
+	def(&l.GuessesTotal, DefaultGuessesTotal)
+	def(&l.IssuePerIP, DefaultIssuePerIP)
+	def(&l.LiveCodes, DefaultLiveCodes)
+	if l.GuessWindow == 0 {
+		l.GuessWindow = DefaultGuessWindow
+	}
+	if l.IssueWindow == 0 {
+		l.IssueWindow = DefaultIssueWindow
+	}
+	return l
+}
+
+// window names the fixed window that now falls in, and says when it ends.
+func window(now time.Time, size time.Duration) (name string, ends time.Time) {
+	n := now.UnixNano() / int64(size)
+	return strconv.FormatInt(n, 36), time.Unix(0, (n+1)*int64(size))
+}
+
+// guessesLeft reports whether this client may try a user code now, and if
+// not, how long until it may.
+func (s *Service) guessesLeft(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
+	if s.cfg.Limits.Off {
+		return true, 0, nil
+	}
+	now := s.cfg.Now()
+	w, ends := window(now, s.cfg.Limits.GuessWindow)
+	perIP, err := s.cfg.Store.Count(ctx, "g:ip:"+ip+":"+w)
+	if err != nil {
+		return false, 0, err
+	}
+	total, err := s.cfg.Store.Count(ctx, "g:all:"+w)
+	if err != nil {
+		return false, 0, err
+	}
+	if perIP >= int64(s.cfg.Limits.GuessesPerIP) || total >= int64(s.cfg.Limits.GuessesTotal) {
+		return false, ends.Sub(now), nil
+	}
+	return true, 0, nil
+}
+
+// wrongGuess counts a wrong user code against the client and the server.
+func (s *Service) wrongGuess(ctx context.Context, ip string) error {
+	if s.cfg.Limits.Off {
+		return nil
+	}
+	w, _ := window(s.cfg.Now(), s.cfg.Limits.GuessWindow)
+	ttl := s.cfg.Limits.GuessWindow + time.Minute
+	if _, err := s.cfg.Store.Hit(ctx, "g:ip:"+ip+":"+w, ttl); err != nil {
+		return err
+	}
+	_, err := s.cfg.Store.Hit(ctx, "g:all:"+w, ttl)
+	return err
+}
+
+// mayIssue counts one device code request and says whether it is within
+// the per-IP rate and the cap on live codes.
+func (s *Service) mayIssue(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
+	l := s.cfg.Limits
+	if l.Off {
+		return true, 0, nil
+	}
+	now := s.cfg.Now()
+	w, ends := window(now, l.IssueWindow)
+	n, err := s.cfg.Store.Hit(ctx, "i:ip:"+ip+":"+w, l.IssueWindow+time.Minute)
+	if err != nil {
+		return false, 0, err
+	}
+	if n > int64(l.IssuePerIP) {
+		return false, ends.Sub(now), nil
+	}
+	// Codes live at most ExpiresIn, so the live ones were all issued in
+	// this lifetime-long window or the one before.
+	lw, lends := window(now, s.cfg.ExpiresIn)
+	prev, _ := window(now.Add(-s.cfg.ExpiresIn), s.cfg.ExpiresIn)
+	cur, err := s.cfg.Store.Hit(ctx, "i:all:"+lw, 2*s.cfg.ExpiresIn+time.Minute)
+	if err != nil {
+		return false, 0, err
+	}
+	before, err := s.cfg.Store.Count(ctx, "i:all:"+prev)
+	if err != nil {
+		return false, 0, err
+	}
+	if cur+before > int64(l.LiveCodes) {
+		return false, lends.Sub(now), nil
+	}
+	return true, 0, nil
+}

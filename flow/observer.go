@@ -1,0 +1,32 @@
+package flow
+
+import "time"
+
+// Observer hears what happens, for metrics. Implementations must be cheap
+// and safe for concurrent use.
+type Observer interface {
+	// Event counts one occurrence: see the Event* names.
+	Event(name string)
+	// Upstream reports one call to the upstream: op is "token" or
+	// "refresh", outcome "ok", "error" (it answered an error) or "failed"
+	// (no usable answer).
+	Upstream(op, outcome string, took time.Duration)
+}
+
+// Event names.
+const (
+	EventCodeIssued   = "code_issued"
+	EventApproved     = "approved"
+	EventDenied       = "denied"
+	EventExpired      = "expired"
+	EventSlowDown     = "slow_down"
+	EventDelivered    = "delivered"
+	EventGuessLimited = "guess_limited"
+	EventWrongCode    = "wrong_code"
+	EventIssueLimited = "issue_limited"
+)
+
+type nopObserver struct{}
+
+func (nopObserver) Event(string)                           {}
+func (nopObserver) Upstream(string, string, time.Duration) {}

@@ -1,0 +1,43 @@
+package flow
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// relayRefresh passes a refresh_token grant on to the upstream, adding the
+// client secret the device does not hold, and hands back its answer.
+func (s *Service) relayRefresh(w http.ResponseWriter, r *http.Request, form url.Values) {
+	clientID, refresh := form.Get("client_id"), form.Get("refresh_token")
+	if clientID == "" || refresh == "" {
+		writeOAuthError(w, badRequest(ErrInvalidRequest, "client_id and refresh_token are required"))
+		return
+	}
+	if _, oerr := s.client(clientID, false); oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	up := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
+	if scope := form.Get("scope"); scope != "" {
+		up.Set("scope", scope)
+	}
+	tokens, err := s.tokenRequest(r.Context(), "refresh", clientID, up)
+	if err == nil {
+		writeJSON(w, http.StatusOK, tokens)
+		return
+	}
+	var ue *upstreamError
+	if errors.As(err, &ue) && ue.Code != "" && ue.Status >= 400 && ue.Status < 500 {
+		// The upstream refused (expired or revoked refresh token, …): the
+		// device must hear exactly that.
+		writeOAuthError(w, &oauthError{status: ue.Status, Code: ue.Code, Description: ue.Description})
+		return
+	}
+	s.log.Warn("refresh at the upstream failed", zap.String("client_id", clientID), zap.Error(err))
+	writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
+		Description: "the authorization server did not answer; try again", retryAfter: 5 * time.Second})
+}

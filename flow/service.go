@@ -1,0 +1,121 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// Service is the device flow: it answers its own paths and leaves every
+// other request alone.
+type Service struct {
+	cfg     Config
+	paths   Paths
+	log     *zap.Logger
+	csp     string
+	secrets secrets
+}
+
+// New checks the configuration and prepares the service. ctx bounds the
+// first store access (the server secret).
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, paths: pathsFor(cfg.Prefix), log: cfg.Logger}
+	s.csp = contentSecurityPolicy(cfg.AuthorizationEndpoint)
+	if s.secrets, err = loadSecrets(ctx, cfg.Store); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Paths says where the service answers.
+func (s *Service) Paths() Paths { return s.paths }
+
+// Handles reports whether the request is for one of the service's paths.
+func (s *Service) Handles(r *http.Request) bool {
+	switch r.URL.Path {
+	case s.paths.DeviceCode, s.paths.Token, s.paths.Verify, s.paths.Callback, s.paths.QR, s.paths.Metadata:
+		return true
+	}
+	return false
+}
+
+// ServeHTTP answers a request for one of the service's paths (see Handles).
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case s.paths.DeviceCode:
+		s.serveDeviceCode(w, r)
+	case s.paths.Token:
+		s.serveToken(w, r)
+	case s.paths.Verify:
+		s.serveVerify(w, r)
+	case s.paths.Callback:
+		s.serveCallback(w, r)
+	case s.paths.QR:
+		s.serveQR(w, r)
+	case s.paths.Metadata:
+		s.serveMetadata(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// clientIP is the address limits are counted against.
+func (s *Service) clientIP(r *http.Request) string {
+	if s.cfg.ClientIP != nil {
+		if ip := s.cfg.ClientIP(r); ip != "" {
+			return ip
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// baseURL is our public origin: configured, or the request's own.
+func (s *Service) baseURL(r *http.Request) string {
+	if s.cfg.BaseURL != "" {
+		return strings.TrimSuffix(s.cfg.BaseURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func (s *Service) isHTTPS(r *http.Request) bool {
+	if s.cfg.BaseURL != "" {
+		return strings.HasPrefix(s.cfg.BaseURL, "https:")
+	}
+	return r.TLS != nil
+}
+
+// contentSecurityPolicy allows the pages nothing from elsewhere, except
+// that a form may lead on (by our 303) to the upstream's sign-in page.
+func contentSecurityPolicy(authorizationEndpoint string) string {
+	formAction := "'self'"
+	if u, err := url.Parse(authorizationEndpoint); err == nil && u.Host != "" {
+		formAction += " " + u.Scheme + "://" + u.Host
+	}
+	return "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action " + formAction +
+		"; frame-ancestors 'none'; base-uri 'none'"
+}
+
+// storeFailed logs a store failure once, in a form an operator can act on.
+func (s *Service) storeFailed(op string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	s.log.Error("device flow store failed", zap.String("op", op), zap.Error(err))
+}

@@ -1,0 +1,122 @@
+package flow
+
+import (
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+const deviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code"
+
+// serveToken is the token endpoint: device_code polling (RFC 8628 §3.4,
+// §3.5), and refresh_token relayed to the upstream so a device needs one
+// base URL only.
+func (s *Service) serveToken(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, http.MethodPost)
+		return
+	}
+	form, oerr := readForm(w, r)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	switch form.Get("grant_type") {
+	case deviceCodeGrant:
+		tokens, oerr := s.poll(r, form.Get("device_code"), form.Get("client_id"))
+		if oerr != nil {
+			writeOAuthError(w, oerr)
+			return
+		}
+		writeJSON(w, http.StatusOK, tokens)
+	case "refresh_token":
+		s.relayRefresh(w, r, form)
+	case "":
+		writeOAuthError(w, badRequest(ErrInvalidRequest, "grant_type is required"))
+	default:
+		writeOAuthError(w, badRequest(ErrUnsupportedGrantType, "grant_type must be "+deviceCodeGrant+" or refresh_token"))
+	}
+}
+
+// pollSlack is how early an honest client may poll without slow_down:
+// polls arrive a little early through jitter, and some clients give up
+// after a second slow_down, so only a client that really polls too fast
+// should see one: a fifth of the interval, at most a second.
+func pollSlack(interval time.Duration) time.Duration {
+	return min(interval/5, time.Second)
+}
+
+// poll answers one device_code poll. Everything it decides, it decides in
+// one atomic update of the record: the interval check, the slow_down
+// penalty, and taking the tokens exactly once.
+func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *oauthError) {
+	if deviceCode == "" || clientID == "" {
+		return nil, badRequest(ErrInvalidRequest, "device_code and client_id are required")
+	}
+	if len(deviceCode) > 128 {
+		return nil, badRequest(ErrInvalidGrant, "unknown or already used device_code")
+	}
+	var (
+		answer *oauthError
+		sealed []byte
+		event  string
+	)
+	now := s.cfg.Now()
+	err := s.cfg.Store.UpdateDevice(r.Context(), DeviceID(deviceCode), func(d *Device) (Verdict, error) {
+		answer, sealed, event = nil, nil, ""
+		switch {
+		case d == nil:
+			// Unknown, delivered or long expired: nothing is created.
+			answer = badRequest(ErrInvalidGrant, "unknown or already used device_code")
+			return Keep, nil
+		case d.ClientID != clientID:
+			answer = badRequest(ErrInvalidClient, "client_id does not match the device_code")
+			return Keep, nil
+		case !now.Before(d.ExpiresAt):
+			answer = badRequest(ErrExpiredToken, "the device_code has expired; start over")
+			event = EventExpired
+			return Keep, nil
+		case d.Status == Approved:
+			sealed = d.Sealed
+			event = EventDelivered
+			return Delete, nil // take once: a second poll finds nothing
+		case d.Status == Denied:
+			desc := "the request was denied"
+			if d.Reason != "" {
+				desc = d.Reason
+			}
+			answer = badRequest(ErrAccessDenied, desc)
+			return Keep, nil
+		}
+		early := !d.LastPoll.IsZero() && now.Sub(d.LastPoll) < d.Interval-pollSlack(d.Interval)
+		d.LastPoll = now
+		if early {
+			d.Interval += 5 * time.Second // §3.5: for good, for this device
+			answer = badRequest(ErrSlowDown, "polling too fast; wait "+d.Interval.String()+" between polls")
+			event = EventSlowDown
+		} else {
+			answer = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
+		}
+		return Save, nil
+	})
+	if err != nil {
+		s.storeFailed("poll", err)
+		return nil, unavailable()
+	}
+	if event != "" {
+		s.cfg.Observer.Event(event)
+	}
+	if answer != nil {
+		return nil, answer
+	}
+	tokens, err := open(deviceCode, sealed)
+	if err != nil {
+		// The record was approved with tokens for another key: impossible
+		// unless the store was tampered with.
+		s.log.Error("sealed tokens could not be opened", zap.Error(err))
+		return nil, badRequest(ErrInvalidGrant, "the authorization could not be completed; start over")
+	}
+	s.log.Info("tokens delivered to device", zap.String("client_id", clientID))
+	return tokens, nil
+}

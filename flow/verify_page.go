@@ -1,0 +1,191 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// serveVerify is the verification URI (RFC 8628 §3.3): GET shows the entry
+// page, or — with ?code= from verification_uri_complete — the confirmation
+// page; POST takes the forms (lookup, approve, deny).
+func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.showVerify(w, r)
+	case http.MethodPost:
+		s.submitVerify(w, r)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		s.renderPage(w, r, http.StatusMethodNotAllowed, PageError, &PageData{Error: "bad_request"})
+	}
+}
+
+func (s *Service) showVerify(w http.ResponseWriter, r *http.Request) {
+	session := s.browserSession(w, r)
+	q := r.URL.Query()
+	if result := q.Get("result"); result == "denied" {
+		s.renderPage(w, r, http.StatusOK, PageDenied, &PageData{})
+		return
+	}
+	typed := q.Get("code")
+	if typed == "" {
+		typed = q.Get("user_code")
+	}
+	data := &PageData{CSRF: s.secrets.csrfToken(session), FormAction: s.paths.Verify}
+	if typed == "" {
+		s.renderPage(w, r, http.StatusOK, PageEnter, data)
+		return
+	}
+	d, status, page := s.lookUp(r, typed, data)
+	if d == nil {
+		s.renderPage(w, r, status, page, data)
+		return
+	}
+	s.fillConfirm(r, d, data)
+	s.renderPage(w, r, http.StatusOK, PageConfirm, data)
+}
+
+// lookUp finds the pending authorization of a typed user code, counting
+// wrong codes against the guess limits. Unknown, malformed, expired and
+// used codes all get the same answer. When it returns nil, data holds the
+// error and status/page say what to show.
+func (s *Service) lookUp(r *http.Request, typed string, data *PageData) (d *Device, status int, page string) {
+	ctx := r.Context()
+	ip := s.clientIP(r)
+	data.UserCode = limitText(typed, 32)
+	ok, retry, err := s.guessesLeft(ctx, ip)
+	if err != nil {
+		status, page = s.unavailablePage(data, "check guess limit", err)
+		return nil, status, page
+	}
+	if !ok {
+		s.cfg.Observer.Event(EventGuessLimited)
+		s.log.Warn("user code guesses limited", zap.String("client_ip", ip))
+		data.RetryAfter = int((retry + time.Second - 1) / time.Second)
+		return nil, http.StatusTooManyRequests, PageTooMany
+	}
+	code := s.cfg.UserCode.Normalize(typed)
+	if code != "" {
+		d, err = s.cfg.Store.DeviceByUserCode(ctx, code)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			status, page = s.unavailablePage(data, "find user code", err)
+			return nil, status, page
+		}
+	}
+	if d == nil || d.Status != Pending || !s.cfg.Now().Before(d.ExpiresAt) {
+		s.cfg.Observer.Event(EventWrongCode)
+		if err := s.wrongGuess(ctx, ip); err != nil {
+			status, page = s.unavailablePage(data, "count wrong guess", err)
+			return nil, status, page
+		}
+		data.Error = "invalid_code"
+		return nil, http.StatusBadRequest, PageEnter
+	}
+	data.UserCode = s.cfg.UserCode.Display(d.UserCode)
+	return d, http.StatusOK, ""
+}
+
+func (s *Service) unavailablePage(data *PageData, op string, err error) (int, string) {
+	s.storeFailed(op, err)
+	data.Error = "unavailable"
+	data.RetryAfter = 5
+	return http.StatusServiceUnavailable, PageError
+}
+
+// fillConfirm adds who is asking for what (RFC 8628 §5.4: the person must
+// see it before anything is granted).
+func (s *Service) fillConfirm(r *http.Request, d *Device, data *PageData) {
+	c, _ := s.client(d.ClientID, false)
+	data.ClientID = d.ClientID
+	data.ClientName = c.Name
+	data.Scopes = splitScope(d.Scope)
+	data.VerificationURIComplete = s.baseURL(r) + s.paths.Verify + "?code=" + url.QueryEscape(data.UserCode)
+	data.QRPath = s.paths.QR + "?user_code=" + url.QueryEscape(data.UserCode)
+}
+
+// submitVerify handles the forms. Every POST must carry the CSRF token of
+// the browser's session; every outcome is a 303 to a page or the upstream.
+func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
+	form, oerr := readForm(w, r)
+	if oerr != nil {
+		status := http.StatusBadRequest
+		if oerr.status == http.StatusRequestEntityTooLarge {
+			status = oerr.status
+		}
+		s.renderPage(w, r, status, PageError, &PageData{Error: "bad_request"})
+		return
+	}
+	session := s.browserSession(w, r)
+	data := &PageData{CSRF: s.secrets.csrfToken(session), FormAction: s.paths.Verify}
+	if !s.validCSRF(r, form.Get("csrf")) {
+		data.Error = "csrf"
+		data.UserCode = limitText(form.Get("user_code"), 32)
+		s.renderPage(w, r, http.StatusForbidden, PageEnter, data)
+		return
+	}
+	typed := form.Get("user_code")
+	switch form.Get("action") {
+	case "", "lookup":
+		// The code goes to the confirmation page by GET, which checks it.
+		http.Redirect(w, r, s.paths.Verify+"?code="+url.QueryEscape(limitText(typed, 32)), http.StatusSeeOther)
+	case "approve":
+		d, status, page := s.lookUp(r, typed, data)
+		if d == nil {
+			s.renderPage(w, r, status, page, data)
+			return
+		}
+		s.startLogin(w, r, d, session)
+	case "deny":
+		d, status, page := s.lookUp(r, typed, data)
+		if d == nil {
+			s.renderPage(w, r, status, page, data)
+			return
+		}
+		if err := s.deny(r.Context(), d.ID, "the user denied the request"); err != nil {
+			s.renderUnavailable(w, r, "deny", err)
+			return
+		}
+		http.Redirect(w, r, s.paths.Verify+"?result=denied", http.StatusSeeOther)
+	default:
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "bad_request"})
+	}
+}
+
+// startLogin sends the browser to the upstream with a fresh state and PKCE
+// verifier, both one-time, bound to this browser.
+func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, session string) {
+	state, verifier := randomToken(32), randomToken(32)
+	login := &Login{
+		DeviceID:  d.ID,
+		Verifier:  verifier,
+		Browser:   s.secrets.browserBinding(session),
+		ExpiresAt: d.ExpiresAt,
+	}
+	if err := s.cfg.Store.PutLogin(r.Context(), s.secrets.stateKey(state), login); err != nil {
+		s.renderUnavailable(w, r, "store login", err)
+		return
+	}
+	s.log.Info("person approved; sending to upstream", zap.String("client_id", d.ClientID))
+	http.Redirect(w, r, s.authorizeURL(r, d, state, verifier), http.StatusSeeOther)
+}
+
+// deny marks a pending authorization denied; the device hears access_denied.
+func (s *Service) deny(ctx context.Context, id, reason string) error {
+	changed := false
+	err := s.cfg.Store.UpdateDevice(ctx, id, func(d *Device) (Verdict, error) {
+		if d == nil || d.Status != Pending {
+			return Keep, nil
+		}
+		d.Status, d.Reason, changed = Denied, reason, true
+		return Save, nil
+	})
+	if err == nil && changed {
+		s.cfg.Observer.Event(EventDenied)
+	}
+	return err
+}

@@ -1,0 +1,351 @@
+// Package badgerstore keeps the device flow's state in an embedded Badger
+// database: the default store, for one Caddy instance.
+package badgerstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
+)
+
+// Key spaces. Device records are keyed by the device code's hash, never by
+// the code itself.
+const (
+	devicePrefix   = "d/"
+	userCodePrefix = "u/"
+	loginPrefix    = "l/"
+	counterPrefix  = "c/"
+	secretPrefix   = "s/"
+)
+
+// DefaultGrace is how long a record is kept after it expired, so a late poll
+// still gets expired_token instead of invalid_grant.
+const DefaultGrace = 5 * time.Minute
+
+// maxConflictRetries bounds the optimistic retries of one read-modify-write;
+// reaching it means hundreds of writers on one key, which a device flow
+// never has.
+const maxConflictRetries = 1000
+
+// Options configure Open.
+type Options struct {
+	// Dir is the database folder; empty with InMemory.
+	Dir      string
+	InMemory bool
+	// Grace is how long records outlive their ExpiresAt (DefaultGrace if 0).
+	Grace  time.Duration
+	Logger *zap.Logger
+	// GCInterval is how often the value log is garbage collected
+	// (5 minutes if 0; negative turns it off).
+	GCInterval time.Duration
+}
+
+// Store is a flow.Store on Badger.
+type Store struct {
+	db    *badger.DB
+	grace time.Duration
+	log   *zap.Logger
+
+	stopGC chan struct{}
+	gcDone sync.WaitGroup
+}
+
+var _ flow.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database and starts its value-log
+// garbage collection.
+func Open(o Options) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Grace <= 0 {
+		o.Grace = DefaultGrace
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = 5 * time.Minute
+	}
+	db, err := badger.Open(tunedOptions(o))
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{})}
+	if o.GCInterval > 0 && !o.InMemory {
+		s.gcDone.Add(1)
+		go s.collectGarbage(o.GCInterval)
+	}
+	return s, nil
+}
+
+// tunedOptions sizes Badger for a web-server plugin rather than a database
+// server. Badger's defaults (64 MiB memtables ×5, 256 MiB block cache) would
+// make a few kilobytes of live codes cost hundreds of MiB of RSS; device
+// records are ~300 bytes and short-lived, so small memtables flush often and
+// a small block cache holds the hot (recent, still polled) records.
+func tunedOptions(o Options) badger.Options {
+	opts := badger.DefaultOptions(o.Dir).
+		WithInMemory(o.InMemory).
+		WithLogger(zapLogger{o.Logger.Sugar()}).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(3).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithBaseTableSize(4 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithNumVersionsToKeep(1).
+		WithMetricsEnabled(false).
+		// Writes reach the memtable's write-ahead log through the page
+		// cache, so a crash of the process (even kill -9) loses nothing;
+		// only a power cut can cost the last writes, which for codes that
+		// live ten minutes is not worth an fsync per request.
+		WithSyncWrites(false)
+	return opts
+}
+
+// Close stops the garbage collector and closes the database.
+func (s *Store) Close() error {
+	close(s.stopGC)
+	s.gcDone.Wait()
+	return s.db.Close()
+}
+
+// DB exposes the database for tests and tools.
+func (s *Store) DB() *badger.DB { return s.db }
+
+func (s *Store) collectGarbage(every time.Duration) {
+	defer s.gcDone.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+			// Rewrite value-log files that are at least half garbage, as
+			// many as there are, so expired codes give their disk back.
+			for s.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// ttl is how long Badger keeps a record that expires at expiresAt.
+func (s *Store) ttl(expiresAt time.Time) time.Duration {
+	d := time.Until(expiresAt) + s.grace
+	if d < time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+// update runs fn in a read-write transaction, retrying on conflicts.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	for range maxConflictRetries {
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: too many write conflicts", flow.ErrUnavailable)
+}
+
+// getJSON reads key into v; flow.ErrNotFound when absent.
+func getJSON(txn *badger.Txn, key string, v any) error {
+	item, err := txn.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return flow.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+func (s *Store) setJSON(txn *badger.Txn, key string, v any, expiresAt time.Time) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return txn.SetEntry(badger.NewEntry([]byte(key), b).WithTTL(s.ttl(expiresAt)))
+}
+
+func (s *Store) CreateDevice(_ context.Context, rec *flow.Device) error {
+	return s.update(func(txn *badger.Txn) error {
+		ucKey := userCodePrefix + rec.UserCode
+		if _, err := txn.Get([]byte(ucKey)); err == nil {
+			return flow.ErrUserCodeTaken
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		e := badger.NewEntry([]byte(ucKey), []byte(rec.ID)).WithTTL(s.ttl(rec.ExpiresAt))
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
+		return s.setJSON(txn, devicePrefix+rec.ID, rec, rec.ExpiresAt)
+	})
+}
+
+func (s *Store) DeviceByUserCode(_ context.Context, userCode string) (*flow.Device, error) {
+	var rec flow.Device
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(userCodePrefix + userCode))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return flow.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		id, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		return getJSON(txn, devicePrefix+string(id), &rec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device) (flow.Verdict, error)) error {
+	var fnErr error
+	err := s.update(func(txn *badger.Txn) error {
+		fnErr = nil
+		key := devicePrefix + id
+		var rec *flow.Device
+		var cur flow.Device
+		switch err := getJSON(txn, key, &cur); {
+		case err == nil:
+			rec = &cur
+		case !errors.Is(err, flow.ErrNotFound):
+			return err
+		}
+		verdict, err := fn(rec)
+		fnErr = err
+		switch {
+		case verdict == flow.Save && rec != nil:
+			return s.setJSON(txn, key, rec, rec.ExpiresAt)
+		case verdict == flow.Delete && rec != nil:
+			if err := txn.Delete([]byte(key)); err != nil {
+				return err
+			}
+			return txn.Delete([]byte(userCodePrefix + rec.UserCode))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return fnErr
+}
+
+func (s *Store) PutLogin(_ context.Context, key string, login *flow.Login) error {
+	return s.update(func(txn *badger.Txn) error {
+		return s.setJSON(txn, loginPrefix+key, login, login.ExpiresAt)
+	})
+}
+
+func (s *Store) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
+	var login flow.Login
+	err := s.update(func(txn *badger.Txn) error {
+		if err := getJSON(txn, loginPrefix+key, &login); err != nil {
+			return err
+		}
+		return txn.Delete([]byte(loginPrefix + key))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &login, nil
+}
+
+// A counter's value is 8 bytes, big-endian; its TTL is set by the first hit
+// and carried over by later ones, so the window does not slide.
+func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
+	var n int64
+	err := s.update(func(txn *badger.Txn) error {
+		k := []byte(counterPrefix + key)
+		n = 1
+		expiresAt := uint64(time.Now().Add(ttl).Unix())
+		item, err := txn.Get(k)
+		switch {
+		case err == nil:
+			if err := item.Value(func(b []byte) error {
+				if len(b) == 8 {
+					n = int64(binary.BigEndian.Uint64(b)) + 1
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if item.ExpiresAt() != 0 {
+				expiresAt = item.ExpiresAt()
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		v := binary.BigEndian.AppendUint64(nil, uint64(n))
+		e := badger.NewEntry(k, v)
+		e.ExpiresAt = expiresAt
+		return txn.SetEntry(e)
+	})
+	return n, err
+}
+
+func (s *Store) Count(_ context.Context, key string) (int64, error) {
+	var n int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(counterPrefix + key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			if len(b) == 8 {
+				n = int64(binary.BigEndian.Uint64(b))
+			}
+			return nil
+		})
+	})
+	return n, err
+}
+
+func (s *Store) Secret(_ context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
+	var secret []byte
+	err := s.update(func(txn *badger.Txn) error {
+		k := []byte(secretPrefix + name)
+		item, err := txn.Get(k)
+		if err == nil {
+			secret, err = item.ValueCopy(nil)
+			return err
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if secret, err = generate(); err != nil {
+			return err
+		}
+		return txn.Set(k, secret)
+	})
+	return secret, err
+}
+
+// zapLogger routes Badger's logging to Caddy's: its chatty Infof becomes
+// debug, so a normal log shows only what an operator may act on.
+type zapLogger struct{ s *zap.SugaredLogger }
+
+func (l zapLogger) Errorf(f string, a ...any)   { l.s.Errorf(f, a...) }
+func (l zapLogger) Warningf(f string, a ...any) { l.s.Warnf(f, a...) }
+func (l zapLogger) Infof(f string, a ...any)    { l.s.Debugf(f, a...) }
+func (l zapLogger) Debugf(f string, a ...any)   { l.s.Debugf(f, a...) }
