@@ -111,7 +111,10 @@ func New(overrideDir string) (*Pages, error) {
 
 	for _, page := range PageNames {
 		layout, pg := files[LayoutFile], files[page+".html"]
-		root, err := template.New(LayoutFile).Funcs(cats[0].funcs()).Parse(layout.text)
+		// "page" names the page being shown, for the layout's
+		// <body data-page> (styling hooks, and how tests tell pages apart).
+		pageName := template.FuncMap{"page": func() string { return page }}
+		root, err := template.New(LayoutFile).Funcs(cats[0].funcs()).Funcs(pageName).Parse(layout.text)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", layout.origin, err)
 		}
@@ -123,7 +126,7 @@ func New(overrideDir string) (*Pages, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %v", pg.origin, err)
 			}
-			lp.pages[page] = c.Funcs(lp.cat.funcs())
+			lp.pages[page] = c.Funcs(lp.cat.funcs()).Funcs(pageName)
 		}
 		// Render once per language and sample: this runs html/template's
 		// escaper (which reports some errors only now) and catches

@@ -138,13 +138,26 @@ func (s *Store) collectGarbage(every time.Duration) {
 	}
 }
 
-// ttl is how long Badger keeps a record that expires at expiresAt.
-func (s *Store) ttl(expiresAt time.Time) time.Duration {
-	d := time.Until(expiresAt) + s.grace
-	if d < time.Second {
-		d = time.Second
+// keepUntil is when Badger may drop a record that expires at expiresAt, in
+// the whole Unix seconds Badger counts in, rounded up so nothing is
+// dropped early.
+func (s *Store) keepUntil(expiresAt time.Time) uint64 {
+	return ceilUnix(expiresAt.Add(s.grace))
+}
+
+func ceilUnix(t time.Time) uint64 {
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
 	}
-	return d
+	return uint64(sec)
+}
+
+// entry is a key-value pair that Badger drops after until.
+func entry(key string, value []byte, until uint64) *badger.Entry {
+	e := badger.NewEntry([]byte(key), value)
+	e.ExpiresAt = until
+	return e
 }
 
 // update runs fn in a read-write transaction, retrying on conflicts.
@@ -175,7 +188,7 @@ func (s *Store) setJSON(txn *badger.Txn, key string, v any, expiresAt time.Time)
 	if err != nil {
 		return err
 	}
-	return txn.SetEntry(badger.NewEntry([]byte(key), b).WithTTL(s.ttl(expiresAt)))
+	return txn.SetEntry(entry(key, b, s.keepUntil(expiresAt)))
 }
 
 func (s *Store) CreateDevice(_ context.Context, rec *flow.Device) error {
@@ -186,8 +199,7 @@ func (s *Store) CreateDevice(_ context.Context, rec *flow.Device) error {
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
-		e := badger.NewEntry([]byte(ucKey), []byte(rec.ID)).WithTTL(s.ttl(rec.ExpiresAt))
-		if err := txn.SetEntry(e); err != nil {
+		if err := txn.SetEntry(entry(ucKey, []byte(rec.ID), s.keepUntil(rec.ExpiresAt))); err != nil {
 			return err
 		}
 		return s.setJSON(txn, devicePrefix+rec.ID, rec, rec.ExpiresAt)
@@ -275,7 +287,7 @@ func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, er
 	err := s.update(func(txn *badger.Txn) error {
 		k := []byte(counterPrefix + key)
 		n = 1
-		expiresAt := uint64(time.Now().Add(ttl).Unix())
+		expiresAt := ceilUnix(time.Now().Add(ttl))
 		item, err := txn.Get(k)
 		switch {
 		case err == nil:
@@ -293,10 +305,7 @@ func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, er
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return err
 		}
-		v := binary.BigEndian.AppendUint64(nil, uint64(n))
-		e := badger.NewEntry(k, v)
-		e.ExpiresAt = expiresAt
-		return txn.SetEntry(e)
+		return txn.SetEntry(entry(string(k), binary.BigEndian.AppendUint64(nil, uint64(n)), expiresAt))
 	})
 	return n, err
 }

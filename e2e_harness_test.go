@@ -1,0 +1,285 @@
+package deviceflow
+
+import (
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/caddy-device-flow/caddy-device-flow/internal/testclock"
+)
+
+// The end-to-end tests run Caddy in-process (caddytest) with the module in
+// front of mockoidc, a real OpenID Connect server library that checks
+// client credentials and PKCE.
+
+const (
+	testPort = 9080
+	testSite = "http://localhost:9080"
+)
+
+// fakeClock drives the module's clock in every test of this package.
+var (
+	fakeClock     = testclock.New()
+	fakeClockOnce sync.Once
+)
+
+func useFakeClock() {
+	fakeClockOnce.Do(func() { clock = fakeClock.Now })
+}
+
+// upstream is a running mockoidc with a switch to make its authorization
+// endpoint answer like an IdP whose user clicked "deny".
+type upstream struct {
+	*mockoidc.MockOIDC
+	mu       sync.Mutex
+	denyNext string // an error code to send back to the callback instead of a code
+}
+
+func startUpstream(t *testing.T) *upstream {
+	t.Helper()
+	m, err := mockoidc.NewServer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &upstream{MockOIDC: m}
+	err = m.AddMiddleware(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u.mu.Lock()
+			deny := u.denyNext
+			u.denyNext = ""
+			u.mu.Unlock()
+			if deny != "" && strings.HasSuffix(r.URL.Path, "/authorize") {
+				q := r.URL.Query()
+				back, _ := url.Parse(q.Get("redirect_uri"))
+				v := url.Values{"error": {deny}, "state": {q.Get("state")}}
+				back.RawQuery = v.Encode()
+				http.Redirect(w, r, back.String(), http.StatusFound)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ln, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	return u
+}
+
+func (u *upstream) denyNextLogin(code string) {
+	u.mu.Lock()
+	u.denyNext = code
+	u.mu.Unlock()
+}
+
+// siteConfig is the Caddyfile of the site under test; extra goes into the
+// device_flow block.
+func siteConfig(t *testing.T, up *upstream, extra string) string {
+	cfg := up.Config()
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	http_port %d
+	auto_https off
+	skip_install_trust
+}
+%s {
+	device_flow {
+		authorization_endpoint %s
+		token_endpoint %s
+		token_auth post
+		storage badger %s
+		client %s {
+			name "Living-room TV"
+			secret %s
+			scopes openid profile email
+		}
+		%s
+	}
+	respond "next handler" 200
+}
+`, testPort, testSite, up.AuthorizationEndpoint(), up.TokenEndpoint(), storeDir(t), cfg.ClientID, cfg.ClientSecret, extra)
+}
+
+// testData holds every test's database. Caddy keeps the last config (and
+// its open database) running after its test ends, so the folders go only
+// when the whole package is done (TestMain).
+var testData string
+
+func TestMain(m *testing.M) {
+	var err error
+	if testData, err = os.MkdirTemp("", "device-flow-test-"); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	caddy.Stop()
+	os.RemoveAll(testData)
+	os.Exit(code)
+}
+
+// storeDir is a fresh database folder for one test.
+func storeDir(t *testing.T) string {
+	dir, err := os.MkdirTemp(testData, strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startCaddy loads the config into the test process's Caddy.
+func startCaddy(t *testing.T, config string) *caddytest.Tester {
+	t.Helper()
+	useFakeClock()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(config, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return tester
+}
+
+// device is a TV: it asks for a code and polls.
+type device struct {
+	t        *testing.T
+	clientID string
+	auth     map[string]any
+}
+
+func postForm(t *testing.T, endpoint string, form url.Values) (int, map[string]any, http.Header) {
+	t.Helper()
+	resp, err := http.Post(testSite+endpoint, "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("%s answered %d with non-JSON %q", endpoint, resp.StatusCode, body)
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+func newDevice(t *testing.T, clientID, scope string) *device {
+	t.Helper()
+	status, out, _ := postForm(t, "/device/code", url.Values{"client_id": {clientID}, "scope": {scope}})
+	if status != http.StatusOK {
+		t.Fatalf("device code: %d %v", status, out)
+	}
+	return &device{t: t, clientID: clientID, auth: out}
+}
+
+func (d *device) deviceCode() string { return d.auth["device_code"].(string) }
+func (d *device) userCode() string   { return d.auth["user_code"].(string) }
+
+// poll asks for the tokens once and returns the status and JSON answer.
+func (d *device) poll() (int, map[string]any) {
+	d.t.Helper()
+	status, out, _ := postForm(d.t, "/device/token", url.Values{
+		"grant_type":  {"urn:ietf:params:oauth:grant-type:device_code"},
+		"device_code": {d.deviceCode()},
+		"client_id":   {d.clientID},
+	})
+	return status, out
+}
+
+// pollAfter moves the clock by the interval first, as an honest device waits.
+func (d *device) pollAfter(wait time.Duration) (int, map[string]any) {
+	fakeClock.Advance(wait)
+	return d.poll()
+}
+
+// browser is a person's browser: cookies, forms, redirects followed.
+type browser struct {
+	t      *testing.T
+	client *http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, client: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+}
+
+type page struct {
+	status int
+	url    string
+	body   string
+}
+
+func (b *browser) get(u string) page {
+	b.t.Helper()
+	resp, err := b.client.Get(u)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return readPage(b.t, resp)
+}
+
+func (b *browser) post(path string, form url.Values) page {
+	b.t.Helper()
+	resp, err := b.client.PostForm(testSite+path, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return readPage(b.t, resp)
+}
+
+func readPage(t *testing.T, resp *http.Response) page {
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return page{status: resp.StatusCode, url: resp.Request.URL.String(), body: string(body)}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf"\s+value="([^"]+)"|value="([^"]+)"\s+name="csrf"`)
+
+// csrf reads the form's CSRF token from a page.
+func (p page) csrf(t *testing.T) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("no csrf field on page %s:\n%s", p.url, p.body)
+	}
+	return html.UnescapeString(m[1] + m[2])
+}
+
+// page names are recognised by a data-page attribute on <body>.
+func (p page) is(name string) bool {
+	return strings.Contains(p.body, `data-page="`+name+`"`)
+}
+
+// approve walks a person through: entry page, code typed in lower case
+// without the dash, confirmation, upstream, back to the callback.
+func (b *browser) approve(userCode string) page {
+	b.t.Helper()
+	entry := b.get(testSite + "/device")
+	if !entry.is("enter") {
+		b.t.Fatalf("entry page expected, got %d:\n%s", entry.status, entry.body)
+	}
+	typed := strings.ToLower(strings.ReplaceAll(userCode, "-", ""))
+	confirm := b.post("/device", url.Values{"csrf": {entry.csrf(b.t)}, "user_code": {typed}, "action": {"lookup"}})
+	if !confirm.is("confirm") {
+		b.t.Fatalf("confirmation page expected, got %d:\n%s", confirm.status, confirm.body)
+	}
+	return b.post("/device", url.Values{"csrf": {confirm.csrf(b.t)}, "user_code": {userCode}, "action": {"approve"}})
+}
