@@ -27,10 +27,22 @@ import (
 // front of mockoidc, a real OpenID Connect server library that checks
 // client credentials and PKCE.
 
-const (
-	testPort = 9080
-	testSite = "http://localhost:9080"
+// Ports are picked free at start, so several test processes (developers
+// running the package at once) do not collide.
+var (
+	testPort  int
+	adminPort int
+	testSite  string
 )
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
 
 // fakeClock drives the module's clock in every test of this package.
 var (
@@ -99,7 +111,7 @@ func (u *upstream) denyNextLogin(code string) {
 func siteConfig(t *testing.T, up *upstream, extra string) string {
 	cfg := up.Config()
 	return fmt.Sprintf(`{
-	admin localhost:2999
+	admin localhost:%d
 	http_port %d
 	auto_https off
 	skip_install_trust
@@ -119,7 +131,7 @@ func siteConfig(t *testing.T, up *upstream, extra string) string {
 	}
 	respond "next handler" 200
 }
-`, testPort, testSite, up.AuthorizationEndpoint(), up.TokenEndpoint(), storeDir(t), cfg.ClientID, cfg.ClientSecret, extra)
+`, adminPort, testPort, testSite, up.AuthorizationEndpoint(), up.TokenEndpoint(), storeDir(t), cfg.ClientID, cfg.ClientSecret, extra)
 }
 
 // testData holds every test's database. Caddy keeps the last config (and
@@ -132,6 +144,9 @@ func TestMain(m *testing.M) {
 	if testData, err = os.MkdirTemp("", "device-flow-test-"); err != nil {
 		panic(err)
 	}
+	testPort, adminPort = freePort(), freePort()
+	testSite = fmt.Sprintf("http://localhost:%d", testPort)
+	caddytest.Default.AdminPort = adminPort
 	code := m.Run()
 	caddy.Stop()
 	os.RemoveAll(testData)

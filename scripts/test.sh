@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test, on any Debian-like machine: installs what the tests need
+# when it is missing (redis-server for the Redis store, chromium for the
+# real-browser test), then `go test -race ./...` (plus vet, and the Go
+# benchmarks once each so they cannot rot). Extra arguments go to go test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "== installing ${need[*]}"
+	sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "== go vet"
+go vet ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 20m "$@" ./...
+echo "== benchmarks, once each"
+go test -run '^$' -bench . -benchtime=1x -count=1 -timeout 10m ./... >/dev/null
+echo "benchmarks ran"
