@@ -109,6 +109,12 @@ func (u *upstream) denyNextLogin(code string) {
 // siteConfig is the Caddyfile of the site under test; extra goes into the
 // device_flow block.
 func siteConfig(t *testing.T, up *upstream, extra string) string {
+	return siteConfigIn(t, up, storeDir(t), extra)
+}
+
+// siteConfigIn is siteConfig with the Badger database in dir, for tests
+// that load several configs on one database.
+func siteConfigIn(t *testing.T, up *upstream, dir, extra string) string {
 	cfg := up.Config()
 	return fmt.Sprintf(`{
 	admin localhost:%d
@@ -131,7 +137,7 @@ func siteConfig(t *testing.T, up *upstream, extra string) string {
 	}
 	respond "next handler" 200
 }
-`, adminPort, testPort, testSite, up.AuthorizationEndpoint(), up.TokenEndpoint(), storeDir(t), cfg.ClientID, cfg.ClientSecret, extra)
+`, adminPort, testPort, testSite, up.AuthorizationEndpoint(), up.TokenEndpoint(), dir, cfg.ClientID, cfg.ClientSecret, extra)
 }
 
 // testData holds every test's database. Caddy keeps the last config (and
@@ -168,6 +174,18 @@ func startCaddy(t *testing.T, config string) *caddytest.Tester {
 	useFakeClock()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(config, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return tester
+}
+
+// startCaddyJSON loads a JSON config.
+func startCaddyJSON(t *testing.T, config string) *caddytest.Tester {
+	t.Helper()
+	useFakeClock()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(config, "json")
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -1,0 +1,61 @@
+package deviceflow
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// A config reload mid-flow keeps the pending code: the new config finds the
+// database open in the pool, and the old one lets go of it afterwards.
+func TestReloadKeepsPendingCode(t *testing.T) {
+	up := startUpstream(t)
+	dir := storeDir(t)
+	startCaddy(t, siteConfigIn(t, up, dir, ""))
+	tv := newDevice(t, up.Config().ClientID, "openid")
+
+	for i, extra := range []string{"interval 6s", "expires_in 11m"} { // two reloads, each a real change
+		startCaddy(t, siteConfigIn(t, up, dir, extra))
+		if status, out := tv.pollAfter(10 * time.Second); status != 400 || out["error"] != "authorization_pending" {
+			t.Fatalf("after reload %d: %d %v", i+1, status, out)
+		}
+	}
+	if done := newBrowser(t).approve(tv.userCode()); done.status != http.StatusOK || !done.is("success") {
+		t.Fatalf("approve after reloads: %d\n%s", done.status, done.body)
+	}
+	if status, out := tv.pollAfter(10 * time.Second); status != http.StatusOK {
+		t.Fatalf("tokens after reloads: %d %v", status, out)
+	}
+}
+
+// JSON config works the same as the Caddyfile.
+func TestJSONConfig(t *testing.T) {
+	up := startUpstream(t)
+	cfg := up.Config()
+	json := `{
+	"admin": {"listen": "localhost:` + itoa(adminPort) + `"},
+	"apps": {"http": {"servers": {"srv0": {
+		"listen": [":` + itoa(testPort) + `"],
+		"automatic_https": {"disable": true},
+		"routes": [{"handle": [
+			{"handler": "device_flow",
+			 "authorization_endpoint": "` + up.AuthorizationEndpoint() + `",
+			 "token_endpoint": "` + up.TokenEndpoint() + `",
+			 "token_auth": "post",
+			 "storage": {"backend": "badger", "dir": "` + storeDir(t) + `"},
+			 "clients": {"` + cfg.ClientID + `": {"name": "Living-room TV", "secret": "` + cfg.ClientSecret + `"}}},
+			{"handler": "static_response", "body": "next handler"}
+		]}]
+	}}}}
+}`
+	useFakeClock()
+	tester := startCaddyJSON(t, json)
+	tv := newDevice(t, cfg.ClientID, "openid")
+	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
+		t.Fatalf("approve: %d\n%s", done.status, done.body)
+	}
+	if status, out := tv.pollAfter(5 * time.Second); status != http.StatusOK {
+		t.Fatalf("tokens: %d %v", status, out)
+	}
+	tester.AssertGetResponse(testSite+"/elsewhere", 200, "next handler")
+}
