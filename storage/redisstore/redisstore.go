@@ -156,16 +156,34 @@ var _ flow.Store = (*Store)(nil)
 
 // Open connects to Redis as opts say and checks the connection with PING.
 func Open(ctx context.Context, opts Options) (*Store, error) {
+	s, err := Connect(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Connect checks opts and makes the client without talking to Redis yet:
+// it fails only on a bad configuration, and a Redis that is down now is
+// reached once it is back. Ping says whether it is up.
+func Connect(opts Options) (*Store, error) {
 	uo, err := opts.universal()
 	if err != nil {
 		return nil, err
 	}
-	client := redis.NewUniversalClient(uo)
-	if err := client.Ping(ctx).Err(); err != nil {
-		client.Close()
-		return nil, unavailable("connect", err)
+	return New(redis.NewUniversalClient(uo), opts.KeyPrefix, opts.Grace), nil
+}
+
+// Ping checks that Redis answers; the error wraps flow.ErrUnavailable.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return unavailable("connect", err)
 	}
-	return New(client, opts.KeyPrefix, opts.Grace), nil
+	return nil
 }
 
 // New wraps a client the caller made. Empty prefix and zero grace take the
