@@ -201,7 +201,23 @@ type device struct {
 
 func postForm(t *testing.T, endpoint string, form url.Values) (int, map[string]any, http.Header) {
 	t.Helper()
-	resp, err := http.Post(testSite+endpoint, "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	return postFormAt(t, testSite, endpoint, form)
+}
+
+// postFormTo posts to another site (a Caddy process of a test's own).
+func postFormTo(t *testing.T, site, endpoint string, form map[string]string) (int, map[string]any) {
+	t.Helper()
+	v := url.Values{}
+	for k, x := range form {
+		v.Set(k, x)
+	}
+	status, out, _ := postFormAt(t, site, endpoint, v)
+	return status, out
+}
+
+func postFormAt(t *testing.T, site, endpoint string, form url.Values) (int, map[string]any, http.Header) {
+	t.Helper()
+	resp, err := http.Post(site+endpoint, "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,90 @@
+package deviceflow
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Some tests need Caddy as a separate process: to kill it hard, or to run
+// two instances. The binary is built once per test run.
+var (
+	caddyBinOnce sync.Once
+	caddyBin     string
+	caddyBinErr  error
+)
+
+func buildCaddy(t *testing.T) string {
+	t.Helper()
+	caddyBinOnce.Do(func() {
+		caddyBin = filepath.Join(testData, "caddy")
+		out, err := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy").CombinedOutput()
+		if err != nil {
+			caddyBinErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+		}
+	})
+	if caddyBinErr != nil {
+		t.Fatal(caddyBinErr)
+	}
+	return caddyBin
+}
+
+// caddyProcess is one running Caddy binary.
+type caddyProcess struct {
+	cmd *exec.Cmd
+	log string
+}
+
+// startCaddyProcess runs the binary with a Caddyfile and waits until url answers.
+func startCaddyProcess(t *testing.T, caddyfile, url string) *caddyProcess {
+	t.Helper()
+	dir := storeDir(t)
+	config := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(config, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "caddy.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(buildCaddy(t), "run", "--config", config, "--adapter", "caddyfile")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &caddyProcess{cmd: cmd, log: logPath}
+	t.Cleanup(p.kill)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return p
+		}
+		select {
+		case <-ctx.Done():
+			out, _ := os.ReadFile(logPath)
+			t.Fatalf("caddy did not come up at %s:\n%s", url, out)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// kill ends the process with SIGKILL: no shutdown, no flush.
+func (p *caddyProcess) kill() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+}
