@@ -23,13 +23,32 @@ type secrets struct {
 	mac []byte // HMAC key for CSRF tokens and browser bindings
 }
 
-func loadSecrets(ctx context.Context, store Store) (secrets, error) {
-	key, err := store.Secret(ctx, "mac-v1", func() ([]byte, error) {
+// loadSecrets reads the server secret from the store (which makes it the
+// first time), unless it already has. It is never made locally: instances
+// sharing a store must share the secret, so while the store is down it
+// fails and the next request tries again.
+func (s *Service) loadSecrets(ctx context.Context) error {
+	if s.secretsReady.Load() {
+		return nil
+	}
+	// No lock around the store call: requests arriving while the store is
+	// down must not queue behind one another, and Secret gives every
+	// caller the same value anyway.
+	key, err := s.cfg.Store.Secret(ctx, "mac-v1", func() ([]byte, error) {
 		b := make([]byte, 32)
 		_, err := rand.Read(b)
 		return b, err
 	})
-	return secrets{mac: key}, err
+	if err != nil {
+		return err
+	}
+	s.secretsMu.Lock()
+	defer s.secretsMu.Unlock()
+	if !s.secretsReady.Load() {
+		s.secrets = secrets{mac: key}
+		s.secretsReady.Store(true)
+	}
+	return nil
 }
 
 func (k secrets) sum(purpose, value string) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strconv"
 
 	"go.uber.org/zap"
 )
@@ -89,6 +90,10 @@ func (s *Service) renderPage(w http.ResponseWriter, r *http.Request, status int,
 		buf.WriteString("<!doctype html><title>Error</title><p>This page could not be shown. Please try again later.</p>")
 	}
 	pageSecurityHeaders(w.Header(), s.csp)
+	if data.RetryAfter > 0 && (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) {
+		// Said on the page for the person, and here for proxies and scripts.
+		w.Header().Set("Retry-After", strconv.Itoa(data.RetryAfter))
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())

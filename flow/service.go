@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 )
@@ -14,11 +16,16 @@ import (
 // Service is the device flow: it answers its own paths and leaves every
 // other request alone.
 type Service struct {
-	cfg     Config
-	paths   Paths
-	log     *zap.Logger
-	csp     string
-	secrets secrets
+	cfg   Config
+	paths Paths
+	log   *zap.Logger
+	csp   string
+
+	// secrets is set once by loadSecrets; secretsReady (an atomic store
+	// after the write) makes it safe to read without the lock.
+	secrets      secrets
+	secretsReady atomic.Bool
+	secretsMu    sync.Mutex
 }
 
 // New checks the configuration and prepares the service. ctx bounds the
@@ -30,8 +37,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, paths: pathsFor(cfg.Prefix), log: cfg.Logger}
 	s.csp = contentSecurityPolicy(cfg.AuthorizationEndpoint)
-	if s.secrets, err = loadSecrets(ctx, cfg.Store); err != nil {
-		return nil, err
+	if err := s.loadSecrets(ctx); err != nil {
+		if !errors.Is(err, ErrUnavailable) {
+			return nil, err
+		}
+		// A shared store (Redis) that is down must not keep Caddy from
+		// starting: the pages answer 503 until it is back, and then the
+		// secret is read from it, so every instance still shares one.
+		s.log.Error("device flow store unreachable at start; the endpoints answer 503 until it is back", zap.Error(err))
 	}
 	return s, nil
 }
@@ -55,10 +68,17 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveDeviceCode(w, r)
 	case s.paths.Token:
 		s.serveToken(w, r)
-	case s.paths.Verify:
-		s.serveVerify(w, r)
-	case s.paths.Callback:
-		s.serveCallback(w, r)
+	case s.paths.Verify, s.paths.Callback:
+		// Both need the server secret (CSRF, state keys).
+		if err := s.loadSecrets(r.Context()); err != nil {
+			s.renderUnavailable(w, r, "load server secret", err)
+			return
+		}
+		if r.URL.Path == s.paths.Verify {
+			s.serveVerify(w, r)
+		} else {
+			s.serveCallback(w, r)
+		}
 	case s.paths.QR:
 		s.serveQR(w, r)
 	case s.paths.Metadata:
