@@ -77,11 +77,15 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The device keeps hearing authorization_pending: the person may
 		// start over while the code is live.
-		s.log.Error("code exchange with the upstream failed", zap.String("client_id", clientID), zap.Error(err))
 		data := &PageData{Error: "upstream"}
 		var ue *upstreamError
 		if errors.As(err, &ue) && ue.Code != "" {
+			// It answered, with an OAuth error: usually configuration
+			// (client secret, redirect URI) or a code used twice.
+			s.log.Warn("upstream refused the code exchange", zap.String("client_id", clientID), zap.Error(err))
 			data.Error, data.ErrorDetail = "upstream_error", ue.Code
+		} else {
+			s.log.Error("code exchange with the upstream failed", zap.String("client_id", clientID), zap.Error(err))
 		}
 		s.renderPage(w, r, http.StatusBadGateway, PageError, data)
 		return

@@ -33,11 +33,14 @@ func (s *Service) relayRefresh(w http.ResponseWriter, r *http.Request, form url.
 	var ue *upstreamError
 	if errors.As(err, &ue) && ue.Code != "" && ue.Status >= 400 && ue.Status < 500 {
 		// The upstream refused (expired or revoked refresh token, …): the
-		// device must hear exactly that.
+		// device must hear exactly that. Routine, so only at debug.
+		if ce := s.log.Check(zap.DebugLevel, "upstream refused a refresh"); ce != nil {
+			ce.Write(zap.String("client_id", clientID), zap.String("error", ue.Code))
+		}
 		writeOAuthError(w, &oauthError{status: ue.Status, Code: ue.Code, Description: ue.Description})
 		return
 	}
-	s.log.Warn("refresh at the upstream failed", zap.String("client_id", clientID), zap.Error(err))
+	s.log.Error("refresh at the upstream failed", zap.String("client_id", clientID), zap.Error(err))
 	writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
 		Description: "the authorization server did not answer; try again", retryAfter: 5 * time.Second})
 }

@@ -150,6 +150,7 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 			s.renderUnavailable(w, r, "deny", err)
 			return
 		}
+		s.log.Info("person denied the request", zap.String("client_id", d.ClientID))
 		http.Redirect(w, r, s.paths.Verify+"?result=denied", http.StatusSeeOther)
 	default:
 		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "bad_request"})
