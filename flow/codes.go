@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
 	"strings"
 )
 
@@ -35,12 +36,17 @@ func (f UserCodeFormat) Space() float64 {
 // New draws a normalized user code. Each character is drawn by rejection
 // sampling so every character is equally likely (no modulo bias).
 func (f UserCodeFormat) New() string {
+	return f.draw(rand.Reader)
+}
+
+// draw makes a code from the random bytes of src.
+func (f UserCodeFormat) draw(src io.Reader) string {
 	n := len(f.Alphabet)
 	limit := 256 - 256%n // bytes at or above limit would favour the first characters
 	out := make([]byte, 0, f.Length)
 	var buf [32]byte
 	for len(out) < f.Length {
-		rand.Read(buf[:]) // never fails (crypto/rand panics rather than return an error)
+		io.ReadFull(src, buf[:]) // crypto/rand never fails (it panics rather than return an error)
 		for _, b := range buf {
 			if int(b) < limit {
 				out = append(out, f.Alphabet[int(b)%n])

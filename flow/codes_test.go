@@ -1,0 +1,130 @@
+package flow
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestNormalize(t *testing.T) {
+	tests := []struct {
+		format UserCodeFormat
+		typed  string
+		want   string
+	}{
+		{Base20, "BCDF-GHJK", "BCDFGHJK"},
+		{Base20, "bcdfghjk", "BCDFGHJK"},
+		{Base20, " bcdf ghjk ", "BCDFGHJK"},
+		{Base20, "bc.df–gh_jk", "BCDFGHJK"}, // any separator, even a multi-byte en dash
+		{Base20, "BCDF-GHJ", ""},    // too short
+		{Base20, "BCDF-GHJKL", ""},  // too long
+		{Base20, "BCDA-GHJK", ""},   // A is not in the alphabet
+		{Base20, "BCD0-GHJK", ""},   // no digits in base20
+		{Base20, "", ""},
+		{Base20, strings.Repeat("B", 100), ""},
+		{Digits, "123-456-789", "123456789"},
+		{Digits, "123 456 789", "123456789"},
+		{Digits, "12345678", ""},
+		{Digits, "12345678X", ""},
+	}
+	for _, tc := range tests {
+		got := tc.format.Normalize(tc.typed)
+		if got != tc.want {
+			t.Errorf("Normalize(%q) = %q, want %q", tc.typed, got, tc.want)
+		}
+	}
+}
+
+func TestDisplayRoundTrips(t *testing.T) {
+	for _, f := range []UserCodeFormat{Base20, Digits} {
+		for range 100 {
+			code := f.New()
+			if len(code) != f.Length || strings.Trim(code, f.Alphabet) != "" {
+				t.Fatalf("New() = %q: wrong length or characters", code)
+			}
+			shown := f.Display(code)
+			if f.Normalize(shown) != code || f.Normalize(strings.ToLower(shown)) != code {
+				t.Fatalf("Display(%q) = %q does not normalize back", code, shown)
+			}
+		}
+	}
+	if got := Base20.Display("BCDFGHJK"); got != "BCDF-GHJK" {
+		t.Errorf("Display = %q", got)
+	}
+	if got := Digits.Display("123456789"); got != "123-456-789" {
+		t.Errorf("Display = %q", got)
+	}
+}
+
+// Every byte value once: with rejection sampling each character comes out
+// equally often; with a plain modulo the first 256%20 = 16 characters
+// would come out once more than the others.
+func TestUserCodesHaveNoModuloBias(t *testing.T) {
+	for _, f := range []UserCodeFormat{Base20, Digits} {
+		var all []byte
+		for b := range 256 {
+			all = append(all, byte(b))
+		}
+		src := bytes.NewReader(all)
+		f1 := f
+		f1.Length = 256 - 256%len(f.Alphabet) // exactly the accepted bytes
+		code := f1.draw(src)
+		counts := map[byte]int{}
+		for i := 0; i < len(code); i++ {
+			counts[code[i]]++
+		}
+		want := len(code) / len(f.Alphabet)
+		for i := 0; i < len(f.Alphabet); i++ {
+			if counts[f.Alphabet[i]] != want {
+				t.Fatalf("%q drawn %d times, want %d: biased", f.Alphabet[i], counts[f.Alphabet[i]], want)
+			}
+		}
+	}
+}
+
+func TestDeviceCodes(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		c := NewDeviceCode()
+		if len(c) != 43 || seen[c] { // 256 bits, base64url
+			t.Fatalf("device code %q: wrong length or repeated", c)
+		}
+		seen[c] = true
+		if strings.ContainsAny(c, "+/=") {
+			t.Fatalf("device code %q is not URL-safe", c)
+		}
+		if id := DeviceID(c); id == c || len(id) != 43 {
+			t.Fatalf("DeviceID(%q) = %q", c, id)
+		}
+	}
+}
+
+func TestSealOpens(t *testing.T) {
+	code := NewDeviceCode()
+	pub, err := SealPublicKey(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := []byte(`{"access_token":"secret-access-token"}`)
+	sealed, err := seal(pub, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("secret-access-token")) {
+		t.Fatal("sealed tokens contain the plaintext")
+	}
+	got, err := open(code, sealed)
+	if err != nil || !bytes.Equal(got, tokens) {
+		t.Fatalf("open: %q %v", got, err)
+	}
+	if _, err := open(NewDeviceCode(), sealed); err == nil {
+		t.Fatal("another device code opened the tokens")
+	}
+	sealed[len(sealed)-1] ^= 1
+	if _, err := open(code, sealed); err == nil {
+		t.Fatal("tampered tokens opened")
+	}
+	if _, err := open(code, sealed[:10]); err == nil {
+		t.Fatal("truncated tokens opened")
+	}
+}
