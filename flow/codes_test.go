@@ -16,10 +16,10 @@ func TestNormalize(t *testing.T) {
 		{Base20, "bcdfghjk", "BCDFGHJK"},
 		{Base20, " bcdf ghjk ", "BCDFGHJK"},
 		{Base20, "bc.df–gh_jk", "BCDFGHJK"}, // any separator, even a multi-byte en dash
-		{Base20, "BCDF-GHJ", ""},    // too short
-		{Base20, "BCDF-GHJKL", ""},  // too long
-		{Base20, "BCDA-GHJK", ""},   // A is not in the alphabet
-		{Base20, "BCD0-GHJK", ""},   // no digits in base20
+		{Base20, "BCDF-GHJ", ""},            // too short
+		{Base20, "BCDF-GHJKL", ""},          // too long
+		{Base20, "BCDA-GHJK", ""},           // A is not in the alphabet
+		{Base20, "BCD0-GHJK", ""},           // no digits in base20
 		{Base20, "", ""},
 		{Base20, strings.Repeat("B", 100), ""},
 		{Digits, "123-456-789", "123456789"},
