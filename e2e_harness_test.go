@@ -115,6 +115,12 @@ func siteConfig(t *testing.T, up *upstream, extra string) string {
 // siteConfigIn is siteConfig with the Badger database in dir, for tests
 // that load several configs on one database.
 func siteConfigIn(t *testing.T, up *upstream, dir, extra string) string {
+	return siteConfigStorage(t, up, "badger "+dir, extra)
+}
+
+// siteConfigStorage is siteConfig with another store: storage is the rest
+// of the storage line ("redis redis://127.0.0.1:6379 { ... }").
+func siteConfigStorage(t *testing.T, up *upstream, storage, extra string) string {
 	cfg := up.Config()
 	return fmt.Sprintf(`{
 	admin localhost:%d
@@ -127,7 +133,7 @@ func siteConfigIn(t *testing.T, up *upstream, dir, extra string) string {
 		authorization_endpoint %s
 		token_endpoint %s
 		token_auth post
-		storage badger %s
+		storage %s
 		client %s {
 			name "Living-room TV"
 			secret %s
@@ -137,7 +143,7 @@ func siteConfigIn(t *testing.T, up *upstream, dir, extra string) string {
 	}
 	respond "next handler" 200
 }
-`, adminPort, testPort, testSite, up.AuthorizationEndpoint(), up.TokenEndpoint(), dir, cfg.ClientID, cfg.ClientSecret, extra)
+`, adminPort, testPort, testSite, up.AuthorizationEndpoint(), up.TokenEndpoint(), storage, cfg.ClientID, cfg.ClientSecret, extra)
 }
 
 // testData holds every test's database. Caddy keeps the last config (and
