@@ -1,0 +1,245 @@
+package deviceflow
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// The real-browser test: headless Chromium walks the pages as a person
+// would (typing, clicking, following the upstream's redirects with its own
+// cookies and CSP), and leaves a screenshot of each page in SCREENSHOT_DIR
+// (docs/screenshots/ holds a committed set).
+
+// chromiumPath finds Debian's chromium; without it the test is skipped,
+// except in CI, where a missing browser must not pass unnoticed.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed, and CI must run the real-browser test: apt-get install -y chromium (scripts/test.sh does)")
+	}
+	t.Skip("chromium is not installed; skipping the real-browser test (apt-get install -y chromium, or run bash scripts/test.sh)")
+	return ""
+}
+
+// newChromium starts a headless Chromium with a fresh profile and a phone
+// sized viewport; it ends with the test.
+func newChromium(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Headless,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root otherwise
+	}
+	// A bound, so a browser that hangs fails the test instead of the run.
+	ctx, cancelTimeout := context.WithTimeout(context.Background(), 90*time.Second)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	tab, cancelTab := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancelTab(); cancelAlloc(); cancelTimeout() })
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(420, 640)); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return tab
+}
+
+// screenshotDir is where the pictures go: $SCREENSHOT_DIR, or a temporary
+// folder.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("SCREENSHOT_DIR")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// chromeTab is a tab with the test's helpers.
+type chromeTab struct {
+	t     *testing.T
+	ctx   context.Context
+	shots string
+}
+
+func (c chromeTab) do(steps ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	if err := chromedp.Do(c.ctx, steps...); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// waitPage waits until the tab shows the named page (body[data-page]).
+func (c chromeTab) waitPage(name string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`body[data-page="`+name+`"]`))); err != nil {
+		shown, _ := chromedp.Run(c.ctx, chromedp.Evaluate[string](`document.body ? document.body.dataset.page || document.body.innerText.slice(0, 300) : ""`))
+		where, _ := chromedp.Run(c.ctx, chromedp.Location())
+		c.t.Fatalf("page %q expected at %s, the tab shows %q: %v", name, where, shown, err)
+	}
+}
+
+// eval runs JavaScript in the page.
+func eval[T any](c chromeTab, js string) T {
+	c.t.Helper()
+	v, err := chromedp.Run(c.ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		c.t.Fatalf("%s: %v", js, err)
+	}
+	return v
+}
+
+// shot saves the whole page as <name>.png.
+func (c chromeTab) shot(name string) {
+	c.t.Helper()
+	png, err := chromedp.Run(c.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.shots, name+".png"), png, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func TestRealBrowser(t *testing.T) {
+	tab := chromeTab{t: t, ctx: newChromium(t), shots: screenshotDir(t)}
+	up := startUpstream(t)
+	startCaddy(t, siteConfig(t, up, "guess_limit 2 per 15m"))
+	clientID := up.Config().ClientID
+
+	// The happy path: type the code as people do (lower case, no dash),
+	// confirm, approve, pass the upstream, arrive at the success page.
+	tv := newDevice(t, clientID, "openid profile email")
+	tab.do(chromedp.Navigate(testSite + "/device"))
+	tab.waitPage("enter")
+	tab.shot("enter")
+	typed := strings.ToLower(strings.ReplaceAll(tv.userCode(), "-", ""))
+	tab.do(
+		chromedp.SendKeys(chromedp.ID("user_code"), typed),
+		chromedp.Click(chromedp.CSS(`button[value="lookup"]`)),
+	)
+	tab.waitPage("confirm")
+	if shown := eval[string](tab, `document.querySelector(".code").textContent`); shown != tv.userCode() {
+		t.Fatalf("confirmation page shows code %q, want %q", shown, tv.userCode())
+	}
+	// The QR image is served and allowed by the page's CSP.
+	qrLoaded := `(() => { const i = document.querySelector("figure.qr img"); return !!i && i.complete && i.naturalWidth > 0 })()`
+	if _, err := chromedp.Run(tab.ctx, chromedp.Poll[bool](qrLoaded, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		t.Fatalf("the QR image did not load on the confirmation page: %v", err)
+	}
+	tab.shot("confirm")
+	tab.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	tab.waitPage("success")
+	tab.shot("success")
+	if status, tokens := tv.pollAfter(5 * time.Second); status != http.StatusOK || tokens["access_token"] == nil {
+		t.Fatalf("the device did not get its tokens: %d %v", status, tokens)
+	}
+
+	// Dark mode and German, by emulation, on the entry page.
+	light := eval[string](tab, `getComputedStyle(document.body).backgroundColor`)
+	dark := []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}
+	if _, err := chromedp.Call(tab.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: dark}); err != nil {
+		t.Fatal(err)
+	}
+	tab.do(chromedp.Navigate(testSite + "/device"))
+	tab.waitPage("enter")
+	if bg := eval[string](tab, `getComputedStyle(document.body).backgroundColor`); bg == light {
+		t.Errorf("dark mode: the background stayed %s", bg)
+	}
+	tab.shot("enter-dark")
+	if _, err := chromedp.Call(tab.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
+	}
+	setAcceptLanguage(t, tab, "de-DE,de;q=0.9")
+	tab.do(chromedp.Navigate(testSite + "/device"))
+	tab.waitPage("enter")
+	if lang := eval[string](tab, `document.documentElement.lang`); lang != "de" {
+		t.Errorf("Accept-Language de: the page is in %q", lang)
+	}
+	tab.shot("enter-de")
+	setAcceptLanguage(t, tab, "")
+
+	// Deny on the confirmation page (reached by verification_uri_complete).
+	refused := newDevice(t, clientID, "openid")
+	tab.do(chromedp.Navigate(refused.auth["verification_uri_complete"].(string)))
+	tab.waitPage("confirm")
+	tab.do(chromedp.Click(chromedp.CSS(`button[value="deny"]`)))
+	tab.waitPage("denied")
+	tab.shot("denied")
+	if _, out := refused.pollAfter(5 * time.Second); out["error"] != "access_denied" {
+		t.Fatalf("device after deny: %v", out)
+	}
+
+	// The upstream answers the sign-in with an error.
+	failing := newDevice(t, clientID, "openid")
+	up.denyNextLogin("server_error")
+	tab.do(chromedp.Navigate(failing.auth["verification_uri_complete"].(string)))
+	tab.waitPage("confirm")
+	tab.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	tab.waitPage("error")
+	tab.shot("error")
+
+	// The code expires while the person is away at the upstream: the
+	// sign-in is started by a scripted browser, whose session the tab
+	// takes over before opening the callback.
+	late := newDevice(t, clientID, "openid")
+	b := newBrowser(t)
+	callback := lastRedirect(t, b, late)
+	site, _ := url.Parse(testSite)
+	for _, c := range b.client.Jar.Cookies(site) {
+		if _, err := chromedp.Call(tab.ctx, network.SetCookie, network.SetCookieParams{Name: c.Name, Value: c.Value, URL: testSite + "/"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fakeClock.Advance(11 * time.Minute)
+	tab.do(chromedp.Navigate(callback))
+	tab.waitPage("expired")
+	tab.shot("expired")
+
+	// Too many wrong codes from this address (the site allows 2).
+	for _, wrong := range []string{"BBBB-BBBB", "CCCC-CCCC"} {
+		tab.do(chromedp.Navigate(testSite + "/device?code=" + wrong))
+		tab.waitPage("enter")
+	}
+	tab.do(chromedp.Navigate(testSite + "/device?code=DDDD-DDDD"))
+	tab.waitPage("toomany")
+	tab.shot("toomany")
+}
+
+// setAcceptLanguage makes the tab send the header ("" for its default).
+func setAcceptLanguage(t *testing.T, tab chromeTab, value string) {
+	t.Helper()
+	headers := network.Headers{}
+	if value != "" {
+		headers["Accept-Language"] = value
+	}
+	if _, err := chromedp.Call(tab.ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: headers}); err != nil {
+		t.Fatal(err)
+	}
+}
