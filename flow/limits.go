@@ -83,18 +83,30 @@ func (s *Service) guessesLeft(ctx context.Context, ip string) (ok bool, retryAft
 	return true, 0, nil
 }
 
-// wrongGuess counts a wrong user code against the client and the server.
-func (s *Service) wrongGuess(ctx context.Context, ip string) error {
+// wrongGuess counts a wrong user code against the client and the server,
+// and reports whether it was still within the limits. Guesses sent all at
+// once all pass guessesLeft before any is counted; the count each one gets
+// here is atomic, so only the first ones within the limit are answered
+// "wrong code" and the rest "too many", like guesses past the limit.
+func (s *Service) wrongGuess(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
 	if s.cfg.Limits.Off {
-		return nil
+		return true, 0, nil
 	}
-	w, _ := window(s.cfg.Now(), s.cfg.Limits.GuessWindow)
+	now := s.cfg.Now()
+	w, ends := window(now, s.cfg.Limits.GuessWindow)
 	ttl := s.cfg.Limits.GuessWindow + time.Minute
-	if _, err := s.cfg.Store.Hit(ctx, "g:ip:"+ip+":"+w, ttl); err != nil {
-		return err
+	perIP, err := s.cfg.Store.Hit(ctx, "g:ip:"+ip+":"+w, ttl)
+	if err != nil {
+		return false, 0, err
 	}
-	_, err := s.cfg.Store.Hit(ctx, "g:all:"+w, ttl)
-	return err
+	total, err := s.cfg.Store.Hit(ctx, "g:all:"+w, ttl)
+	if err != nil {
+		return false, 0, err
+	}
+	if perIP > int64(s.cfg.Limits.GuessesPerIP) || total > int64(s.cfg.Limits.GuessesTotal) {
+		return false, ends.Sub(now), nil
+	}
+	return true, 0, nil
 }
 
 // mayIssue counts one device code request and says whether it is within

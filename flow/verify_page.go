@@ -64,10 +64,8 @@ func (s *Service) lookUp(r *http.Request, typed string, data *PageData) (d *Devi
 		return nil, status, page
 	}
 	if !ok {
-		s.cfg.Observer.Event(EventGuessLimited)
-		s.log.Warn("user code guesses limited", zap.String("client_ip", ip))
-		data.RetryAfter = int((retry + time.Second - 1) / time.Second)
-		return nil, http.StatusTooManyRequests, PageTooMany
+		status, page = s.guessLimited(ip, retry, data)
+		return nil, status, page
 	}
 	code := s.cfg.UserCode.Normalize(typed)
 	if code != "" {
@@ -79,15 +77,39 @@ func (s *Service) lookUp(r *http.Request, typed string, data *PageData) (d *Devi
 	}
 	if d == nil || d.Status != Pending || !s.cfg.Now().Before(d.ExpiresAt) {
 		s.cfg.Observer.Event(EventWrongCode)
-		if err := s.wrongGuess(ctx, ip); err != nil {
+		ok, retry, err := s.wrongGuess(ctx, ip)
+		if err != nil {
 			status, page = s.unavailablePage(data, "count wrong guess", err)
+			return nil, status, page
+		}
+		if !ok {
+			status, page = s.guessLimited(ip, retry, data)
 			return nil, status, page
 		}
 		data.Error = "invalid_code"
 		return nil, http.StatusBadRequest, PageEnter
 	}
+	// The right code: check again, since wrong guesses sent alongside this
+	// one may have used up the allowance after the first check.
+	if ok, retry, err = s.guessesLeft(ctx, ip); err != nil {
+		status, page = s.unavailablePage(data, "check guess limit", err)
+		return nil, status, page
+	} else if !ok {
+		status, page = s.guessLimited(ip, retry, data)
+		return nil, status, page
+	}
 	data.UserCode = s.cfg.UserCode.Display(d.UserCode)
 	return d, http.StatusOK, ""
+}
+
+// guessLimited is the answer past the guess limits, for right and wrong
+// codes alike.
+func (s *Service) guessLimited(ip string, retry time.Duration, data *PageData) (int, string) {
+	s.cfg.Observer.Event(EventGuessLimited)
+	s.log.Warn("user code guesses limited", zap.String("client_ip", ip))
+	data.Error = ""
+	data.RetryAfter = int((retry + time.Second - 1) / time.Second)
+	return http.StatusTooManyRequests, PageTooMany
 }
 
 func (s *Service) unavailablePage(data *PageData, op string, err error) (int, string) {
