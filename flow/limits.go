@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -61,6 +62,23 @@ func window(now time.Time, size time.Duration) (name string, ends time.Time) {
 	return strconv.FormatInt(n, 36), time.Unix(0, (n+1)*int64(size))
 }
 
+// limitSubject is what a client's limits are counted against: its IPv4
+// address, or the /64 of its IPv6 address (one host is routinely given a
+// whole /64, so counting single addresses would multiply its allowance by
+// 2^64).
+func limitSubject(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	p, _ := addr.WithZone("").Prefix(64)
+	return p.String()
+}
+
 // guessesLeft reports whether this client may try a user code now, and if
 // not, how long until it may.
 func (s *Service) guessesLeft(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
@@ -69,7 +87,7 @@ func (s *Service) guessesLeft(ctx context.Context, ip string) (ok bool, retryAft
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, s.cfg.Limits.GuessWindow)
-	perIP, err := s.cfg.Store.Count(ctx, "g:ip:"+ip+":"+w)
+	perIP, err := s.cfg.Store.Count(ctx, "g:ip:"+limitSubject(ip)+":"+w)
 	if err != nil {
 		return false, 0, err
 	}
@@ -95,7 +113,7 @@ func (s *Service) wrongGuess(ctx context.Context, ip string) (ok bool, retryAfte
 	now := s.cfg.Now()
 	w, ends := window(now, s.cfg.Limits.GuessWindow)
 	ttl := s.cfg.Limits.GuessWindow + time.Minute
-	perIP, err := s.cfg.Store.Hit(ctx, "g:ip:"+ip+":"+w, ttl)
+	perIP, err := s.cfg.Store.Hit(ctx, "g:ip:"+limitSubject(ip)+":"+w, ttl)
 	if err != nil {
 		return false, 0, err
 	}
@@ -118,7 +136,7 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (ok bool, retryAfter 
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, l.IssueWindow)
-	n, err := s.cfg.Store.Hit(ctx, "i:ip:"+ip+":"+w, l.IssueWindow+time.Minute)
+	n, err := s.cfg.Store.Hit(ctx, "i:ip:"+limitSubject(ip)+":"+w, l.IssueWindow+time.Minute)
 	if err != nil {
 		return false, 0, err
 	}
