@@ -57,16 +57,14 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 		return nil, oerr
 	}
 	ctx := r.Context()
-	ok, retry, err := s.mayIssue(ctx, s.clientIP(r))
+	refusal, err := s.mayIssue(ctx, s.clientIP(r))
 	if err != nil {
 		s.storeFailed("count issued codes", err)
 		return nil, unavailable()
 	}
-	if !ok {
+	if refusal != nil {
 		s.cfg.Observer.Event(EventIssueLimited)
-		s.log.Warn("device code requests limited", zap.String("client_ip", s.clientIP(r)), zap.String("client_id", clientID))
-		return nil, &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
-			Description: "too many device codes requested; try again later", retryAfter: retry}
+		return nil, refusal
 	}
 
 	deviceCode := NewDeviceCode()

@@ -2,9 +2,12 @@ package flow
 
 import (
 	"context"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Limits against guessing user codes (RFC 8628 §5.1) and against filling
@@ -127,21 +130,27 @@ func (s *Service) wrongGuess(ctx context.Context, ip string) (ok bool, retryAfte
 	return true, 0, nil
 }
 
-// mayIssue counts one device code request and says whether it is within
-// the per-IP rate and the cap on live codes.
-func (s *Service) mayIssue(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
+// mayIssue counts one device code request and checks it against the
+// per-IP rate and the cap on live codes. A refusal is the answer to give:
+// a client over its own rate hears 429 slow_down; the server at its cap is
+// not that client's doing, so it hears 503 temporarily_unavailable, as
+// when the store is down. Both carry Retry-After.
+func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError, err error) {
 	l := s.cfg.Limits
 	if l.Off {
-		return true, 0, nil
+		return nil, nil
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, l.IssueWindow)
 	n, err := s.cfg.Store.Hit(ctx, "i:ip:"+limitSubject(ip)+":"+w, l.IssueWindow+time.Minute)
 	if err != nil {
-		return false, 0, err
+		return nil, err
 	}
 	if n > int64(l.IssuePerIP) {
-		return false, ends.Sub(now), nil
+		s.log.Warn("device code requests limited: this address is over issue_limit",
+			zap.String("client_ip", ip), zap.Int("issue_limit", l.IssuePerIP), zap.Duration("per", l.IssueWindow))
+		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
+			Description: "too many device codes requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
 	}
 	// Codes live at most ExpiresIn, so the live ones were all issued in
 	// this lifetime-long window or the one before.
@@ -149,14 +158,17 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (ok bool, retryAfter 
 	prev, _ := window(now.Add(-s.cfg.ExpiresIn), s.cfg.ExpiresIn)
 	cur, err := s.cfg.Store.Hit(ctx, "i:all:"+lw, 2*s.cfg.ExpiresIn+time.Minute)
 	if err != nil {
-		return false, 0, err
+		return nil, err
 	}
 	before, err := s.cfg.Store.Count(ctx, "i:all:"+prev)
 	if err != nil {
-		return false, 0, err
+		return nil, err
 	}
 	if cur+before > int64(l.LiveCodes) {
-		return false, lends.Sub(now), nil
+		s.log.Warn("device code requests refused: the server holds max_live_codes live codes; raise max_live_codes if this is real demand",
+			zap.String("client_ip", ip), zap.Int("max_live_codes", l.LiveCodes))
+		return &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
+			Description: "the service is issuing too many codes right now; try again later", retryAfter: lends.Sub(now)}, nil
 	}
-	return true, 0, nil
+	return nil, nil
 }
