@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+
+	"filippo.io/edwards25519"
 )
 
 // Tokens wait in the store between the upstream callback and the device's
@@ -19,22 +21,39 @@ import (
 
 const sealInfo = "caddy-device-flow token seal v1"
 
+// sealSeed derives the device code's X25519 private key bytes.
+func sealSeed(deviceCode string) ([]byte, error) {
+	return hkdf.Key(sha256.New, []byte(deviceCode), nil, "caddy-device-flow seal key v1", 32)
+}
+
 // sealPrivateKey derives the device code's private key.
 func sealPrivateKey(deviceCode string) (*ecdh.PrivateKey, error) {
-	seed, err := hkdf.Key(sha256.New, []byte(deviceCode), nil, "caddy-device-flow seal key v1", 32)
+	seed, err := sealSeed(deviceCode)
 	if err != nil {
 		return nil, err
 	}
 	return ecdh.X25519().NewPrivateKey(seed)
 }
 
-// SealPublicKey is what the store keeps of the device code's key pair.
+// SealPublicKey is what the store keeps of the device code's key pair:
+// X25519(seed, 9), the same bytes as sealPrivateKey(code).PublicKey().
+// Every issued code pays for it, so it is computed on the birationally
+// equivalent Edwards curve, whose fixed-base multiplication uses
+// precomputed tables: about a third of the time of X25519's Montgomery
+// ladder, which was 40% of the CPU of issuing a code. The two agree
+// because X25519 clamping equals Ed25519's, the clamped scalar may be
+// reduced mod the group order (the base point has that order), and the
+// Montgomery u = (1+y)/(1-y) of the result is the X25519 public key.
 func SealPublicKey(deviceCode string) ([]byte, error) {
-	priv, err := sealPrivateKey(deviceCode)
+	seed, err := sealSeed(deviceCode)
 	if err != nil {
 		return nil, err
 	}
-	return priv.PublicKey().Bytes(), nil
+	k, err := edwards25519.NewScalar().SetBytesWithClamping(seed)
+	if err != nil {
+		return nil, err
+	}
+	return new(edwards25519.Point).ScalarBaseMult(k).BytesMontgomery(), nil
 }
 
 // seal encrypts plaintext to the public key: ephemeral public key ‖ ciphertext.
