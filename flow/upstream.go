@@ -131,12 +131,17 @@ func (s *Service) postToken(ctx context.Context, clientID string, form url.Value
 	if err != nil {
 		return nil, &upstreamError{Status: resp.StatusCode, Err: err}
 	}
-	if code, _ := fields["error"].(string); code != "" || resp.StatusCode != http.StatusOK {
+	code, _ := fields["error"].(string)
+	if code != "" {
 		desc, _ := fields["error_description"].(string)
-		if code == "" {
-			code = "unexpected_status"
-		}
 		return nil, &upstreamError{Status: resp.StatusCode, Code: code, Description: limitText(desc, 200)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		// No OAuth error: a proxy's or load balancer's failure page, not a
+		// refusal by the authorization server.
+		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		return nil, &upstreamError{Status: resp.StatusCode,
+			Err: fmt.Errorf("the answer has no OAuth error (content type %q)", limitText(mt, 60))}
 	}
 	if tok, _ := fields["access_token"].(string); tok == "" {
 		return nil, &upstreamError{Status: resp.StatusCode, Err: errors.New("the token response has no access_token")}
