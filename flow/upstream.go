@@ -133,7 +133,10 @@ func (s *Service) postToken(ctx context.Context, clientID string, form url.Value
 	}
 	code, _ := fields["error"].(string)
 	if code != "" {
+		// Some servers quote the code or token they refuse: what we sent
+		// never goes on into our logs or to the device.
 		desc, _ := fields["error_description"].(string)
+		desc = redactSent(desc, form.Get("code"), form.Get("code_verifier"), form.Get("refresh_token"), secret)
 		return nil, &upstreamError{Status: resp.StatusCode, Code: code, Description: limitText(desc, 200)}
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -183,6 +186,16 @@ func parseTokenResponse(contentType string, raw []byte) (map[string]any, error) 
 func looksLikeJSON(b []byte) bool {
 	s := strings.TrimSpace(string(b))
 	return strings.HasPrefix(s, "{")
+}
+
+// redactSent blanks the secrets we sent out of an upstream's text.
+func redactSent(text string, sent ...string) string {
+	for _, v := range sent {
+		if len(v) >= 4 {
+			text = strings.ReplaceAll(text, v, "[redacted]")
+		}
+	}
+	return text
 }
 
 // scrubURLError drops the URL from a transport error: an upstream URL may
