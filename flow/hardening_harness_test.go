@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,16 +39,18 @@ type harness struct {
 	srv   *httptest.Server
 	clock *testclock.Clock
 	logs  *observer.ObservedLogs
-	up    *mockoidc.MockOIDC // nil unless the harness was asked for one
+	up    *oidc // nil unless the harness was asked for one
 
 	stopped bool
 }
 
 type harnessOptions struct {
-	dir       string // Badger folder; in memory when ""
-	upstream  bool   // start mockoidc and point the service at it
-	clock     *testclock.Clock
-	configure func(*flow.Config)
+	dir      string // Badger folder; in memory when ""
+	upstream bool   // start mockoidc and point the service at it
+	// tokenEndpoint, when set, replaces the upstream's token endpoint.
+	tokenEndpoint string
+	clock         *testclock.Clock
+	configure     func(*flow.Config)
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -81,6 +84,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		h.up = startOIDC(t)
 		cfg.AuthorizationEndpoint, cfg.TokenEndpoint = h.up.AuthorizationEndpoint(), h.up.TokenEndpoint()
 		cfg.Clients = map[string]flow.Client{h.up.ClientID: {Name: "Test TV", Secret: h.up.ClientSecret}}
+		cfg.TokenAuth = "post" // mockoidc takes the secret from the form only
+	}
+	if o.tokenEndpoint != "" {
+		cfg.TokenEndpoint = o.tokenEndpoint
 	}
 	if o.configure != nil {
 		o.configure(&cfg)
@@ -107,10 +114,32 @@ func (h *harness) stop() {
 	}
 }
 
-// startOIDC runs mockoidc, the real OpenID Connect server library.
-func startOIDC(t *testing.T) *mockoidc.MockOIDC {
+// oidc is mockoidc, the real OpenID Connect server library, with one
+// switch: the next sign-in comes back to the callback with an error, as
+// when the person clicks "deny" at the IdP.
+type oidc struct {
+	*mockoidc.MockOIDC
+	denyNext atomic.Pointer[string]
+}
+
+func startOIDC(t *testing.T) *oidc {
 	t.Helper()
 	m, err := mockoidc.NewServer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &oidc{MockOIDC: m}
+	err = m.AddMiddleware(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if deny := o.denyNext.Swap(nil); deny != nil && strings.HasSuffix(r.URL.Path, "/authorize") {
+				back, _ := url.Parse(r.URL.Query().Get("redirect_uri"))
+				back.RawQuery = url.Values{"error": {*deny}, "state": {r.URL.Query().Get("state")}}.Encode()
+				http.Redirect(w, r, back.String(), http.StatusFound)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +151,7 @@ func startOIDC(t *testing.T) *mockoidc.MockOIDC {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Shutdown() })
-	return m
+	return o
 }
 
 // answer is one HTTP answer, read whole.
