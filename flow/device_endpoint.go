@@ -116,6 +116,12 @@ func deviceClientID(r *http.Request, form url.Values) (id string, usedBasic bool
 	id = form.Get("client_id")
 	if user, _, ok := r.BasicAuth(); ok {
 		usedBasic = true
+		// RFC 6749 §2.3.1: form-encoded before Basic (x/oauth2 does so).
+		decoded, err := url.QueryUnescape(user)
+		if err != nil {
+			return "", true, badRequest(ErrInvalidRequest, "the HTTP Basic user is not form-encoded")
+		}
+		user = decoded
 		if id != "" && id != user {
 			return "", true, badRequest(ErrInvalidRequest, "client_id differs from the HTTP Basic user")
 		}

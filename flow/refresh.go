@@ -12,12 +12,19 @@ import (
 // relayRefresh passes a refresh_token grant on to the upstream, adding the
 // client secret the device does not hold, and hands back its answer.
 func (s *Service) relayRefresh(w http.ResponseWriter, r *http.Request, form url.Values) {
-	clientID, refresh := form.Get("client_id"), form.Get("refresh_token")
-	if clientID == "" || refresh == "" {
-		writeOAuthError(w, badRequest(ErrInvalidRequest, "client_id and refresh_token are required"))
+	// The client_id may come as HTTP Basic with an empty password:
+	// golang.org/x/oauth2 refreshes so once it has seen Basic work.
+	clientID, usedBasic, oerr := deviceClientID(r, form)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
 		return
 	}
-	if _, oerr := s.client(clientID, false); oerr != nil {
+	refresh := form.Get("refresh_token")
+	if refresh == "" {
+		writeOAuthError(w, badRequest(ErrInvalidRequest, "refresh_token is required"))
+		return
+	}
+	if _, oerr := s.client(clientID, usedBasic); oerr != nil {
 		writeOAuthError(w, oerr)
 		return
 	}

@@ -24,7 +24,13 @@ func (s *Service) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	switch form.Get("grant_type") {
 	case deviceCodeGrant:
-		tokens, oerr := s.poll(r, form.Get("device_code"), form.Get("client_id"))
+		// client_id from the form, or from HTTP Basic (RFC 6749 §2.3.1).
+		clientID, _, oerr := deviceClientID(r, form)
+		if oerr != nil {
+			writeOAuthError(w, oerr)
+			return
+		}
+		tokens, oerr := s.poll(r, form.Get("device_code"), clientID)
 		if oerr != nil {
 			writeOAuthError(w, oerr)
 			return

@@ -1,0 +1,392 @@
+package deviceflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/oauth2-proxy/mockoidc"
+	"golang.org/x/oauth2"
+
+	"github.com/caddy-device-flow/caddy-device-flow/devicelogin"
+)
+
+// Real clients against the real module: golang.org/x/oauth2 as it comes,
+// and this module's own `caddy device-login` client library.
+
+func TestGolangOAuth2Client(t *testing.T) {
+	up := startUpstream(t)
+	// x/oauth2 waits the interval for real before each poll; 1s keeps it quick.
+	startCaddy(t, siteConfig(t, up, "interval 1s"))
+	cfg := oauth2.Config{
+		ClientID: up.Config().ClientID,
+		Scopes:   []string{"openid", "profile"},
+		Endpoint: oauth2.Endpoint{
+			DeviceAuthURL: testSite + "/device/code",
+			TokenURL:      testSite + "/device/token",
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	da, err := cfg.DeviceAuth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if da.UserCode == "" || da.VerificationURI != testSite+"/device" || !strings.HasPrefix(da.VerificationURIComplete, da.VerificationURI+"?code=") {
+		t.Fatalf("device authorization as x/oauth2 read it: %+v", da)
+	}
+	if da.Interval != 1 || time.Until(da.Expiry) < 9*time.Minute {
+		t.Fatalf("interval %d, expiry in %s", da.Interval, time.Until(da.Expiry))
+	}
+	if done := newBrowser(t).approve(da.UserCode); !done.is("success") {
+		t.Fatalf("approve: %d\n%s", done.status, done.body)
+	}
+	tok, err := cfg.DeviceAccessToken(ctx, da)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idToken, _ := tok.Extra("id_token").(string)
+	if tok.AccessToken == "" || tok.RefreshToken == "" || idToken == "" || !strings.EqualFold(tok.Type(), "Bearer") {
+		t.Fatalf("token: access %t, refresh %t, id_token %t, type %q", tok.AccessToken != "", tok.RefreshToken != "", idToken != "", tok.Type())
+	}
+
+	// x/oauth2 refreshes through our token endpoint when the token has
+	// expired; the module relays it with the client secret.
+	expired := &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(-time.Minute)}
+	fresh, err := cfg.TokenSource(ctx, expired).Token()
+	if err != nil {
+		t.Fatalf("refresh through x/oauth2: %v", err)
+	}
+	if fresh.AccessToken == "" || !fresh.Valid() {
+		t.Fatalf("refreshed token: %+v", fresh)
+	}
+}
+
+// fakeClockSleep lets a devicelogin.Client wait on the module's clock.
+func fakeClockSleep(ctx context.Context, d time.Duration) error {
+	fakeClock.Advance(d)
+	return ctx.Err()
+}
+
+func TestDeviceLoginClient(t *testing.T) {
+	up := startUpstream(t)
+	startCaddy(t, siteConfig(t, up, ""))
+	clientID := up.Config().ClientID
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	t.Run("RequestCode, approve, Poll", func(t *testing.T) {
+		c := &devicelogin.Client{Server: testSite, ClientID: clientID, Scope: "openid profile", Now: fakeClock.Now, Sleep: fakeClockSleep}
+		da, err := c.RequestCode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if da.Interval.Duration() != 5*time.Second || da.ExpiresIn.Duration() != 10*time.Minute || da.VerificationURIComplete == "" {
+			t.Fatalf("device authorization: %+v", da)
+		}
+		if done := newBrowser(t).approve(da.UserCode); !done.is("success") {
+			t.Fatalf("approve: %d", done.status)
+		}
+		raw, err := c.Poll(ctx, da)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tokens map[string]any
+		if err := json.Unmarshal(raw, &tokens); err != nil || tokens["access_token"] == nil || tokens["id_token"] == nil {
+			t.Fatalf("token response %s (%v)", raw, err)
+		}
+	})
+
+	// Login prints the prompt and waits; the person acts while it waits
+	// (in its first sleep), as they would in real life.
+	tests := []struct {
+		name     string
+		person   func(t *testing.T, userCode string)
+		wantErr  error
+		wantExit int
+	}{
+		{"approved", func(t *testing.T, code string) {
+			if done := newBrowser(t).approve(code); !done.is("success") {
+				t.Errorf("approve: %d", done.status)
+			}
+		}, nil, devicelogin.ExitCodeSuccess},
+		{"denied", func(t *testing.T, code string) {
+			b := newBrowser(t)
+			confirm := b.get(testSite + "/device?code=" + url.QueryEscape(code))
+			b.post("/device", url.Values{"csrf": {confirm.csrf(t)}, "user_code": {code}, "action": {"deny"}})
+		}, devicelogin.ErrAccessDenied, devicelogin.ExitCodeDenied},
+		{"never approved", func(*testing.T, string) {}, devicelogin.ErrExpired, devicelogin.ExitCodeExpired},
+	}
+	for _, tc := range tests {
+		t.Run("Login "+tc.name, func(t *testing.T) {
+			var prompt strings.Builder
+			var userCode string
+			acted := false
+			c := &devicelogin.Client{Server: testSite, ClientID: clientID, Scope: "openid", Err: &prompt, Now: fakeClock.Now,
+				Sleep: func(ctx context.Context, d time.Duration) error {
+					if !acted {
+						acted = true
+						userCode = regexp.MustCompile(`│  (\S+)  │`).FindStringSubmatch(prompt.String())[1]
+						tc.person(t, userCode)
+					}
+					return fakeClockSleep(ctx, d)
+				}}
+			raw, err := c.Login(ctx)
+			if tc.wantErr == nil && (err != nil || !json.Valid(raw)) {
+				t.Fatalf("Login: %v %s", err, raw)
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Login: %v, want %v", err, tc.wantErr)
+			}
+			if got := devicelogin.ExitCode(err); got != tc.wantExit {
+				t.Fatalf("exit code %d, want %d", got, tc.wantExit)
+			}
+			if !strings.Contains(prompt.String(), testSite+"/device") {
+				t.Fatalf("the prompt does not name the verification URI:\n%s", prompt.String())
+			}
+		})
+	}
+}
+
+func TestRefreshRelay(t *testing.T) {
+	up := startUpstream(t)
+	startCaddy(t, siteConfig(t, up, ""))
+	clientID := up.Config().ClientID
+	tv := newDevice(t, clientID, "openid profile")
+	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
+		t.Fatalf("approve: %d", done.status)
+	}
+	status, tokens := tv.pollAfter(5 * time.Second)
+	if status != http.StatusOK {
+		t.Fatalf("poll: %d %v", status, tokens)
+	}
+	refresh, _ := tokens["refresh_token"].(string)
+
+	tests := []struct {
+		name       string
+		form       url.Values
+		wantStatus int
+		wantError  string // "" for a token response
+	}{
+		// mockoidc insists on client_secret, which only the module has.
+		{"refresh token from the flow", url.Values{"refresh_token": {refresh}, "client_id": {clientID}}, http.StatusOK, ""},
+		{"with a narrower scope", url.Values{"refresh_token": {refresh}, "client_id": {clientID}, "scope": {"openid"}}, http.StatusOK, ""},
+		// The upstream's own answer (mockoidc says 401 invalid_request).
+		{"unknown refresh token", url.Values{"refresh_token": {"not-a-refresh-token"}, "client_id": {clientID}}, http.StatusUnauthorized, "invalid_request"},
+		// Never relayed: we refuse ourselves.
+		{"client not allowed", url.Values{"refresh_token": {refresh}, "client_id": {"someone-else"}}, http.StatusBadRequest, "invalid_client"},
+		{"no refresh token", url.Values{"client_id": {clientID}}, http.StatusBadRequest, "invalid_request"},
+		// client_id as the HTTP Basic user with an empty password, as
+		// golang.org/x/oauth2 sends it.
+		{"client_id by HTTP Basic", url.Values{"refresh_token": {refresh}, "basic": {clientID}}, http.StatusOK, ""},
+		{"HTTP Basic and client_id disagree", url.Values{"refresh_token": {refresh}, "client_id": {clientID}, "basic": {"someone-else"}}, http.StatusBadRequest, "invalid_request"},
+		{"unknown client by HTTP Basic", url.Values{"refresh_token": {refresh}, "basic": {"someone-else"}}, http.StatusUnauthorized, "invalid_client"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.form.Set("grant_type", "refresh_token")
+			status, out := postFormBasic(t, "/device/token", tc.form)
+			if status != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %v", status, tc.wantStatus, out)
+			}
+			if tc.wantError == "" {
+				if s, _ := out["access_token"].(string); s == "" {
+					t.Fatalf("no access_token in %v", out)
+				}
+				return
+			}
+			if out["error"] != tc.wantError {
+				t.Fatalf("error %v, want %s: %v", out["error"], tc.wantError, out)
+			}
+		})
+	}
+}
+
+// postFormBasic posts the form; a "basic" field goes as the HTTP Basic
+// user (form-encoded, empty password) instead.
+func postFormBasic(t *testing.T, endpoint string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	user, basic := form["basic"]
+	form.Del("basic")
+	req, err := http.NewRequest(http.MethodPost, testSite+endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if basic {
+		req.SetBasicAuth(url.QueryEscape(user[0]), "")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s answered %d with non-JSON: %v", endpoint, resp.StatusCode, err)
+	}
+	return resp.StatusCode, out
+}
+
+// issuerSiteConfig is siteConfig with the upstream found by discovery.
+func issuerSiteConfig(t *testing.T, issuer, clientID, secret string) string {
+	return fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	auto_https off
+	skip_install_trust
+}
+%s {
+	device_flow {
+		issuer %s
+		token_auth post
+		storage badger %s
+		client %s {
+			name "Living-room TV"
+			secret %s
+		}
+	}
+	respond "next handler" 200
+}
+`, adminPort, testPort, testSite, issuer, storeDir(t), clientID, secret)
+}
+
+func TestIssuerDiscovery(t *testing.T) {
+	up := startUpstream(t)
+	startCaddy(t, issuerSiteConfig(t, up.Issuer(), up.Config().ClientID, up.Config().ClientSecret))
+
+	tv := newDevice(t, up.Config().ClientID, "openid email")
+	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
+		t.Fatalf("approve through the discovered endpoints: %d\n%s", done.status, done.body)
+	}
+	if status, tokens := tv.pollAfter(5 * time.Second); status != http.StatusOK || tokens["id_token"] == nil {
+		t.Fatalf("poll: %d %v", status, tokens)
+	}
+
+	resp, err := http.Get(testSite + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var md struct {
+		DeviceEndpoint  string   `json:"device_authorization_endpoint"`
+		TokenEndpoint   string   `json:"token_endpoint"`
+		GrantTypes      []string `json:"grant_types_supported"`
+		ScopesSupported []string `json:"scopes_supported"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("metadata: %d %v", resp.StatusCode, err)
+	}
+	if md.DeviceEndpoint != testSite+"/device/code" || md.TokenEndpoint != testSite+"/device/token" {
+		t.Errorf("metadata endpoints: %+v", md)
+	}
+	if !slices.Contains(md.GrantTypes, "urn:ietf:params:oauth:grant-type:device_code") {
+		t.Errorf("grant_types_supported: %v", md.GrantTypes)
+	}
+	if !slices.Equal(md.ScopesSupported, mockoidc.ScopesSupported) {
+		t.Errorf("scopes_supported %v, want the upstream's %v", md.ScopesSupported, mockoidc.ScopesSupported)
+	}
+}
+
+func TestBadIssuerFailsToLoad(t *testing.T) {
+	up := startUpstream(t)
+	// A proxy in front of the upstream serves its metadata, which names
+	// the upstream, not the proxy: a spoofed or misconfigured issuer.
+	proxy := httptest.NewServer(httputil.NewSingleHostReverseProxy(mustParseURL(t, up.Addr())))
+	defer proxy.Close()
+	tests := []struct {
+		name, issuer, want string
+	}{
+		{"unreachable", fmt.Sprintf("http://127.0.0.1:%d/oidc", freePort()), "upstream discovery: cannot read the issuer's metadata"},
+		{"no metadata there", up.Addr() + "/nothing", "HTTP status 404"},
+		{"metadata names another issuer", proxy.URL + "/oidc", `names issuer \"` + up.Issuer() + `\"`},
+		{"not a URL", "ftp://example.com", "issuer"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			config := issuerSiteConfig(t, tc.issuer, up.Config().ClientID, up.Config().ClientSecret)
+			caddytest.AssertLoadError(t, config, "caddyfile", tc.want)
+		})
+	}
+}
+
+func mustParseURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestQREndpoint(t *testing.T) {
+	up := startUpstream(t)
+	startCaddy(t, siteConfig(t, up, ""))
+	tv := newDevice(t, up.Config().ClientID, "openid")
+	code := tv.userCode()
+
+	tests := []struct {
+		name, query string
+		wantStatus  int
+		wantType    string
+		wantPrefix  string // of the body
+	}{
+		{"png", "user_code=" + code + "&format=png", 200, "image/png", "\x89PNG\r\n\x1a\n"},
+		{"svg", "user_code=" + code + "&format=svg", 200, "image/svg+xml", ""},
+		{"svg by default", "user_code=" + code, 200, "image/svg+xml", ""},
+		{"as typed", "user_code=" + strings.ToLower(strings.ReplaceAll(code, "-", "")), 200, "image/svg+xml", ""},
+		{"malformed code", "user_code=" + url.QueryEscape("<not a code>"), 400, "application/json", `{"error":"invalid_request"`},
+		{"no code", "", 400, "application/json", `{"error":"invalid_request"`},
+		{"unknown format", "user_code=" + code + "&format=gif", 400, "application/json", `{"error":"invalid_request"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Get(testSite + "/device/qr?" + tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.wantType) {
+				t.Fatalf("%d %s: %.200q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			}
+			if !strings.HasPrefix(string(body), tc.wantPrefix) {
+				t.Fatalf("body starts %.40q, want %q", body, tc.wantPrefix)
+			}
+			if tc.wantType == "image/svg+xml" && !strings.Contains(string(body), "<svg") {
+				t.Fatalf("not an SVG: %.200q", body)
+			}
+		})
+	}
+
+	// The confirmation page shows the QR image, and its src serves one.
+	confirm := newBrowser(t).get(tv.auth["verification_uri_complete"].(string))
+	m := regexp.MustCompile(`<figure class="qr">\s*<img src="([^"]+)"`).FindStringSubmatch(confirm.body)
+	if !confirm.is("confirm") || m == nil {
+		t.Fatalf("no QR image on the confirmation page:\n%s", confirm.body)
+	}
+	src := strings.ReplaceAll(m[1], "&amp;", "&")
+	if !strings.HasPrefix(src, "/device/qr?user_code=") {
+		t.Fatalf("QR image src %q", src)
+	}
+	resp, err := http.Get(testSite + src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/svg+xml" {
+		t.Fatalf("QR image from the page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
