@@ -67,7 +67,7 @@ func TestCaddyfileErrors(t *testing.T) {
 	const ok = "authorization_endpoint https://idp.example.com/authorize\n\t\ttoken_endpoint https://idp.example.com/token\n"
 	tests := []struct {
 		name, block, want string
-		line             int
+		line              int
 	}{
 		{"unknown subdirective", ok + "\t\tcolour blue", `unrecognized device_flow subdirective "colour"`, 5},
 		{"argument on the directive", "", "wrong argument count", 2},
@@ -122,3 +122,17 @@ func TestCaddyfileErrors(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// The example a newcomer runs first must adapt cleanly: no errors, and no
+// "not formatted" warnings.
+func TestExampleCaddyfile(t *testing.T) {
+	raw, err := os.ReadFile("Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := adaptCaddyfile(t, string(raw))
+	for _, want := range []string{`"handler": "device_flow"`, `demo-access-token`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the example's JSON lacks %s", want)
+		}
+	}
+}
