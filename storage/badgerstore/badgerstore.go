@@ -191,6 +191,28 @@ func (s *Store) setJSON(txn *badger.Txn, key string, v any, expiresAt time.Time)
 	return txn.SetEntry(entry(key, b, s.keepUntil(expiresAt)))
 }
 
+// getDevice reads the device record with the given ID (see codec.go);
+// flow.ErrNotFound when absent.
+func getDevice(txn *badger.Txn, id string) (*flow.Device, error) {
+	item, err := txn.Get([]byte(devicePrefix + id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, flow.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var d *flow.Device
+	err = item.Value(func(b []byte) error {
+		d, err = decodeDevice(id, b)
+		return err
+	})
+	return d, err
+}
+
+func (s *Store) setDevice(txn *badger.Txn, d *flow.Device) error {
+	return txn.SetEntry(entry(devicePrefix+d.ID, encodeDevice(d), s.keepUntil(d.ExpiresAt)))
+}
+
 func (s *Store) CreateDevice(_ context.Context, rec *flow.Device) error {
 	return s.update(func(txn *badger.Txn) error {
 		ucKey := userCodePrefix + rec.UserCode
@@ -202,12 +224,12 @@ func (s *Store) CreateDevice(_ context.Context, rec *flow.Device) error {
 		if err := txn.SetEntry(entry(ucKey, []byte(rec.ID), s.keepUntil(rec.ExpiresAt))); err != nil {
 			return err
 		}
-		return s.setJSON(txn, devicePrefix+rec.ID, rec, rec.ExpiresAt)
+		return s.setDevice(txn, rec)
 	})
 }
 
 func (s *Store) DeviceByUserCode(_ context.Context, userCode string) (*flow.Device, error) {
-	var rec flow.Device
+	var rec *flow.Device
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(userCodePrefix + userCode))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -220,34 +242,31 @@ func (s *Store) DeviceByUserCode(_ context.Context, userCode string) (*flow.Devi
 		if err != nil {
 			return err
 		}
-		return getJSON(txn, devicePrefix+string(id), &rec)
+		rec, err = getDevice(txn, string(id))
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &rec, nil
+	return rec, nil
 }
 
 func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device) (flow.Verdict, error)) error {
 	var fnErr error
 	err := s.update(func(txn *badger.Txn) error {
 		fnErr = nil
-		key := devicePrefix + id
-		var rec *flow.Device
-		var cur flow.Device
-		switch err := getJSON(txn, key, &cur); {
-		case err == nil:
-			rec = &cur
-		case !errors.Is(err, flow.ErrNotFound):
+		rec, err := getDevice(txn, id)
+		if err != nil && !errors.Is(err, flow.ErrNotFound) {
 			return err
 		}
 		verdict, err := fn(rec)
 		fnErr = err
 		switch {
 		case verdict == flow.Save && rec != nil:
-			return s.setJSON(txn, key, rec, rec.ExpiresAt)
+			rec.ID = id // the record is stored under id, whatever fn did
+			return s.setDevice(txn, rec)
 		case verdict == flow.Delete && rec != nil:
-			if err := txn.Delete([]byte(key)); err != nil {
+			if err := txn.Delete([]byte(devicePrefix + id)); err != nil {
 				return err
 			}
 			return txn.Delete([]byte(userCodePrefix + rec.UserCode))
