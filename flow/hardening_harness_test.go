@@ -33,7 +33,7 @@ import (
 const testIPHeader = "X-Test-Client-IP"
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	svc   *flow.Service
 	store *badgerstore.Store
 	srv   *httptest.Server
@@ -53,7 +53,7 @@ type harnessOptions struct {
 	configure     func(*flow.Config)
 }
 
-func newHarness(t *testing.T, o harnessOptions) *harness {
+func newHarness(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: o.clock}
 	if h.clock == nil {
@@ -122,7 +122,7 @@ type oidc struct {
 	denyNext atomic.Pointer[string]
 }
 
-func startOIDC(t *testing.T) *oidc {
+func startOIDC(t testing.TB) *oidc {
 	t.Helper()
 	m, err := mockoidc.NewServer(nil)
 	if err != nil {
@@ -162,7 +162,7 @@ type answer struct {
 	url    string
 }
 
-func (a answer) json(t *testing.T) map[string]any {
+func (a answer) json(t testing.TB) map[string]any {
 	t.Helper()
 	var out map[string]any
 	if err := json.Unmarshal([]byte(a.body), &out); err != nil {
@@ -175,7 +175,7 @@ func (a answer) isPage(name string) bool {
 	return strings.Contains(a.body, `data-page="`+name+`"`)
 }
 
-func read(t *testing.T, resp *http.Response, err error) answer {
+func read(t testing.TB, resp *http.Response, err error) answer {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +242,7 @@ func personBrowser() *http.Client {
 }
 
 // formToken reads the CSRF token of the page's form.
-func formToken(t *testing.T, page string) string {
+func formToken(t testing.TB, page string) string {
 	t.Helper()
 	const marker = `name="csrf" value="`
 	i := strings.Index(page, marker)
