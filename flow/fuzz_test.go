@@ -71,7 +71,7 @@ func FuzzFormEndpoints(f *testing.F) {
 	h := newHarness(f, harnessOptions{tokenEndpoint: refuser.URL, configure: withLimits(flow.Limits{IssuePerIP: 50})})
 	const form = "application/x-www-form-urlencoded"
 	for _, seed := range []struct {
-		endpoint         uint8
+		endpoint        uint8
 		query, ct, body string
 	}{
 		{0, "", form, "client_id=tv&scope=openid"},
