@@ -20,9 +20,9 @@ type deviceAuthorization struct {
 	Interval                int64  `json:"interval"`
 }
 
-// maxUserCodeDraws bounds redraws of a user code that is already live (32
-// draws miss a free code only when the store is nearly full); with
-// 20^8 codes, needing even two means the store is nearly full.
+// maxUserCodeDraws bounds redraws of a user code that is already live. With
+// 20^8 codes even a second draw is rare; 32 draws all miss only when the
+// code space is nearly full.
 const maxUserCodeDraws = 32
 
 // serveDeviceCode is the device authorization endpoint (RFC 8628 §3.1).
