@@ -75,6 +75,72 @@ func TestGolangOAuth2Client(t *testing.T) {
 	}
 }
 
+// roundTripFunc is an http.RoundTripper made of a func.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// The usual use: x/oauth2 polls while the person approves. The module's
+// clock moves by the interval with each poll, as real time would; the
+// person approves after the first authorization_pending. With the client
+// ID in the form (AuthStyleInParams) no poll is ever early. (With
+// AuthStyleAutoDetect, x/oauth2 sends every unsuccessful request twice,
+// header then form, until one succeeds, so each pending poll earns a
+// slow_down: see docs/clients.md.)
+func TestGolangOAuth2PollsWhileThePersonApproves(t *testing.T) {
+	up := startUpstream(t)
+	startCaddy(t, siteConfig(t, up, "interval 1s"))
+	cfg := oauth2.Config{
+		ClientID: up.Config().ClientID,
+		Scopes:   []string{"openid"},
+		Endpoint: oauth2.Endpoint{
+			DeviceAuthURL: testSite + "/device/code",
+			TokenURL:      testSite + "/device/token",
+			AuthStyle:     oauth2.AuthStyleInParams,
+		},
+	}
+	var userCode string
+	var answers []string
+	transport := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path != "/device/token" {
+			return http.DefaultTransport.RoundTrip(r)
+		}
+		fakeClock.Advance(time.Second)
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			return nil, err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+		var answer struct{ Error string }
+		json.Unmarshal(body, &answer)
+		answers = append(answers, answer.Error)
+		if answer.Error == "authorization_pending" && len(answers) == 1 {
+			if done := newBrowser(t).approve(userCode); !done.is("success") {
+				t.Errorf("approve: %d", done.status)
+			}
+		}
+		return resp, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Transport: transport})
+
+	da, err := cfg.DeviceAuth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userCode = da.UserCode
+	tok, err := cfg.DeviceAccessToken(ctx, da)
+	if err != nil {
+		t.Fatalf("%v (answers: %q)", err, answers)
+	}
+	if tok.AccessToken == "" || !slices.Equal(answers, []string{"authorization_pending", ""}) {
+		t.Fatalf("polls answered %q, want one authorization_pending, then the tokens", answers)
+	}
+}
+
 // fakeClockSleep lets a devicelogin.Client wait on the module's clock.
 func fakeClockSleep(ctx context.Context, d time.Duration) error {
 	fakeClock.Advance(d)
