@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
@@ -166,6 +167,13 @@ func (r *RedisStorage) options() (redisstore.Options, error) {
 	}
 	if r.TLS {
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	opts.Configure = func(uo *redis.UniversalOptions) {
+		// go-redis retries a failed command (MaxRetries) and, by default,
+		// each dial within it five times more; while Redis is down that
+		// keeps a request from its 503 for many dial timeouts. One dial
+		// per command attempt is enough.
+		uo.DialerRetries = 1
 	}
 	return opts, nil
 }
