@@ -1,7 +1,10 @@
 package deviceflow
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -22,9 +25,17 @@ import (
 // redisStorage is the storage line for a Redis at url, under a key prefix of
 // this test's own, so tests sharing a server never see each other's keys.
 func redisStorage(url string) string {
+	return redisStorageWithPrefix(url, newKeyPrefix())
+}
+
+func newKeyPrefix() string {
 	var b [4]byte
 	rand.Read(b[:])
-	return "redis " + url + " {\n\t\t\tkey_prefix e2e" + hex.EncodeToString(b[:]) + ":\n\t\t}"
+	return "e2e" + hex.EncodeToString(b[:]) + ":"
+}
+
+func redisStorageWithPrefix(url, prefix string) string {
+	return "redis " + url + " {\n\t\t\tkey_prefix " + prefix + "\n\t\t}"
 }
 
 // unavailableCheck is one request made while Redis is down.
@@ -198,5 +209,44 @@ func TestRedisDownAtStart(t *testing.T) {
 	}
 	if status, tokens := tv.pollAfter(5 * time.Second); status != http.StatusOK || tokens["access_token"] == nil {
 		t.Fatalf("tokens once Redis is up: %d %v", status, tokens)
+	}
+}
+
+// TestRedisSecretReplaced: when the server secret in Redis changes (Redis
+// lost it and another instance made a new one), this instance follows
+// within a minute, so instances never stay apart: the CSRF token on its
+// pages is then the one the new secret gives.
+func TestRedisSecretReplaced(t *testing.T) {
+	srv := redistest.Start(t)
+	up := startUpstream(t)
+	prefix := newKeyPrefix()
+	startCaddy(t, siteConfigStorage(t, up, redisStorageWithPrefix(srv.URL, prefix), ""))
+	b := newBrowser(t)
+	before := b.get(testSite + "/device").csrf(t)
+
+	// What another instance would do after Redis lost the key: SET NX a
+	// fresh secret.
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	if _, err := redistest.Do(srv.Addr, "SET", prefix+"secret:{mac-v1}", string(secret)); err != nil {
+		t.Fatal(err)
+	}
+	var session string
+	site, _ := url.Parse(testSite)
+	for _, c := range b.client.Jar.Cookies(site) {
+		if c.Name == "device_flow_session" {
+			session = c.Value
+		}
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("csrf\x00" + session))
+	want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+
+	if got := b.get(testSite + "/device").csrf(t); got != before {
+		t.Fatalf("the secret changed before a minute had passed")
+	}
+	fakeClock.Advance(61 * time.Second)
+	if got := b.get(testSite + "/device").csrf(t); got != want {
+		t.Fatalf("a minute later the page must use the store's new secret: csrf %q, want %q (before: %q)", got, want, before)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+	"sync/atomic"
+	"time"
 )
 
 // A person's browser is known by a random session cookie. Forms carry a
@@ -19,40 +21,55 @@ const (
 	secureCookieName = "__Host-device_flow_session" // over HTTPS: no Domain, Path=/, Secure
 )
 
+// secrets holds the server secret, the HMAC key for CSRF tokens, browser
+// bindings and state keys. It is only ever read from the store (which
+// makes it the first time), never made here: instances sharing a store
+// must share the secret. It is read again every secretRefresh, so that if
+// the store loses it (a Redis restart without persistence, an eviction)
+// and one instance makes a new one, the others follow within that time
+// instead of staying apart for good.
 type secrets struct {
-	mac []byte // HMAC key for CSRF tokens and browser bindings
+	mac  atomic.Pointer[[]byte]
+	next atomic.Int64 // when to read the store again, unix nanoseconds
 }
 
-// loadSecrets reads the server secret from the store (which makes it the
-// first time), unless it already has. It is never made locally: instances
-// sharing a store must share the secret, so while the store is down it
-// fails and the next request tries again.
+const secretRefresh = time.Minute
+
+// loadSecrets makes sure the secret is loaded and fresh enough. It fails
+// only while there is none yet and the store is down; with one in hand, a
+// failed refresh keeps it and the next request tries again. Requests do
+// not queue behind one another here: Secret gives every caller the same
+// value, so concurrent reads are harmless.
 func (s *Service) loadSecrets(ctx context.Context) error {
-	if s.secretsReady.Load() {
+	k := &s.secrets
+	old := k.mac.Load()
+	now := s.cfg.Now().UnixNano()
+	if old != nil && now < k.next.Load() {
 		return nil
 	}
-	// No lock around the store call: requests arriving while the store is
-	// down must not queue behind one another, and Secret gives every
-	// caller the same value anyway.
 	key, err := s.cfg.Store.Secret(ctx, "mac-v1", func() ([]byte, error) {
 		b := make([]byte, 32)
 		_, err := rand.Read(b)
 		return b, err
 	})
 	if err != nil {
+		if old != nil {
+			return nil
+		}
 		return err
 	}
-	s.secretsMu.Lock()
-	defer s.secretsMu.Unlock()
-	if !s.secretsReady.Load() {
-		s.secrets = secrets{mac: key}
-		s.secretsReady.Store(true)
+	if old != nil && !hmac.Equal(*old, key) {
+		s.log.Warn("the server secret in the store changed (lost and made again?); forms and sign-ins begun before must start over")
 	}
+	k.mac.Store(&key)
+	k.next.Store(now + int64(secretRefresh))
 	return nil
 }
 
-func (k secrets) sum(purpose, value string) string {
-	m := hmac.New(sha256.New, k.mac)
+// sum is only reached after loadSecrets succeeded (ServeHTTP sees to it),
+// so the key is there.
+func (k *secrets) sum(purpose, value string) string {
+	m := hmac.New(sha256.New, *k.mac.Load())
 	m.Write([]byte(purpose))
 	m.Write([]byte{0})
 	m.Write([]byte(value))
@@ -60,13 +77,13 @@ func (k secrets) sum(purpose, value string) string {
 }
 
 // csrfToken is the token forms must carry for this browser session.
-func (k secrets) csrfToken(session string) string { return k.sum("csrf", session) }
+func (k *secrets) csrfToken(session string) string { return k.sum("csrf", session) }
 
 // browserBinding is what a login stores to recognise the browser.
-func (k secrets) browserBinding(session string) string { return k.sum("browser", session) }
+func (k *secrets) browserBinding(session string) string { return k.sum("browser", session) }
 
 // stateKey is the store key of a login: the state is never stored as is.
-func (k secrets) stateKey(state string) string { return k.sum("state", state) }
+func (k *secrets) stateKey(state string) string { return k.sum("state", state) }
 
 func (s *Service) sessionCookieName(r *http.Request) string {
 	if s.isHTTPS(r) {

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 )
@@ -16,16 +14,11 @@ import (
 // Service is the device flow: it answers its own paths and leaves every
 // other request alone.
 type Service struct {
-	cfg   Config
-	paths Paths
-	log   *zap.Logger
-	csp   string
-
-	// secrets is set once by loadSecrets; secretsReady (an atomic store
-	// after the write) makes it safe to read without the lock.
-	secrets      secrets
-	secretsReady atomic.Bool
-	secretsMu    sync.Mutex
+	cfg     Config
+	paths   Paths
+	log     *zap.Logger
+	csp     string
+	secrets secrets // see loadSecrets
 }
 
 // New checks the configuration and prepares the service. ctx bounds the
