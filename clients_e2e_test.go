@@ -82,62 +82,82 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // The usual use: x/oauth2 polls while the person approves. The module's
 // clock moves by the interval with each poll, as real time would; the
-// person approves after the first authorization_pending. With the client
-// ID in the form (AuthStyleInParams) no poll is ever early. (With
-// AuthStyleAutoDetect, x/oauth2 sends every unsuccessful request twice,
-// header then form, until one succeeds, so each pending poll earns a
-// slow_down: see docs/clients.md.)
+// person approves after the second authorization_pending. With its default
+// AuthStyleAutoDetect, x/oauth2 sends every unsuccessful request twice in
+// a row (HTTP Basic, then the client ID in the form): the module forgives
+// that immediate repeat, so neither style ever sees slow_down.
 func TestGolangOAuth2PollsWhileThePersonApproves(t *testing.T) {
 	up := startUpstream(t)
 	startCaddy(t, siteConfig(t, up, "interval 1s"))
-	cfg := oauth2.Config{
-		ClientID: up.Config().ClientID,
-		Scopes:   []string{"openid"},
-		Endpoint: oauth2.Endpoint{
-			DeviceAuthURL: testSite + "/device/code",
-			TokenURL:      testSite + "/device/token",
-			AuthStyle:     oauth2.AuthStyleInParams,
-		},
-	}
-	var userCode string
-	var answers []string
-	transport := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.URL.Path != "/device/token" {
-			return http.DefaultTransport.RoundTrip(r)
-		}
-		fakeClock.Advance(time.Second)
-		resp, err := http.DefaultTransport.RoundTrip(r)
-		if err != nil {
-			return nil, err
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		resp.Body = io.NopCloser(strings.NewReader(string(body)))
-		var answer struct{ Error string }
-		json.Unmarshal(body, &answer)
-		answers = append(answers, answer.Error)
-		if answer.Error == "authorization_pending" && len(answers) == 1 {
-			if done := newBrowser(t).approve(userCode); !done.is("success") {
-				t.Errorf("approve: %d", done.status)
+	for _, tc := range []struct {
+		name  string
+		style oauth2.AuthStyle
+		want  []string
+	}{
+		{"client_id in the form", oauth2.AuthStyleInParams,
+			[]string{"authorization_pending", "authorization_pending", ""}},
+		{"auto-detect (each failed poll sent twice)", oauth2.AuthStyleAutoDetect,
+			[]string{"authorization_pending", "authorization_pending", "authorization_pending", "authorization_pending", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := oauth2.Config{
+				ClientID: up.Config().ClientID,
+				Scopes:   []string{"openid"},
+				Endpoint: oauth2.Endpoint{
+					DeviceAuthURL: testSite + "/device/code",
+					TokenURL:      testSite + "/device/token",
+					AuthStyle:     tc.style,
+				},
 			}
-		}
-		return resp, nil
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Transport: transport})
+			var userCode string
+			var answers []string
+			pending := 0
+			transport := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.URL.Path != "/device/token" {
+					return http.DefaultTransport.RoundTrip(r)
+				}
+				// A poll after waiting the interval; auto-detect's
+				// immediate repeat (without Basic) comes at once.
+				if tc.style == oauth2.AuthStyleInParams || r.Header.Get("Authorization") != "" {
+					fakeClock.Advance(time.Second)
+				}
+				resp, err := http.DefaultTransport.RoundTrip(r)
+				if err != nil {
+					return nil, err
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				resp.Body = io.NopCloser(strings.NewReader(string(body)))
+				var answer struct{ Error string }
+				json.Unmarshal(body, &answer)
+				answers = append(answers, answer.Error)
+				if answer.Error == "authorization_pending" {
+					pending++
+					if pending == len(tc.want)-1 {
+						if done := newBrowser(t).approve(userCode); !done.is("success") {
+							t.Errorf("approve: %d", done.status)
+						}
+					}
+				}
+				return resp, nil
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Transport: transport})
 
-	da, err := cfg.DeviceAuth(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	userCode = da.UserCode
-	tok, err := cfg.DeviceAccessToken(ctx, da)
-	if err != nil {
-		t.Fatalf("%v (answers: %q)", err, answers)
-	}
-	if tok.AccessToken == "" || !slices.Equal(answers, []string{"authorization_pending", ""}) {
-		t.Fatalf("polls answered %q, want one authorization_pending, then the tokens", answers)
+			da, err := cfg.DeviceAuth(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			userCode = da.UserCode
+			tok, err := cfg.DeviceAccessToken(ctx, da)
+			if err != nil {
+				t.Fatalf("%v (answers: %q)", err, answers)
+			}
+			if tok.AccessToken == "" || !slices.Equal(answers, tc.want) {
+				t.Fatalf("polls answered %q, want %q", answers, tc.want)
+			}
+		})
 	}
 }
 

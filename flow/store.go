@@ -107,9 +107,12 @@ type Device struct {
 	ExpiresAt time.Time     `json:"ea"`
 	Interval  time.Duration `json:"iv"` // grows by 5 s with every slow_down
 	LastPoll  time.Time     `json:"lp,omitempty"`
-	SealKey   []byte        `json:"pk"`            // X25519 public key derived from the device code
-	Sealed    []byte        `json:"tok,omitempty"` // the upstream token response, sealed to SealKey
-	Reason    string        `json:"why,omitempty"` // why it was denied, for the device's error_description
+	// Retried: the last early poll was forgiven as a client's immediate
+	// retry (see poll); the next early one is slow_down.
+	Retried bool   `json:"rt,omitempty"`
+	SealKey []byte `json:"pk"`            // X25519 public key derived from the device code
+	Sealed  []byte `json:"tok,omitempty"` // the upstream token response, sealed to SealKey
+	Reason  string `json:"why,omitempty"` // why it was denied, for the device's error_description
 }
 
 // Login is one trip of a person's browser to the upstream and back.

@@ -53,6 +53,10 @@ func pollSlack(interval time.Duration) time.Duration {
 	return min(interval/5, time.Second)
 }
 
+// retryWindow is how soon after a poll its immediate repeat must come to
+// be forgiven as a retry rather than counted as polling too fast.
+const retryWindow = time.Second
+
 // poll answers one device_code poll. Everything it decides, it decides in
 // one atomic update of the record: the interval check, the slow_down
 // penalty, and taking the tokens exactly once.
@@ -95,13 +99,23 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			answer = badRequest(ErrAccessDenied, desc)
 			return Keep, nil
 		}
-		early := !d.LastPoll.IsZero() && now.Sub(d.LastPoll) < d.Interval-pollSlack(d.Interval)
-		d.LastPoll = now
-		if early {
+		sinceLast := now.Sub(d.LastPoll)
+		early := !d.LastPoll.IsZero() && sinceLast < d.Interval-pollSlack(d.Interval)
+		switch {
+		case early && !d.Retried && sinceLast < retryWindow:
+			// golang.org/x/oauth2, the most used Go client, sends every
+			// failed token request twice in a row (once per client
+			// authentication style). Forgive one immediate repeat; the
+			// interval still runs from the first poll.
+			d.Retried = true
+			answer = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
+		case early:
+			d.LastPoll, d.Retried = now, false
 			d.Interval += 5 * time.Second // §3.5: for good, for this device
 			answer = badRequest(ErrSlowDown, "polling too fast; wait "+d.Interval.String()+" between polls")
 			event = EventSlowDown
-		} else {
+		default:
+			d.LastPoll, d.Retried = now, false
 			answer = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
 		}
 		return Save, nil

@@ -19,7 +19,7 @@ import (
 // Version 1, in order:
 //
 //	byte     1 (the version)
-//	byte     Status
+//	byte     Status, with retriedFlag set when Retried
 //	varint   CreatedAt, ExpiresAt, LastPoll: Unix seconds, then
 //	uvarint  their nanoseconds (each time is the pair)
 //	varint   Interval in nanoseconds
@@ -29,11 +29,18 @@ import (
 // version stored as JSON start with '{' and are still read.
 const deviceCodecV1 = 1
 
+// retriedFlag shares the Status byte (statuses are 0–2).
+const retriedFlag = 0x80
+
 var errCorruptRecord = errors.New("badgerstore: corrupt device record")
 
 func encodeDevice(d *flow.Device) []byte {
 	b := make([]byte, 0, 64+len(d.UserCode)+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.SealKey)+len(d.Sealed))
-	b = append(b, deviceCodecV1, byte(d.Status))
+	status := byte(d.Status)
+	if d.Retried {
+		status |= retriedFlag
+	}
+	b = append(b, deviceCodecV1, status)
 	for _, t := range [...]time.Time{d.CreatedAt, d.ExpiresAt, d.LastPoll} {
 		b = binary.AppendVarint(b, t.Unix())
 		b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
@@ -60,10 +67,10 @@ func decodeDevice(id string, b []byte) (*flow.Device, error) {
 		}
 		return d, nil
 	}
-	if len(b) < 2 || b[0] != deviceCodecV1 || b[1] > byte(flow.Denied) {
+	if len(b) < 2 || b[0] != deviceCodecV1 || b[1]&^retriedFlag > byte(flow.Denied) {
 		return nil, errCorruptRecord
 	}
-	d := &flow.Device{ID: id, Status: flow.Status(b[1])}
+	d := &flow.Device{ID: id, Status: flow.Status(b[1] &^ retriedFlag), Retried: b[1]&retriedFlag != 0}
 	r := reader{b: b, off: 2}
 	for _, t := range [...]*time.Time{&d.CreatedAt, &d.ExpiresAt, &d.LastPoll} {
 		sec, nsec := r.varint(), r.uvarint()

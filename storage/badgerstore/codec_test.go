@@ -42,6 +42,7 @@ func TestDeviceCodecRoundTrips(t *testing.T) {
 	full.Sealed = bytes.Repeat([]byte{7}, 3000)
 	full.Reason = "the upstream said: no ✋"
 	full.Interval = 15 * time.Second
+	full.Retried = true
 
 	tests := []struct {
 		name string
