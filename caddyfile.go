@@ -254,9 +254,10 @@ func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser, name string) error 
 
 // singleArg reads exactly one argument and no block.
 func singleArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
 	v, err := singleArgKeepBlock(d)
 	if err == nil && d.NextBlock(d.Nesting()) {
-		return "", d.Errf("%s takes no block", d.Val())
+		return "", d.Errf("%s takes no block", name)
 	}
 	return v, err
 }
@@ -335,6 +336,10 @@ func (b *BadgerStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if d.NextArg() {
 		return d.ArgErr()
+	}
+	// A block would be ignored, and `dir` in it silently with it.
+	if d.NextBlock(0) {
+		return d.Errf("storage badger takes no block; give the folder on the line: storage badger <dir>")
 	}
 	return nil
 }
