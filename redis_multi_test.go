@@ -16,9 +16,9 @@ import (
 // stickiness. The processes run on the real clock, so the device honours a
 // real interval (the minimum, 1 s); nothing else waits.
 
-// instanceConfig is one instance's Caddyfile. Redis is named by an
-// environment placeholder, as an operator would keep it out of the file.
-func instanceConfig(site string, up *upstream, keyPrefix string) string {
+// instanceConfig is one instance's Caddyfile; storage is the rest of the
+// storage line.
+func instanceConfig(site string, up *upstream, storage string) string {
 	cfg := up.Config()
 	return fmt.Sprintf(`{
 	admin off
@@ -31,16 +31,14 @@ func instanceConfig(site string, up *upstream, keyPrefix string) string {
 		token_auth post
 		interval 1s
 		guess_limit 2 per 15m
-		storage redis {env.DF_TEST_REDIS_URL} {
-			key_prefix %s
-		}
+		storage %s
 		client %s {
 			secret %s
 			scopes openid profile email
 		}
 	}
 }
-`, site, up.AuthorizationEndpoint(), up.TokenEndpoint(), keyPrefix, cfg.ClientID, cfg.ClientSecret)
+`, site, up.AuthorizationEndpoint(), up.TokenEndpoint(), storage, cfg.ClientID, cfg.ClientSecret)
 }
 
 // postPage posts a form from the browser to a site of the test's choosing.
@@ -72,9 +70,11 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	clientID := up.Config().ClientID
 	siteA := fmt.Sprintf("http://127.0.0.1:%d", freePort())
 	siteB := fmt.Sprintf("http://127.0.0.1:%d", freePort())
-	prefix := fmt.Sprintf("multi%d:", time.Now().UnixNano())
-	startCaddyProcess(t, instanceConfig(siteA, up, prefix), siteA+"/device")
-	startCaddyProcess(t, instanceConfig(siteB, up, prefix), siteB+"/device")
+	// Redis is named by an environment placeholder, as an operator would
+	// keep it out of the file; the same line on both instances.
+	storage := redisStorageWithPrefix("{env.DF_TEST_REDIS_URL}", newKeyPrefix())
+	startCaddyProcess(t, instanceConfig(siteA, up, storage), siteA+"/device")
+	startCaddyProcess(t, instanceConfig(siteB, up, storage), siteB+"/device")
 
 	t.Run("poll A, approve on B", func(t *testing.T) {
 		status, auth := postFormTo(t, siteA, "/device/code", map[string]string{"client_id": clientID, "scope": "openid profile"})
