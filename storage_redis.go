@@ -105,9 +105,9 @@ func (r *RedisStorage) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	r.key = r.poolKey()
+	key := r.poolKey()
 	logger := ctx.Logger()
-	val, loaded, err := redisPool.LoadOrNew(r.key, func() (caddy.Destructor, error) {
+	val, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st, err := redisstore.Connect(opts)
 		if err != nil {
 			return nil, r.redact(err)
@@ -117,7 +117,7 @@ func (r *RedisStorage) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage redis: %v", err)
 	}
-	r.store = val.(redisDestructor).Store
+	r.key, r.store = key, val.(redisDestructor).Store
 	if !loaded {
 		pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 		defer cancel()
@@ -288,12 +288,14 @@ func (r *RedisStorage) poolKey() string {
 // Store returns the store.
 func (r *RedisStorage) Store() flow.Store { return r.store }
 
-// Cleanup lets go of the client; the last user closes it.
+// Cleanup lets go of the client; the last user closes it. A second call
+// does nothing.
 func (r *RedisStorage) Cleanup() error {
 	if r.key == "" {
 		return nil
 	}
 	_, err := redisPool.Delete(r.key)
+	r.key = ""
 	return err
 }
 
