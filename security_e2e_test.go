@@ -635,3 +635,30 @@ func TestBadInputEverywhere(t *testing.T) {
 		t.Fatalf("poll: %d %v", status, tokens)
 	}
 }
+
+// Caddy's access log (opt-in, per site) records request URIs, and the
+// upstream's redirect carries the authorization code in its query. The
+// filter docs/security.md recommends keeps it out.
+func TestAccessLogFilterDropsTheCode(t *testing.T) {
+	up := startUpstream(t)
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	accessLog := "\tlog {\n\t\toutput file " + logFile + "\n\t\tformat filter {\n\t\t\trequest>uri query {\n\t\t\t\tdelete code\n\t\t\t}\n\t\t}\n\t}\n"
+	cfg := strings.Replace(siteConfig(t, up, ""), "\trespond \"next handler\" 200\n", "\trespond \"next handler\" 200\n"+accessLog, 1)
+	startCaddy(t, cfg)
+	tv := newDevice(t, up.Config().ClientID, "openid")
+	b := newBrowser(t)
+	callback := lastRedirect(t, b, tv)
+	b.client.CheckRedirect = nil
+	if done := b.get(callback); !done.is("success") {
+		t.Fatalf("callback: %d", done.status)
+	}
+	startCaddy(t, siteConfig(t, up, ""))
+	logged, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(logged, []byte(`"uri":"/auth/redirect?`)) {
+		t.Fatalf("the callback was not access-logged:\n%s", logged)
+	}
+	expectAbsent(t, "access log", logged, map[string]string{"authorization code": mustQueryParam(t, callback, "code")})
+}
