@@ -180,6 +180,9 @@ func startCaddy(t *testing.T, config string) *caddytest.Tester {
 	useFakeClock()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(config, "caddyfile")
+	// Connections kept alive to the previous config's server may be
+	// closed under the next request (a POST, which is not retried: EOF).
+	http.DefaultClient.CloseIdleConnections()
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -192,6 +195,9 @@ func startCaddyJSON(t *testing.T, config string) *caddytest.Tester {
 	useFakeClock()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(config, "json")
+	// Connections kept alive to the previous config's server may be
+	// closed under the next request (a POST, which is not retried: EOF).
+	http.DefaultClient.CloseIdleConnections()
 	if t.Failed() {
 		t.FailNow()
 	}
