@@ -27,7 +27,7 @@ type Limits struct {
 	Off       bool
 }
 
-// Defaults, chosen so that guessing is hopeless (see README "Security":
+// Defaults, chosen so that guessing is hopeless (see docs/security.md:
 // with 10,000 live base-20 codes, 2,000 guesses a window find one with
 // probability 2,000 × 10,000 / 20^8 ≈ 0.08%) while a person who mistypes,
 // or an office behind one NAT, is never stopped.
