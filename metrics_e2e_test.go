@@ -66,7 +66,7 @@ func TestMetricsCountTheFlow(t *testing.T) {
 	// One approved and delivered code, with a slow_down on the way.
 	tv := newDevice(t, up.Config().ClientID, "openid")
 	tv.poll()
-	if _, out := tv.poll(); out["error"] != "slow_down" {
+	if _, out := tv.pollAfter(2 * time.Second); out["error"] != "slow_down" {
 		t.Fatalf("expected slow_down, got %v", out)
 	}
 	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
