@@ -156,6 +156,10 @@ func TestMain(m *testing.M) {
 	if testData, err = os.MkdirTemp("", "device-flow-test-"); err != nil {
 		panic(err)
 	}
+	// Every test loads a new config: a connection kept alive to the
+	// previous config's server may be closed under the next request (a
+	// POST, which is not retried: EOF). Fresh connections each time.
+	http.DefaultTransport.(*http.Transport).DisableKeepAlives = true
 	testPort, adminPort = freePort(), freePort()
 	testSite = fmt.Sprintf("http://localhost:%d", testPort)
 	caddytest.Default.AdminPort = adminPort
@@ -180,9 +184,6 @@ func startCaddy(t *testing.T, config string) *caddytest.Tester {
 	useFakeClock()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(config, "caddyfile")
-	// Connections kept alive to the previous config's server may be
-	// closed under the next request (a POST, which is not retried: EOF).
-	http.DefaultClient.CloseIdleConnections()
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -195,9 +196,6 @@ func startCaddyJSON(t *testing.T, config string) *caddytest.Tester {
 	useFakeClock()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(config, "json")
-	// Connections kept alive to the previous config's server may be
-	// closed under the next request (a POST, which is not retried: EOF).
-	http.DefaultClient.CloseIdleConnections()
 	if t.Failed() {
 		t.FailNow()
 	}
