@@ -21,6 +21,12 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m "$@" ./...
-echo "== benchmarks, once each"
-go test -run '^$' -bench . -benchtime=1x -count=1 -timeout 10m ./... >/dev/null
-echo "benchmarks ran"
+echo "== benchmarks, once each (so they cannot rot)"
+bench_log=$(mktemp)
+if ! go test -run '^$' -bench . -benchtime=1x -count=1 -timeout 10m ./... >"$bench_log" 2>&1; then
+	grep -v '^{"level' "$bench_log" | tail -n 60
+	echo "benchmarks failed"
+	exit 1
+fi
+grep -c '^Benchmark' "$bench_log" | xargs echo "benchmarks ran:"
+rm -f "$bench_log"
