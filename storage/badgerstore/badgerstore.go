@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
@@ -86,20 +87,45 @@ func Open(o Options) (*Store, error) {
 }
 
 // tunedOptions sizes Badger for a web-server plugin rather than a database
-// server. Badger's defaults (64 MiB memtables ×5, 256 MiB block cache) would
-// make a few kilobytes of live codes cost hundreds of MiB of RSS; device
-// records are ~300 bytes and short-lived, so small memtables flush often and
-// a small block cache holds the hot (recent, still polled) records.
+// server. Every figure below was measured with bench/livecodes (10k and 1M
+// live codes) and bench/run.sh; docs/performance.md has the numbers.
+//
+// Badger's defaults (64 MiB memtables ×5, a 256 MiB block cache, tables
+// that double in size per level) cost hundreds of MiB before the first
+// code. Most of what is left after shrinking those is table builders:
+// a memtable flush or a compaction builds each table whole in memory, and
+// Badger keeps up to 8 builders' buffers pooled for reuse. So:
+//   - 4 MiB memtables, 3 of them: 12 MiB of skiplists, and flush
+//     builders of ~4 MiB. (Bigger ones bought no throughput: a pending
+//     poll rewrites its record, so a memtable fills at the poll rate.)
+//   - 1 MiB tables on every level (TableSizeMultiplier 1): compaction
+//     builders stay ~1 MiB however big the store grows; at 1M live codes
+//     that is ~250 tables, which Badger handles without trouble.
+//   - no compression, so no block cache: records are ~110 bytes of mostly
+//     random bytes (hashes, keys) that Snappy shrinks by only ~20%, and
+//     uncompressed blocks are read straight from the memory-mapped tables
+//     (page cache, shared and reclaimable) instead of being decompressed
+//     into a cache on the Go heap. The index cache only serves encrypted
+//     tables, so it is off too.
+//   - values up to 64 KiB stay in the LSM tree next to their keys (a
+//     device record, even with sealed tokens, is a few KiB); Badger
+//     requires the threshold below 15% of a memtable. The value log then
+//     only sees larger values, so its files can be small.
+//
+// Together: at 1M live codes ~130 MiB of anonymous memory at peak instead
+// of ~540 MiB, for ~15% more CPU per poll (more, smaller flushes).
 func tunedOptions(o Options) badger.Options {
 	opts := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
 		WithLogger(zapLogger{o.Logger.Sugar()}).
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(3).
-		WithBlockCacheSize(32 << 20).
-		WithIndexCacheSize(16 << 20).
-		WithBaseTableSize(4 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithBaseTableSize(1 << 20).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithValueThreshold(64 << 10).
+		WithValueLogFileSize(16 << 20).
 		WithNumCompactors(2).
 		WithNumVersionsToKeep(1).
 		WithMetricsEnabled(false).
@@ -108,6 +134,7 @@ func tunedOptions(o Options) badger.Options {
 		// only a power cut can cost the last writes, which for codes that
 		// live ten minutes is not worth an fsync per request.
 		WithSyncWrites(false)
+	opts.TableSizeMultiplier = 1
 	return opts
 }
 
