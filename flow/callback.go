@@ -73,7 +73,14 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	tokens, err := s.exchangeCode(ctx, r, clientID, code, login.Verifier)
+	verifier, err := openVerifier(state, login.Verifier)
+	if err != nil {
+		// Only a store that was tampered with gets here.
+		s.log.Error("stored PKCE verifier could not be opened", zap.Error(err))
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
+		return
+	}
+	tokens, err := s.exchangeCode(ctx, r, clientID, code, verifier)
 	if err != nil {
 		// The device keeps hearing authorization_pending: the person may
 		// start over while the code is live.

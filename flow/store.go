@@ -118,7 +118,7 @@ type Device struct {
 // Login is one trip of a person's browser to the upstream and back.
 type Login struct {
 	DeviceID  string    `json:"did"`
-	Verifier  string    `json:"pkce"` // the PKCE code_verifier; one-time, deleted with the login
+	Verifier  string    `json:"pkce"` // the PKCE code_verifier, sealed under the state (see verifier_seal.go)
 	Browser   string    `json:"b"`    // hash of the browser's session cookie
 	ExpiresAt time.Time `json:"ea"`
 }

@@ -183,9 +183,14 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 // verifier, both one-time, bound to this browser.
 func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, session string) {
 	state, verifier := randomToken(32), randomToken(32)
+	sealed, err := sealVerifier(state, verifier)
+	if err != nil {
+		s.renderPage(w, r, http.StatusInternalServerError, PageError, &PageData{Error: "unknown"})
+		return
+	}
 	login := &Login{
 		DeviceID:  d.ID,
-		Verifier:  verifier,
+		Verifier:  sealed,
 		Browser:   s.secrets.browserBinding(session),
 		ExpiresAt: d.ExpiresAt,
 	}
