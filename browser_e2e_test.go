@@ -198,7 +198,7 @@ func TestRealBrowser(t *testing.T) {
 
 	// The upstream answers the sign-in with an error.
 	failing := newDevice(t, clientID, "openid")
-	up.denyNextLogin("server_error")
+	up.DenyNextLogin("server_error")
 	tab.do(chromedp.Navigate(failing.auth["verification_uri_complete"].(string)))
 	tab.waitPage("confirm")
 	tab.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))

@@ -18,9 +18,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
-	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/caddy-device-flow/caddy-device-flow/internal/testclock"
+	"github.com/caddy-device-flow/caddy-device-flow/internal/testupstream"
 )
 
 // The end-to-end tests run Caddy in-process (caddytest) with the module in
@@ -54,57 +54,10 @@ func useFakeClock() {
 	fakeClockOnce.Do(func() { clock = fakeClock.Now })
 }
 
-// upstream is a running mockoidc with a switch to make its authorization
-// endpoint answer like an IdP whose user clicked "deny".
-type upstream struct {
-	*mockoidc.MockOIDC
-	mu       sync.Mutex
-	denyNext string // an error code to send back to the callback instead of a code
-}
+// upstream is the test's authorization server (mockoidc).
+type upstream = testupstream.Upstream
 
-func startUpstream(t *testing.T) *upstream {
-	t.Helper()
-	m, err := mockoidc.NewServer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstream{MockOIDC: m}
-	err = m.AddMiddleware(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			u.mu.Lock()
-			deny := u.denyNext
-			u.denyNext = ""
-			u.mu.Unlock()
-			if deny != "" && strings.HasSuffix(r.URL.Path, "/authorize") {
-				q := r.URL.Query()
-				back, _ := url.Parse(q.Get("redirect_uri"))
-				v := url.Values{"error": {deny}, "state": {q.Get("state")}}
-				back.RawQuery = v.Encode()
-				http.Redirect(w, r, back.String(), http.StatusFound)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ln, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown() })
-	return u
-}
-
-func (u *upstream) denyNextLogin(code string) {
-	u.mu.Lock()
-	u.denyNext = code
-	u.mu.Unlock()
-}
+func startUpstream(t *testing.T) *upstream { return testupstream.Start(t) }
 
 // siteConfig is the Caddyfile of the site under test; extra goes into the
 // device_flow block.
@@ -178,24 +131,23 @@ func storeDir(t *testing.T) string {
 	return dir
 }
 
-// startCaddy loads the config into the test process's Caddy.
+// startCaddy loads a Caddyfile into the test process's Caddy.
 func startCaddy(t *testing.T, config string) *caddytest.Tester {
 	t.Helper()
-	useFakeClock()
-	tester := caddytest.NewTester(t)
-	tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	return tester
+	return startCaddyAs(t, config, "caddyfile")
 }
 
 // startCaddyJSON loads a JSON config.
 func startCaddyJSON(t *testing.T, config string) *caddytest.Tester {
 	t.Helper()
+	return startCaddyAs(t, config, "json")
+}
+
+func startCaddyAs(t *testing.T, config, adapter string) *caddytest.Tester {
+	t.Helper()
 	useFakeClock()
 	tester := caddytest.NewTester(t)
-	tester.InitServer(config, "json")
+	tester.InitServer(config, adapter)
 	if t.Failed() {
 		t.FailNow()
 	}

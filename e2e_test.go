@@ -81,7 +81,7 @@ func TestUpstreamDeniesOrFails(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.upstreamError, func(t *testing.T) {
 			tv := newDevice(t, up.Config().ClientID, "openid")
-			up.denyNextLogin(tc.upstreamError)
+			up.DenyNextLogin(tc.upstreamError)
 			got := newBrowser(t).approve(tv.userCode())
 			if !got.is(tc.page) {
 				t.Fatalf("page %q expected, got %d:\n%s", tc.page, got.status, got.body)

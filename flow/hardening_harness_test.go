@@ -4,22 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/oauth2-proxy/mockoidc"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/internal/testclock"
+	"github.com/caddy-device-flow/caddy-device-flow/internal/testupstream"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
 	"github.com/caddy-device-flow/caddy-device-flow/templates"
 )
@@ -114,45 +112,10 @@ func (h *harness) stop() {
 	}
 }
 
-// oidc is mockoidc, the real OpenID Connect server library, with one
-// switch: the next sign-in comes back to the callback with an error, as
-// when the person clicks "deny" at the IdP.
-type oidc struct {
-	*mockoidc.MockOIDC
-	denyNext atomic.Pointer[string]
-}
+// oidc is the upstream: mockoidc, see internal/testupstream.
+type oidc = testupstream.Upstream
 
-func startOIDC(t testing.TB) *oidc {
-	t.Helper()
-	m, err := mockoidc.NewServer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &oidc{MockOIDC: m}
-	err = m.AddMiddleware(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if deny := o.denyNext.Swap(nil); deny != nil && strings.HasSuffix(r.URL.Path, "/authorize") {
-				back, _ := url.Parse(r.URL.Query().Get("redirect_uri"))
-				back.RawQuery = url.Values{"error": {*deny}, "state": {r.URL.Query().Get("state")}}.Encode()
-				http.Redirect(w, r, back.String(), http.StatusFound)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ln, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown() })
-	return o
-}
+func startOIDC(t testing.TB) *oidc { return testupstream.Start(t) }
 
 // answer is one HTTP answer, read whole.
 type answer struct {

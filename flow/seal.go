@@ -106,7 +106,13 @@ func open(deviceCode string, sealed []byte) ([]byte, error) {
 
 func sealAEAD(shared, ephPub, recipientPub []byte) (cipher.AEAD, error) {
 	salt := append(append([]byte{}, ephPub...), recipientPub...)
-	key, err := hkdf.Key(sha256.New, shared, salt, sealInfo, 32)
+	return derivedAEAD(shared, salt, sealInfo)
+}
+
+// derivedAEAD is AES-256-GCM under a key derived (HKDF-SHA256) from secret.
+// Every key it makes is used for one message, so callers use a zero nonce.
+func derivedAEAD(secret, salt []byte, info string) (cipher.AEAD, error) {
+	key, err := hkdf.Key(sha256.New, secret, salt, info, 32)
 	if err != nil {
 		return nil, err
 	}

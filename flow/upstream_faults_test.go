@@ -156,7 +156,7 @@ func TestUpstreamFaults(t *testing.T) {
 			h.logs.TakeAll()
 			fake.set(tc.token)
 			if tc.deny != "" {
-				h.up.denyNext.Store(&tc.deny)
+				h.up.DenyNextLogin(tc.deny)
 			}
 			auth := h.newCode("192.0.2.1", clientID)
 			deviceCode, userCode := auth["device_code"].(string), auth["user_code"].(string)

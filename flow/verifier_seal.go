@@ -1,10 +1,7 @@
 package flow
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 )
@@ -15,15 +12,7 @@ import (
 // plus an intercepted authorization code is still not enough to redeem it.
 
 func verifierAEAD(state string) (cipher.AEAD, error) {
-	key, err := hkdf.Key(sha256.New, []byte(state), nil, "caddy-device-flow pkce verifier v1", 32)
-	if err != nil {
-		return nil, err
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+	return derivedAEAD([]byte(state), nil, "caddy-device-flow pkce verifier v1")
 }
 
 // sealVerifier encrypts the verifier for the login stored under state.
