@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -58,6 +59,16 @@ type Store struct {
 
 	stopGC chan struct{}
 	gcDone sync.WaitGroup
+
+	// hitLocks serialize the Hits of one counter (striped by key).
+	// Badger's transactions are optimistic: concurrent Hits of a hot
+	// counter (the server-wide ones, or one busy IP) all read the same
+	// value, all but one fail to commit and retry, and the work grows
+	// with the square of the concurrency: with limits on, issuing codes
+	// ran at a fifth of the rate. Queueing them in-process costs one
+	// commit each, and is enough because only one process opens the
+	// database (Badger locks its folder).
+	hitLocks [64]sync.Mutex
 }
 
 var _ flow.Store = (*Store)(nil)
@@ -210,13 +221,6 @@ func getJSON(txn *badger.Txn, key string, v any) error {
 	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
 }
 
-func (s *Store) setJSON(txn *badger.Txn, key string, v any, expiresAt time.Time) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return txn.SetEntry(entry(key, b, s.keepUntil(expiresAt)))
-}
 
 // getDevice reads the device record with the given ID (see codec.go);
 // flow.ErrNotFound when absent.
@@ -306,9 +310,15 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 	return fnErr
 }
 
+// PutLogin keeps the login until its ExpiresAt, as flow.Store asks and
+// the Redis store does; the grace period is for device records only.
 func (s *Store) PutLogin(_ context.Context, key string, login *flow.Login) error {
+	b, err := json.Marshal(login)
+	if err != nil {
+		return err
+	}
 	return s.update(func(txn *badger.Txn) error {
-		return s.setJSON(txn, loginPrefix+key, login, login.ExpiresAt)
+		return txn.SetEntry(entry(loginPrefix+key, b, ceilUnix(login.ExpiresAt)))
 	})
 }
 
@@ -329,6 +339,9 @@ func (s *Store) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
 // A counter's value is 8 bytes, big-endian; its TTL is set by the first hit
 // and carried over by later ones, so the window does not slide.
 func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
+	mu := &s.hitLocks[maphash.String(hitSeed, key)%uint64(len(s.hitLocks))]
+	mu.Lock()
+	defer mu.Unlock()
 	var n int64
 	err := s.update(func(txn *badger.Txn) error {
 		k := []byte(counterPrefix + key)
@@ -395,6 +408,8 @@ func (s *Store) Secret(_ context.Context, name string, generate func() ([]byte, 
 	})
 	return secret, err
 }
+
+var hitSeed = maphash.MakeSeed()
 
 // zapLogger routes Badger's logging to Caddy's: its chatty Infof becomes
 // debug, so a normal log shows only what an operator may act on.
