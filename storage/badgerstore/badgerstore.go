@@ -69,6 +69,8 @@ type Store struct {
 	// commit each, and is enough because only one process opens the
 	// database (Badger locks its folder).
 	hitLocks [64]sync.Mutex
+
+	cache deviceCache
 }
 
 var _ flow.Store = (*Store)(nil)
@@ -90,10 +92,13 @@ func Open(o Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{})}
+	s.cache.perShard = cacheEntriesPerShard
 	if o.GCInterval > 0 && !o.InMemory {
 		s.gcDone.Add(1)
 		go s.collectGarbage(o.GCInterval)
 	}
+	s.gcDone.Add(1)
+	go s.sweepCacheEvery(cacheSweepEvery)
 	return s, nil
 }
 
@@ -153,7 +158,22 @@ func tunedOptions(o Options) badger.Options {
 func (s *Store) Close() error {
 	close(s.stopGC)
 	s.gcDone.Wait()
-	return s.db.Close()
+	err := s.flushCache()
+	return errors.Join(err, s.db.Close())
+}
+
+func (s *Store) sweepCacheEvery(every time.Duration) {
+	defer s.gcDone.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+			s.sweepCache()
+		}
+	}
 }
 
 // DB exposes the database for tests and tools.
@@ -221,7 +241,6 @@ func getJSON(txn *badger.Txn, key string, v any) error {
 	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
 }
 
-
 // getDevice reads the device record with the given ID (see codec.go);
 // flow.ErrNotFound when absent.
 func getDevice(txn *badger.Txn, id string) (*flow.Device, error) {
@@ -279,35 +298,16 @@ func (s *Store) DeviceByUserCode(_ context.Context, userCode string) (*flow.Devi
 	if err != nil {
 		return nil, err
 	}
+	if cached, ok := s.cachedCopy(rec.ID); ok {
+		return cached, nil // newer LastPoll (see devicecache.go)
+	}
 	return rec, nil
 }
 
+// UpdateDevice runs through the cache of recently updated devices: see
+// devicecache.go.
 func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device) (flow.Verdict, error)) error {
-	var fnErr error
-	err := s.update(func(txn *badger.Txn) error {
-		fnErr = nil
-		rec, err := getDevice(txn, id)
-		if err != nil && !errors.Is(err, flow.ErrNotFound) {
-			return err
-		}
-		verdict, err := fn(rec)
-		fnErr = err
-		switch {
-		case verdict == flow.Save && rec != nil:
-			rec.ID = id // the record is stored under id, whatever fn did
-			return s.setDevice(txn, rec)
-		case verdict == flow.Delete && rec != nil:
-			if err := txn.Delete([]byte(devicePrefix + id)); err != nil {
-				return err
-			}
-			return txn.Delete([]byte(userCodePrefix + rec.UserCode))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return fnErr
+	return s.updateCached(id, fn)
 }
 
 // PutLogin keeps the login until its ExpiresAt, as flow.Store asks and
