@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sync"
 	"time"
 
@@ -60,15 +59,7 @@ type Store struct {
 	stopGC chan struct{}
 	gcDone sync.WaitGroup
 
-	// hitLocks serialize the Hits of one counter (striped by key).
-	// Badger's transactions are optimistic: concurrent Hits of a hot
-	// counter (the server-wide ones, or one busy IP) all read the same
-	// value, all but one fail to commit and retry, and the work grows
-	// with the square of the concurrency: with limits on, issuing codes
-	// ran at a fifth of the rate. Queueing them in-process costs one
-	// commit each, and is enough because only one process opens the
-	// database (Badger locks its folder).
-	hitLocks [64]sync.Mutex
+	hits hitBatches // see counters.go
 
 	cache deviceCache
 }
@@ -336,37 +327,9 @@ func (s *Store) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
 	return &login, nil
 }
 
-// A counter's value is 8 bytes, big-endian; its TTL is set by the first hit
-// and carried over by later ones, so the window does not slide.
+// Hit: see counters.go.
 func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
-	mu := &s.hitLocks[maphash.String(hitSeed, key)%uint64(len(s.hitLocks))]
-	mu.Lock()
-	defer mu.Unlock()
-	var n int64
-	err := s.update(func(txn *badger.Txn) error {
-		k := []byte(counterPrefix + key)
-		n = 1
-		expiresAt := ceilUnix(time.Now().Add(ttl))
-		item, err := txn.Get(k)
-		switch {
-		case err == nil:
-			if err := item.Value(func(b []byte) error {
-				if len(b) == 8 {
-					n = int64(binary.BigEndian.Uint64(b)) + 1
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			if item.ExpiresAt() != 0 {
-				expiresAt = item.ExpiresAt()
-			}
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return err
-		}
-		return txn.SetEntry(entry(string(k), binary.BigEndian.AppendUint64(nil, uint64(n)), expiresAt))
-	})
-	return n, err
+	return s.hit(key, ttl)
 }
 
 func (s *Store) Count(_ context.Context, key string) (int64, error) {
@@ -408,8 +371,6 @@ func (s *Store) Secret(_ context.Context, name string, generate func() ([]byte, 
 	})
 	return secret, err
 }
-
-var hitSeed = maphash.MakeSeed()
 
 // zapLogger routes Badger's logging to Caddy's: its chatty Infof becomes
 // debug, so a normal log shows only what an operator may act on.
