@@ -48,6 +48,10 @@ type Options struct {
 	// GCInterval is how often the value log is garbage collected
 	// (5 minutes if 0; negative turns it off).
 	GCInterval time.Duration
+	// CachedDevices is how many device records are kept in memory so that
+	// polling them costs no write (see devicecache.go): 65,536 if 0
+	// (~25 MiB when full), none if negative.
+	CachedDevices int
 }
 
 // Store is a flow.Store on Badger.
@@ -83,7 +87,12 @@ func Open(o Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{})}
-	s.cache.perShard = cacheEntriesPerShard
+	switch {
+	case o.CachedDevices == 0:
+		s.cache.perShard = cacheEntriesPerShard
+	case o.CachedDevices > 0:
+		s.cache.perShard = (o.CachedDevices + cacheShards - 1) / cacheShards
+	}
 	if o.GCInterval > 0 && !o.InMemory {
 		s.gcDone.Add(1)
 		go s.collectGarbage(o.GCInterval)

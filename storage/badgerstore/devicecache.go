@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
@@ -23,8 +22,9 @@ import (
 // So the store keeps the devices it has recently updated in memory. An
 // update that moves only LastPoll and Retried stays there ("dirty");
 // anything else (status, tokens, a longer interval after slow_down,
-// deletion) is written through at once. A dirty entry reaches Badger when
-// it is evicted or the store is closed.
+// deletion) is written through at once. Dirty entries reach Badger when
+// the store is closed. Entries leave the cache when their record is
+// deleted or expires.
 //
 // This is exact because only this process has the database open (Badger
 // locks its folder) and every device update goes through UpdateDevice,
@@ -37,8 +37,9 @@ import (
 const (
 	cacheShards = 64
 	// 1024 × 64 = 65,536 devices polling at once, ~25 MiB when full.
-	// Beyond that, entries are evicted at random and a poll costs what it
-	// did without the cache: a read, and a write on eviction.
+	// Beyond that, the devices that are not cached are updated in Badger
+	// directly, as if there were no cache: evicting at random would cost
+	// each poll a read and, for the evicted entry, a write.
 	cacheEntriesPerShard = 1024
 	// cacheSweepEvery drops the entries of expired codes, so that their
 	// memory goes back once traffic stops.
@@ -72,53 +73,37 @@ var cacheSeed = maphash.MakeSeed()
 func (e *cachedDevice) live(now uint64) bool { return e.until > now }
 
 // cachedDevice returns the live record under id, from the cache or loaded
-// into it; nil when there is none. sh must be id's shard, locked.
-func (s *Store) cachedDevice(sh *cacheShard, id string) (*cachedDevice, error) {
-	now := uint64(time.Now().Unix())
+// into it; nil when there is none. full: the record is not cached and
+// there is no room for it. sh must be id's shard, locked.
+func (s *Store) cachedDevice(sh *cacheShard, id string) (e *cachedDevice, full bool, err error) {
 	if e := sh.m[id]; e != nil {
-		if e.live(now) {
-			return e, nil
+		if e.live(uint64(time.Now().Unix())) {
+			return e, false, nil
 		}
 		delete(sh.m, id) // Badger has dropped it as well
-		return nil, nil
+		return nil, false, nil
+	}
+	if len(sh.m) >= s.cache.perShard {
+		return nil, true, nil
 	}
 	var d *flow.Device
-	err := s.db.View(func(txn *badger.Txn) error {
+	err = s.db.View(func(txn *badger.Txn) error {
 		var err error
 		d, err = getDevice(txn, id)
 		return err
 	})
 	if errors.Is(err, flow.ErrNotFound) {
-		return nil, nil // not cached: guesses must not fill the cache
+		return nil, false, nil // not cached: guesses must not fill the cache
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	e := &cachedDevice{d: *d, until: s.keepUntil(d.ExpiresAt)}
-	if len(sh.m) >= s.cache.perShard {
-		s.evictOne(sh, now)
-	}
+	e = &cachedDevice{d: *d, until: s.keepUntil(d.ExpiresAt)}
 	if sh.m == nil {
 		sh.m = make(map[string]*cachedDevice)
 	}
 	sh.m[id] = e
-	return e, nil
-}
-
-// evictOne drops one entry (Go's map order is random enough), writing its
-// LastPoll to Badger first if only the cache has it.
-func (s *Store) evictOne(sh *cacheShard, now uint64) {
-	for id, e := range sh.m {
-		delete(sh.m, id)
-		if e.dirty && e.live(now) {
-			if err := s.update(func(txn *badger.Txn) error { return s.setDevice(txn, &e.d) }); err != nil {
-				// Only LastPoll is lost: the next poll of that code
-				// cannot earn slow_down.
-				s.log.Warn("could not save the last poll time of an evicted device code", zap.Error(err))
-			}
-		}
-		return
-	}
+	return e, false, nil
 }
 
 // onlyPollMoved reports whether b differs from a in LastPoll and Retried
@@ -138,9 +123,12 @@ func (s *Store) updateCached(id string, fn func(*flow.Device) (flow.Verdict, err
 	sh := s.cache.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, err := s.cachedDevice(sh, id)
+	e, full, err := s.cachedDevice(sh, id)
 	if err != nil {
 		return err
+	}
+	if full {
+		return s.updateInBadger(id, fn)
 	}
 	if e == nil {
 		_, err := fn(nil) // a verdict on nothing changes nothing
@@ -172,6 +160,37 @@ func (s *Store) updateCached(id string, fn func(*flow.Device) (flow.Verdict, err
 			return err
 		}
 		delete(sh.m, id)
+	}
+	return fnErr
+}
+
+// updateInBadger is UpdateDevice without the cache: one read-modify-write
+// transaction. The caller holds id's shard lock, so the record cannot
+// enter the cache meanwhile.
+func (s *Store) updateInBadger(id string, fn func(*flow.Device) (flow.Verdict, error)) error {
+	var fnErr error
+	err := s.update(func(txn *badger.Txn) error {
+		fnErr = nil
+		rec, err := getDevice(txn, id)
+		if err != nil && !errors.Is(err, flow.ErrNotFound) {
+			return err
+		}
+		verdict, err := fn(rec)
+		fnErr = err
+		switch {
+		case verdict == flow.Save && rec != nil:
+			rec.ID = id // the record is stored under id, whatever fn did
+			return s.setDevice(txn, rec)
+		case verdict == flow.Delete && rec != nil:
+			if err := txn.Delete([]byte(devicePrefix + id)); err != nil {
+				return err
+			}
+			return txn.Delete([]byte(userCodePrefix + rec.UserCode))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return fnErr
 }

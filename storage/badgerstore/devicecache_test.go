@@ -85,9 +85,9 @@ func TestPollOnlyUpdatesStayInMemoryUntilClose(t *testing.T) {
 	}
 }
 
-// More codes than the cache holds: evicted entries take their LastPoll to
-// Badger, and every code reads back its own.
-func TestEvictionKeepsPollTimes(t *testing.T) {
+// More codes than the cache holds: those that do not fit are updated in
+// Badger directly, and every code reads back its own LastPoll.
+func TestFullCacheKeepsPollTimes(t *testing.T) {
 	s := open(t, Options{Dir: t.TempDir(), GCInterval: -1})
 	s.cache.perShard = 2
 	ctx := context.Background()
