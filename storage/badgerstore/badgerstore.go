@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -48,6 +49,10 @@ type Options struct {
 	// GCInterval is how often the value log is garbage collected
 	// (5 minutes if 0; negative turns it off).
 	GCInterval time.Duration
+	// QuietFlatten: once no write has come for this long, the whole tree
+	// is compacted once, so that the disk of what expired meanwhile comes
+	// back (default 30 minutes; negative: never). See flattenWhenQuiet.
+	QuietFlatten time.Duration
 	// CachedDevices is how many device records are kept in memory so that
 	// polling them costs no write (see devicecache.go): 65,536 if 0
 	// (~25 MiB when full), none if negative.
@@ -64,6 +69,10 @@ type Store struct {
 	gcDone sync.WaitGroup
 
 	hits hitBatches // see counters.go
+
+	// writes counts transactions that wrote, for flattenWhenQuiet.
+	writes       atomic.Uint64
+	quietFlatten time.Duration
 
 	cache deviceCache
 }
@@ -82,11 +91,14 @@ func Open(o Options) (*Store, error) {
 	if o.GCInterval == 0 {
 		o.GCInterval = 5 * time.Minute
 	}
+	if o.QuietFlatten == 0 {
+		o.QuietFlatten = 30 * time.Minute
+	}
 	db, err := badger.Open(tunedOptions(o))
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{})}
+	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{}), quietFlatten: o.QuietFlatten}
 	switch {
 	case o.CachedDevices == 0:
 		s.cache.perShard = cacheEntriesPerShard
@@ -183,17 +195,51 @@ func (s *Store) collectGarbage(every time.Duration) {
 	defer s.gcDone.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var q quietness
 	for {
 		select {
 		case <-s.stopGC:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			// Rewrite value-log files that are at least half garbage, as
-			// many as there are, so expired codes give their disk back.
+			// many as there are. (Only values over 64 KiB go there.)
 			for s.db.RunValueLogGC(0.5) == nil {
+			}
+			if q.due(s.writes.Load(), now, s.quietFlatten) {
+				if err := s.db.Flatten(1); err != nil {
+					s.log.Warn("compacting the idle database failed", zap.Error(err))
+				}
 			}
 		}
 	}
+}
+
+// quietness decides when to compact the whole tree: once, when nothing
+// has been written for a while (QuietFlatten). Expired records leave the
+// disk only when a compaction rewrites their table, and Badger compacts
+// only as writes come in: after a burst of codes and then silence, their
+// tables would stay as they are. With no write for longer than codes and
+// counters live, everything written before has expired, and Flatten (~1 s
+// for a million codes) gives the disk back. (Flatten leaves alone a tree
+// that is all on one level, which only holds what fits in the first few
+// tables: a few MiB.)
+type quietness struct {
+	writes    uint64
+	since     time.Time // of the last write seen
+	flattened bool
+}
+
+// due reports whether to flatten now, given the count of writes so far.
+func (q *quietness) due(writes uint64, now time.Time, after time.Duration) bool {
+	if writes != q.writes || q.since.IsZero() {
+		q.writes, q.since, q.flattened = writes, now, false
+		return false
+	}
+	if after < 0 || q.flattened || now.Sub(q.since) < after {
+		return false
+	}
+	q.flattened = true
+	return true
 }
 
 // keepUntil is when Badger may drop a record that expires at expiresAt, in
@@ -220,6 +266,7 @@ func entry(key string, value []byte, until uint64) *badger.Entry {
 
 // update runs fn in a read-write transaction, retrying on conflicts.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	s.writes.Add(1)
 	for range maxConflictRetries {
 		err := s.db.Update(fn)
 		if !errors.Is(err, badger.ErrConflict) {
