@@ -1,0 +1,357 @@
+// Command livecodes measures the Badger store with many live codes: it
+// fills a store with n pending codes through the store API (as fast as the
+// store takes them), then polls random ones for a while as the token
+// endpoint does (read, check, write LastPoll back), and reports throughput,
+// latency, memory and disk. Run it at two sizes to see whether a poll gets
+// dearer as codes pile up:
+//
+//	go run ./bench/livecodes -n 10000
+//	go run ./bench/livecodes -n 1000000
+//
+// With -reclaim it then waits until every code has expired and shows the
+// store giving its disk and memory back (docs/performance.md).
+//
+// It measures this process: the store and the Go runtime, not Caddy's own
+// ~40 MiB (see bench/run.sh's baseline row for that).
+package main
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
+)
+
+func main() {
+	n := flag.Int("n", 100_000, "live codes to hold")
+	workers := flag.Int("c", 8, "concurrent writers and pollers")
+	pollFor := flag.Duration("poll", 5*time.Second, "how long to poll")
+	dir := flag.String("dir", "", "database folder (default: a new temporary one, removed at the end)")
+	ttl := flag.Duration("ttl", 10*time.Minute, "lifetime of the codes (expires_in)")
+	reclaim := flag.Bool("reclaim", false, "after polling, wait for every code to expire and show what is given back")
+	grace := flag.Duration("grace", badgerstore.DefaultGrace, "how long the store keeps expired records")
+	cached := flag.Int("cached", 0, "badgerstore.Options.CachedDevices (0: the default, -1: no cache)")
+	quiet := flag.Duration("quiet", 0, "badgerstore.Options.QuietFlatten with -reclaim (default: ttl + grace + 2s, so that\n"+
+		"everything has expired when the store compacts, as 30 minutes ensures in production)")
+	gcEvery := flag.Duration("gc", 2*time.Second, "badgerstore.Options.GCInterval (with -reclaim)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the polls to this file")
+	memProfile := flag.String("memprofile", "", "write a heap profile after the polls to this file")
+	flag.Parse()
+	log.SetFlags(0)
+
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "livecodes-*")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	opts := badgerstore.Options{Dir: *dir, Grace: *grace, CachedDevices: *cached}
+	if *reclaim {
+		if *quiet == 0 {
+			*quiet = *ttl + *grace + 2*time.Second
+		}
+		opts.GCInterval, opts.QuietFlatten = *gcEvery, *quiet
+	}
+	store, err := badgerstore.Open(opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+
+	report("open", *dir)
+
+	// ---- fill ----
+	// Code i's ID is derived from i, so that the tool holds no list of a
+	// million IDs (64 MiB) that would be counted as the store's memory.
+	id := func(i int) string { return flow.DeviceID("livecodes-" + strconv.Itoa(i)) }
+	start := time.Now()
+	expires := start.Add(*ttl)
+	var next atomic.Int64
+	parallel(*workers, func() {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= *n {
+				return
+			}
+			d := newDevice(id(i), expires)
+			for {
+				err := store.CreateDevice(ctx, d)
+				if errors.Is(err, flow.ErrUserCodeTaken) {
+					d.UserCode = flow.Base20.New()
+					continue
+				}
+				if err != nil {
+					log.Fatal(err)
+				}
+				break
+			}
+		}
+	})
+	took := time.Since(start)
+	fmt.Printf("filled %d codes in %s (%.0f/s)\n", *n, took.Round(time.Millisecond), float64(*n)/took.Seconds())
+	report("fill", *dir)
+
+	// ---- poll ----
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile + ".fill")
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+	}
+	lat := make([]histogram, *workers)
+	cpu0 := cpuTime()
+	deadline := time.Now().Add(*pollFor)
+	var w atomic.Int64
+	parallel(*workers, func() {
+		me := int(w.Add(1) - 1)
+		rnd := rand.New(rand.NewPCG(uint64(me), uint64(time.Now().UnixNano())))
+		for time.Now().Before(deadline) {
+			code := id(rnd.IntN(*n))
+			t0 := time.Now()
+			err := store.UpdateDevice(ctx, code, func(d *flow.Device) (flow.Verdict, error) {
+				if d == nil || d.Status != flow.Pending {
+					return flow.Keep, errors.New("a live code is missing")
+				}
+				d.LastPoll = t0
+				return flow.Save, nil
+			})
+			if err != nil {
+				log.Fatal(err)
+			}
+			lat[me].add(time.Since(t0))
+		}
+	})
+	cpuUsed := cpuTime() - cpu0
+	lastWrite := time.Now()
+	pprof.StopCPUProfile()
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
+	var all histogram
+	for _, h := range lat {
+		all.merge(&h)
+	}
+	// CPU time per poll (the whole process: the store's compactions
+	// included) is the figure to compare across sizes: it does not depend
+	// on what else the machine runs, as polls/s does.
+	fmt.Printf("polled %d times in %s by %d workers: %.0f polls/s, p50 %s, p99 %s, CPU %.1f µs/poll\n", all.n, *pollFor, *workers,
+		float64(all.n)/pollFor.Seconds(), all.percentile(50), all.percentile(99),
+		float64(cpuUsed.Microseconds())/float64(all.n))
+	report("polls", *dir)
+
+	if !*reclaim {
+		return
+	}
+	// ---- expiry ----
+	gone := time.Until(expires.Add(*grace)) + 2*time.Second
+	fmt.Printf("waiting %s for every code to expire\n", gone.Round(time.Second))
+	time.Sleep(gone)
+	report("after expiry", *dir)
+	// The store compacts itself once nothing has been written for
+	// -quiet (30 minutes in production; shorter here to see it happen).
+	// The quiet spell began with the last poll.
+	wait := time.Until(lastWrite.Add(*quiet + 2**gcEvery + time.Second))
+	fmt.Printf("waiting %s more without writes, for the store to compact\n", wait.Round(time.Second))
+	time.Sleep(wait)
+	report("after the quiet compaction", *dir)
+	// A server keeps getting requests: new codes flow through the memtable
+	// and compactions drop what has expired on their way.
+	fresh := min(*n, 200_000)
+	next.Store(0)
+	parallel(*workers, func() {
+		for next.Add(1) <= int64(fresh) {
+			if err := store.CreateDevice(ctx, newDevice(flow.DeviceID(flow.NewDeviceCode()), time.Now().Add(time.Minute))); err != nil && !errors.Is(err, flow.ErrUserCodeTaken) {
+				log.Fatal(err)
+			}
+		}
+	})
+	time.Sleep(5 * time.Second)
+	report(fmt.Sprintf("after %d new codes more (traffic goes on)", fresh), *dir)
+}
+
+// newDevice is a pending code like the one the device endpoint creates.
+// Its seal key is random bytes: the store cannot tell, and deriving 1M
+// X25519 keys would time the key derivation, not the store.
+func newDevice(id string, expires time.Time) *flow.Device {
+	key := make([]byte, 32)
+	crand.Read(key)
+	return &flow.Device{
+		ID:        id,
+		UserCode:  flow.Base20.New(),
+		ClientID:  "tv",
+		Scope:     "openid profile",
+		Status:    flow.Pending,
+		CreatedAt: time.Now(),
+		ExpiresAt: expires,
+		Interval:  5 * time.Second,
+		SealKey:   key,
+	}
+}
+
+func parallel(n int, f func()) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	wg.Wait()
+}
+
+// peaks follows the highest anonymous and file-backed RSS since the last
+// report: VmHWM has only their sum, and the file-backed part (Badger's
+// memory-mapped tables, which the kernel may drop at any time) grows with
+// the data while the anonymous part should not.
+var peaks struct {
+	sync.Mutex
+	anon, file int64
+}
+
+func init() {
+	go func() {
+		for range time.Tick(50 * time.Millisecond) {
+			st := procStatus()
+			peaks.Lock()
+			peaks.anon = max(peaks.anon, st["RssAnon"])
+			peaks.file = max(peaks.file, st["RssFile"])
+			peaks.Unlock()
+		}
+	}()
+}
+
+// report prints the process's memory since the last report, now and at
+// its peak, and the database's disk use.
+func report(when, dir string) {
+	st := procStatus()
+	peaks.Lock()
+	anon, file := max(peaks.anon, st["RssAnon"]), max(peaks.file, st["RssFile"])
+	peaks.anon, peaks.file = 0, 0
+	peaks.Unlock()
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st = procStatus()
+	fmt.Printf("  %-34s peak RSS %4d MiB (anon %d + file %d); now RSS %d MiB (anon %d + file %d), Go heap %d MiB; disk %d MiB\n",
+		when, st["VmHWM"]>>10, anon>>10, file>>10, st["VmRSS"]>>10, st["RssAnon"]>>10, st["RssFile"]>>10, ms.HeapInuse>>20, du(dir)>>20)
+	resetPeak()
+}
+
+// procStatus reads the kB figures of /proc/self/status.
+func procStatus() map[string]int64 {
+	out := map[string]int64{}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var k string
+		var v int64
+		if _, err := fmt.Sscanf(strings.Replace(line, ":", " ", 1), "%s %d", &k, &v); err == nil {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// resetPeak makes VmHWM start again from the current RSS.
+func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// du is the disk the folder takes (allocated blocks, as du(1) counts:
+// Badger's files are sparse until written).
+func du(dir string) int64 {
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				if st, ok := info.Sys().(*syscall.Stat_t); ok {
+					total += st.Blocks * 512
+				}
+			}
+		}
+		return nil
+	})
+	return total
+}
+
+// histogram counts latencies in buckets 5% apart (so that recording
+// millions of polls costs no memory to speak of).
+type histogram struct {
+	buckets [500]int64
+	n       int64
+}
+
+const bucketsPerE = 20 // buckets per factor of e: 5% apart
+
+func (h *histogram) add(d time.Duration) {
+	i := 0
+	if d > 1 {
+		i = min(int(math.Log(float64(d))*bucketsPerE), len(h.buckets)-1)
+	}
+	h.buckets[i]++
+	h.n++
+}
+
+func (h *histogram) merge(o *histogram) {
+	for i, c := range o.buckets {
+		h.buckets[i] += c
+	}
+	h.n += o.n
+}
+
+// percentile is the upper bound of the bucket holding the p-th percentile.
+func (h *histogram) percentile(p float64) time.Duration {
+	want := int64(math.Ceil(float64(h.n) * p / 100))
+	var seen int64
+	for i, c := range h.buckets {
+		seen += c
+		if seen >= want {
+			return time.Duration(math.Exp(float64(i+1) / bucketsPerE)).Round(time.Microsecond)
+		}
+	}
+	return 0
+}

@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# Load test of the device flow against Caddy's own floor, in one run:
+#   (a) Caddy with a plain `respond` site: the baseline, measured first and
+#       again last (the table's ratios use the mean of the two);
+#   (b) the device_flow module on the Badger store (`limits off`, plus one
+#       site with the limits counting but never reached);
+#   (c) the same on Redis, when redis-server is installed.
+# Each scenario is driven by wrk (bench/scenario.lua) on 127.0.0.1; the
+# table shows req/s, latency, the server's peak RSS during the scenario,
+# and the ratios to the baseline. What each scenario measures, and how to
+# read the table: docs/performance.md.
+#
+# Usage: bash bench/run.sh
+# Settings (environment): DURATION=10 WARMUP=2 (seconds per scenario),
+# CONNECTIONS=64 THREADS=2 (wrk), POOL=50000 (pending codes polled
+# round-robin), CHECK=1 (wrk classifies every answer: heavier client),
+# NO_REDIS=1, KEEP=1 (keep the temporary folder with logs and Caddyfiles).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+POOL=${POOL:-50000}
+CHECK=${CHECK:-}
+# Polls must come no faster than interval - slack (flow.pollSlack: 0.8 s
+# for 1 s); bench/scenario.lua reports the slowest code's period.
+INTERVAL=1s
+MIN_PERIOD=0.8
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---- tools ----------------------------------------------------------------
+command -v go >/dev/null || die "needs Go"
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+	say "installing ${need[*]}"
+	sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# ---- processes: every one we start is stopped at exit ----------------------
+tmp=$(mktemp -d /tmp/device-flow-bench.XXXXXX)
+pids=()
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	if [ -n "${KEEP:-}" ]; then
+		say "kept $tmp"
+	else
+		rm -rf "$tmp"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_port VAR: sets VAR to a port nobody listens on (and that this run
+# has not handed out yet).
+used_ports=" "
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		case $used_ports in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			used_ports+="$p "
+			printf -v "$1" '%s' "$p"
+			return
+		fi
+	done
+}
+
+say "building Caddy with the module"
+go build -o "$tmp/caddy" ./cmd/caddy
+go build -o "$tmp/issuecodes" ./bench/issuecodes
+
+# start_caddy NAME SITES: runs Caddy with the given site blocks; sets
+# caddy_pid and caddy_admin.
+start_caddy() {
+	local name=$1 sites=$2
+	free_port caddy_admin
+	mkdir -p "$tmp/$name"
+	cat >"$tmp/$name/Caddyfile" <<EOF
+{
+	admin 127.0.0.1:$caddy_admin
+	auto_https off
+	persist_config off
+	storage file_system $tmp/$name/data
+	log {
+		level ERROR
+	}
+}
+$sites
+EOF
+	HOME="$tmp/$name" XDG_DATA_HOME="$tmp/$name" XDG_CONFIG_HOME="$tmp/$name" \
+		"$tmp/caddy" run --config "$tmp/$name/Caddyfile" --adapter caddyfile >"$tmp/$name/log" 2>&1 &
+	caddy_pid=$!
+	pids+=("$caddy_pid")
+	for _ in $(seq 100); do
+		if curl -sf "http://127.0.0.1:$caddy_admin/config/" >/dev/null 2>&1; then
+			return
+		fi
+		kill -0 "$caddy_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$tmp/$name/log" >&2
+	die "Caddy ($name) did not start"
+}
+
+# device_flow_sites DIR STORAGE: a site with limits off and one with the
+# limits counting (thresholds never reached), sharing one store.
+device_flow_sites() {
+	local port=$1 port_limits=$2 storage=$3 limits
+	for limits in "limits off" "issue_limit 1000000000 per 1m
+		max_live_codes 1000000000"; do
+		cat <<EOF
+http://127.0.0.1:$port {
+	device_flow {
+		authorization_endpoint http://127.0.0.1:9/authorize
+		token_endpoint http://127.0.0.1:9/token
+		$storage
+		interval $INTERVAL
+		$limits
+	}
+}
+EOF
+		port=$port_limits
+	done
+}
+
+# metric ADMIN EVENT: the device flow's event counter.
+metric() {
+	curl -sf "http://127.0.0.1:$1/metrics" |
+		awk -v want="caddy_device_flow_events_total{event=\"$2\"}" '$1 == want { printf "%d", $2 + 0; found = 1 } END { if (!found) print 0 }'
+}
+
+hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+wrk_run() { # SECONDS URL SCENARIO CODES
+	wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1"s --timeout 5s -s bench/scenario.lua "$2" -- "$3" "$4" "$THREADS" ${CHECK:+check}
+}
+
+rows=()
+# measure LABEL STORE SCENARIO URL PID ADMIN CODES [EXTRA_PID]
+measure() {
+	local label=$1 store=$2 scenario=$3 url=$4 pid=$5 admin=$6 codes=$7 extra_pid=${8:-}
+	say "$label ($store): ${WARMUP}s warm-up, ${DURATION}s measured"
+	# Before each poll run, wait until every code is due again: a code
+	# polled early gets slow_down and, per RFC 8628, a longer interval
+	# for good, which would turn it into slow_down ever after.
+	local due=0
+	case $scenario in pending | slowdown | baseline) due=1.2 ;; esac
+	sleep "$due"
+	wrk_run "$WARMUP" "$url" "$scenario" "$codes" >/dev/null
+	sleep "$due"
+	# Writing 5 to clear_refs resets VmHWM: the peak of this scenario only.
+	echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
+	[ -n "$extra_pid" ] && { echo 5 >"/proc/$extra_pid/clear_refs" 2>/dev/null || true; }
+	local slow0=0 issued0=0
+	if [ "$store" != "-" ]; then
+		slow0=$(metric "$admin" slow_down)
+		issued0=$(metric "$admin" code_issued)
+	fi
+	local out
+	out=$(wrk_run "$DURATION" "$url" "$scenario" "$codes")
+	local result
+	result=$(grep '^RESULT' <<<"$out") || {
+		echo "$out" >&2
+		die "no result from wrk"
+	}
+	local hwm extra=""
+	hwm=$(hwm_kib "$pid")
+	[ -n "$extra_pid" ] && extra=" + redis $(($(hwm_kib "$extra_pid") / 1024))"
+	local check=""
+	if [ "$store" != "-" ]; then
+		local slow issued requests non2xx period
+		slow=$(($(metric "$admin" slow_down) - slow0))
+		issued=$(($(metric "$admin" code_issued) - issued0))
+		requests=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<<"$result")
+		non2xx=$(sed 's/.* non2xx=\([0-9]*\).*/\1/' <<<"$result")
+		period=$(sed 's/.* period_s=\([0-9.]*\).*/\1/' <<<"$result")
+		case $scenario in
+		issue) check="issued $issued, non-2xx $non2xx" ;;
+		browser) check="non-2xx $non2xx" ;;
+		pending | slowdown)
+			check=$(awk -v s="$slow" -v r="$requests" -v p="$period" -v m="$MIN_PERIOD" \
+				'BEGIN { printf "slow_down %.1f%%, period %.2fs%s", 100 * s / r, p, (p < m ? " TOO FAST" : "") }')
+			;;
+		esac
+	fi
+	local errors
+	errors=$(sed 's/.* socket_errors=\([0-9]*\).*/\1/' <<<"$result")
+	[ "$errors" != 0 ] && check+=", socket errors $errors"
+	rows+=("$label|$store|$result|$((hwm / 1024))$extra|$check")
+}
+
+# ---- (a) baseline -----------------------------------------------------------
+free_port base_port
+start_caddy baseline "http://127.0.0.1:$base_port {
+	respond \"ok\"
+}"
+base_pid=$caddy_pid base_admin=$caddy_admin
+
+# The pending scenario's requests, so the baseline's client does the same
+# work per request (the codes mean nothing to `respond`).
+printf 'dummy-device-code-%d\n' $(seq 1000) >"$tmp/dummy-codes"
+measure "respond (baseline)" - baseline "http://127.0.0.1:$base_port" "$base_pid" "$base_admin" "$tmp/dummy-codes"
+
+# ---- (b) Badger, (c) Redis ---------------------------------------------------
+run_store() { # NAME STORAGE_LINE [EXTRA_PID]
+	local name=$1 storage=$2 extra_pid=${3:-}
+	local port port_limits
+	free_port port
+	free_port port_limits
+	start_caddy "$name" "$(device_flow_sites "$port" "$port_limits" "$storage")"
+	local pid=$caddy_pid admin=$caddy_admin url="http://127.0.0.1:$port"
+	measure "issue code" "$name" issue "$url" "$pid" "$admin" - "$extra_pid"
+	measure "issue code, limits on" "$name" issue "http://127.0.0.1:$port_limits" "$pid" "$admin" - "$extra_pid"
+	say "issuing $POOL codes to poll"
+	"$tmp/issuecodes" -url "$url/device/code" -n "$POOL" -client bench >"$tmp/$name/codes"
+	measure "poll, pending" "$name" pending "$url" "$pid" "$admin" "$tmp/$name/codes" "$extra_pid"
+	measure "poll, 10% slow_down" "$name" slowdown "$url" "$pid" "$admin" "$tmp/$name/codes" "$extra_pid"
+	measure "GET /device (entry page)" "$name" browser "$url" "$pid" "$admin" - "$extra_pid"
+}
+
+mkdir -p "$tmp/badger-data"
+run_store badger "storage badger $tmp/badger-data"
+
+if [ -n "${NO_REDIS:-}" ]; then
+	say "Redis skipped (NO_REDIS)"
+elif ! command -v redis-server >/dev/null; then
+	say "Redis skipped: redis-server is not installed (apt-get install redis-server)"
+elif ! "$tmp/caddy" list-modules 2>/dev/null | grep -qx 'device_flow.storage.redis'; then
+	say "Redis skipped: this build has no device_flow.storage.redis module"
+else
+	free_port redis_port
+	mkdir -p "$tmp/redis"
+	redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$tmp/redis" \
+		>"$tmp/redis/log" 2>&1 &
+	redis_pid=$!
+	pids+=("$redis_pid")
+	for _ in $(seq 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+		sleep 0.1
+	done
+	run_store redis "storage redis redis://127.0.0.1:$redis_port" "$redis_pid"
+fi
+
+measure "respond (baseline, again)" - baseline "http://127.0.0.1:$base_port" "$base_pid" "$base_admin" "$tmp/dummy-codes"
+
+# ---- the table ----------------------------------------------------------------
+field() { sed "s/.* $1=\([0-9.]*\).*/\1/" <<<"$2"; }
+b1=${rows[0]} b2=${rows[$((${#rows[@]} - 1))]}
+r1=$(cut -d'|' -f3 <<<"$b1") r2=$(cut -d'|' -f3 <<<"$b2")
+base_rps=$(awk -v a="$(field rps "$r1")" -v b="$(field rps "$r2")" 'BEGIN { print (a + b) / 2 }')
+base_p99=$(awk -v a="$(field p99_us "$r1")" -v b="$(field p99_us "$r2")" 'BEGIN { print (a + b) / 2 }')
+
+echo
+echo "$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s after ${WARMUP}s warm-up"
+echo "ratios against the mean of the two baseline runs: $base_rps req/s, p99 $(awk -v p="$base_p99" 'BEGIN { printf "%.2f", p / 1000 }') ms"
+echo
+echo "| scenario | store | req/s | p50 ms | p99 ms | peak RSS MiB | req/s ÷ baseline | p99 ÷ baseline | check |"
+echo "|---|---|--:|--:|--:|--:|--:|--:|---|"
+for row in "${rows[@]}"; do
+	IFS='|' read -r label store result rss check <<<"$row"
+	awk -v l="$label" -v s="$store" -v rps="$(field rps "$result")" -v p50="$(field p50_us "$result")" \
+		-v p99="$(field p99_us "$result")" -v rss="$rss" -v c="$check" -v brps="$base_rps" -v bp99="$base_p99" \
+		'BEGIN { printf "| %s | %s | %d | %.2f | %.2f | %s | %.2f | %.2f | %s |\n", l, s, rps, p50 / 1000, p99 / 1000, rss, rps / brps, p99 / bp99, c }'
+done
+
+# ---- the targets (issue #4), on the Badger store ---------------------------
+echo
+for target in "poll, pending|0.8" "issue code|0.6"; do
+	IFS='|' read -r label want <<<"$target"
+	for row in "${rows[@]}"; do
+		IFS='|' read -r l store result _ _ <<<"$row"
+		[ "$l" = "$label" ] && [ "$store" = badger ] || continue
+		awk -v l="$label" -v w="$want" -v rps="$(field rps "$result")" -v p99="$(field p99_us "$result")" \
+			-v brps="$base_rps" -v bp99="$base_p99" 'BEGIN {
+				r = rps / brps; p = p99 / bp99
+				printf "target %-14s req/s %.2f x baseline (want >= %.1f): %s; p99 %.2f x (want <= 2): %s\n",
+					l ":", r, w, (r >= w ? "met" : "MISSED"), p, (p <= 2 ? "met" : "MISSED") }'
+	done
+done
