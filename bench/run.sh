@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Load test of the device flow against Caddy's own floor, in one run:
-#   (a) Caddy with a plain `respond` site: the baseline, measured first and
-#       again last (the table's ratios use the mean of the two);
+#   (a) Caddy with a plain `respond` site: the baseline, measured again
+#       right before every scenario, and each ratio is against that
+#       adjacent baseline (other work on the machine comes and goes; two
+#       measurements seconds apart see the same machine);
 #   (b) the device_flow module on the Badger store (`limits off`, plus one
 #       site with the limits counting but never reached);
 #   (c) the same on Redis, when redis-server is installed.
@@ -12,6 +14,7 @@
 #
 # Usage: bash bench/run.sh
 # Settings (environment): DURATION=10 WARMUP=2 (seconds per scenario),
+# BASE_DURATION=5 (seconds of each adjacent baseline),
 # CONNECTIONS=64 THREADS=2 (wrk), POOL=50000 (pending codes polled
 # round-robin), CHECK=1 (wrk classifies every answer: heavier client),
 # NO_REDIS=1, KEEP=1 (keep the temporary folder with logs and Caddyfiles).
@@ -20,6 +23,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
+BASE_DURATION=${BASE_DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 POOL=${POOL:-50000}
@@ -151,6 +155,13 @@ wrk_run() { # SECONDS URL SCENARIO CODES
 	wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1"s --timeout 5s -s bench/scenario.lua "$2" -- "$3" "$4" "$THREADS" ${CHECK:+check}
 }
 
+result_of() { # WRK OUTPUT: its RESULT line
+	grep '^RESULT' <<<"$1" || {
+		echo "$1" >&2
+		die "no result from wrk"
+	}
+}
+
 rows=()
 # measure LABEL STORE SCENARIO URL PID ADMIN CODES [EXTRA_PID]
 measure() {
@@ -162,6 +173,11 @@ measure() {
 	local due=0
 	case $scenario in pending | slowdown | baseline) due=1.2 ;; esac
 	sleep "$due"
+	local base
+	if [ "$store" != "-" ]; then
+		wrk_run 1 "$base_url" baseline "$tmp/dummy-codes" >/dev/null
+		base=$(result_of "$(wrk_run "$BASE_DURATION" "$base_url" baseline "$tmp/dummy-codes")")
+	fi
 	wrk_run "$WARMUP" "$url" "$scenario" "$codes" >/dev/null
 	sleep "$due"
 	# Writing 5 to clear_refs resets VmHWM: the peak of this scenario only.
@@ -172,13 +188,9 @@ measure() {
 		slow0=$(metric "$admin" slow_down)
 		issued0=$(metric "$admin" code_issued)
 	fi
-	local out
-	out=$(wrk_run "$DURATION" "$url" "$scenario" "$codes")
 	local result
-	result=$(grep '^RESULT' <<<"$out") || {
-		echo "$out" >&2
-		die "no result from wrk"
-	}
+	result=$(result_of "$(wrk_run "$DURATION" "$url" "$scenario" "$codes")")
+	[ "$store" = "-" ] && base=$result
 	local hwm extra=""
 	hwm=$(hwm_kib "$pid")
 	[ -n "$extra_pid" ] && extra=" + redis $(($(hwm_kib "$extra_pid") / 1024))"
@@ -202,7 +214,7 @@ measure() {
 	local errors
 	errors=$(sed 's/.* socket_errors=\([0-9]*\).*/\1/' <<<"$result")
 	[ "$errors" != 0 ] && check+=", socket errors $errors"
-	rows+=("$label|$store|$result|$((hwm / 1024))$extra|$check")
+	rows+=("$label|$store|$result|$((hwm / 1024))$extra|$check|$base")
 }
 
 # ---- (a) baseline -----------------------------------------------------------
@@ -210,12 +222,12 @@ free_port base_port
 start_caddy baseline "http://127.0.0.1:$base_port {
 	respond \"ok\"
 }"
-base_pid=$caddy_pid base_admin=$caddy_admin
+base_pid=$caddy_pid base_admin=$caddy_admin base_url="http://127.0.0.1:$base_port"
 
 # The pending scenario's requests, so the baseline's client does the same
 # work per request (the codes mean nothing to `respond`).
 printf 'dummy-device-code-%d\n' $(seq 1000) >"$tmp/dummy-codes"
-measure "respond (baseline)" - baseline "http://127.0.0.1:$base_port" "$base_pid" "$base_admin" "$tmp/dummy-codes"
+measure "respond (baseline)" - baseline "$base_url" "$base_pid" "$base_admin" "$tmp/dummy-codes"
 
 # ---- (b) Badger, (c) Redis ---------------------------------------------------
 run_store() { # NAME STORAGE_LINE [EXTRA_PID]
@@ -257,26 +269,21 @@ else
 	run_store redis "storage redis redis://127.0.0.1:$redis_port" "$redis_pid"
 fi
 
-measure "respond (baseline, again)" - baseline "http://127.0.0.1:$base_port" "$base_pid" "$base_admin" "$tmp/dummy-codes"
 
 # ---- the table ----------------------------------------------------------------
 field() { sed "s/.* $1=\([0-9.]*\).*/\1/" <<<"$2"; }
-b1=${rows[0]} b2=${rows[$((${#rows[@]} - 1))]}
-r1=$(cut -d'|' -f3 <<<"$b1") r2=$(cut -d'|' -f3 <<<"$b2")
-base_rps=$(awk -v a="$(field rps "$r1")" -v b="$(field rps "$r2")" 'BEGIN { print (a + b) / 2 }')
-base_p99=$(awk -v a="$(field p99_us "$r1")" -v b="$(field p99_us "$r2")" 'BEGIN { print (a + b) / 2 }')
 
 echo
-echo "$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s after ${WARMUP}s warm-up"
-echo "ratios against the mean of the two baseline runs: $base_rps req/s, p99 $(awk -v p="$base_p99" 'BEGIN { printf "%.2f", p / 1000 }') ms"
+echo "$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s after ${WARMUP}s warm-up; each ratio against a ${BASE_DURATION}s baseline measured just before"
 echo
-echo "| scenario | store | req/s | p50 ms | p99 ms | peak RSS MiB | req/s ÷ baseline | p99 ÷ baseline | check |"
-echo "|---|---|--:|--:|--:|--:|--:|--:|---|"
+echo "| scenario | store | req/s | p50 ms | p99 ms | peak RSS MiB | baseline req/s | req/s ÷ baseline | p99 ÷ baseline | check |"
+echo "|---|---|--:|--:|--:|--:|--:|--:|--:|---|"
 for row in "${rows[@]}"; do
-	IFS='|' read -r label store result rss check <<<"$row"
+	IFS='|' read -r label store result rss check base <<<"$row"
 	awk -v l="$label" -v s="$store" -v rps="$(field rps "$result")" -v p50="$(field p50_us "$result")" \
-		-v p99="$(field p99_us "$result")" -v rss="$rss" -v c="$check" -v brps="$base_rps" -v bp99="$base_p99" \
-		'BEGIN { printf "| %s | %s | %d | %.2f | %.2f | %s | %.2f | %.2f | %s |\n", l, s, rps, p50 / 1000, p99 / 1000, rss, rps / brps, p99 / bp99, c }'
+		-v p99="$(field p99_us "$result")" -v rss="$rss" -v c="$check" \
+		-v brps="$(field rps "$base")" -v bp99="$(field p99_us "$base")" \
+		'BEGIN { printf "| %s | %s | %d | %.2f | %.2f | %s | %d | %.2f | %.2f | %s |\n", l, s, rps, p50 / 1000, p99 / 1000, rss, brps, rps / brps, p99 / bp99, c }'
 done
 
 # ---- the targets (issue #4), on the Badger store ---------------------------
@@ -284,10 +291,10 @@ echo
 for target in "poll, pending|0.8" "issue code|0.6"; do
 	IFS='|' read -r label want <<<"$target"
 	for row in "${rows[@]}"; do
-		IFS='|' read -r l store result _ _ <<<"$row"
+		IFS='|' read -r l store result _ _ base <<<"$row"
 		[ "$l" = "$label" ] && [ "$store" = badger ] || continue
 		awk -v l="$label" -v w="$want" -v rps="$(field rps "$result")" -v p99="$(field p99_us "$result")" \
-			-v brps="$base_rps" -v bp99="$base_p99" 'BEGIN {
+			-v brps="$(field rps "$base")" -v bp99="$(field p99_us "$base")" 'BEGIN {
 				r = rps / brps; p = p99 / bp99
 				printf "target %-14s req/s %.2f x baseline (want >= %.1f): %s; p99 %.2f x (want <= 2): %s\n",
 					l ":", r, w, (r >= w ? "met" : "MISSED"), p, (p <= 2 ? "met" : "MISSED") }'
