@@ -15,24 +15,7 @@ func TestKill9KeepsPendingCode(t *testing.T) {
 	up := startUpstream(t)
 	port := freePort()
 	site := fmt.Sprintf("http://127.0.0.1:%d", port)
-	dir := storeDir(t)
-	caddyfile := fmt.Sprintf(`{
-	admin off
-	auto_https off
-}
-%s {
-	device_flow {
-		authorization_endpoint %s
-		token_endpoint %s
-		token_auth post
-		interval 1s
-		storage badger %s
-		client %s {
-			secret %s
-		}
-	}
-}
-`, site, up.AuthorizationEndpoint(), up.TokenEndpoint(), dir, up.Config().ClientID, up.Config().ClientSecret)
+	caddyfile := instanceConfig(site, up, "badger "+storeDir(t))
 
 	first := startCaddyProcess(t, caddyfile, site+"/device")
 	const devices = 20
