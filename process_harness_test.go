@@ -88,3 +88,28 @@ func (p *caddyProcess) kill() {
 	p.cmd.Process.Kill()
 	p.cmd.Wait()
 }
+
+// instanceConfig is one instance's Caddyfile; storage is the rest of the
+// storage line.
+func instanceConfig(site string, up *upstream, storage string) string {
+	cfg := up.Config()
+	return fmt.Sprintf(`{
+	admin off
+	auto_https off
+}
+%s {
+	device_flow {
+		authorization_endpoint %s
+		token_endpoint %s
+		token_auth post
+		interval 1s
+		guess_limit 2 per 15m
+		storage %s
+		client %s {
+			secret %s
+			scopes openid profile email
+		}
+	}
+}
+`, site, up.AuthorizationEndpoint(), up.TokenEndpoint(), storage, cfg.ClientID, cfg.ClientSecret)
+}

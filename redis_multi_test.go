@@ -16,31 +16,6 @@ import (
 // stickiness. The processes run on the real clock, so the device honours a
 // real interval (the minimum, 1 s); nothing else waits.
 
-// instanceConfig is one instance's Caddyfile; storage is the rest of the
-// storage line.
-func instanceConfig(site string, up *upstream, storage string) string {
-	cfg := up.Config()
-	return fmt.Sprintf(`{
-	admin off
-	auto_https off
-}
-%s {
-	device_flow {
-		authorization_endpoint %s
-		token_endpoint %s
-		token_auth post
-		interval 1s
-		guess_limit 2 per 15m
-		storage %s
-		client %s {
-			secret %s
-			scopes openid profile email
-		}
-	}
-}
-`, site, up.AuthorizationEndpoint(), up.TokenEndpoint(), storage, cfg.ClientID, cfg.ClientSecret)
-}
-
 // postPage posts a form from the browser to a site of the test's choosing.
 func (b *browser) postPage(site, path string, form url.Values) page {
 	b.t.Helper()
