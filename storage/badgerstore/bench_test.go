@@ -21,9 +21,12 @@ import (
 // bench/livecodes measures 10k against 1M.
 const benchLive = 10_000
 
-func openBench(b *testing.B) *Store {
+func openBench(b *testing.B) *Store { return openBenchWith(b, Options{}) }
+
+func openBenchWith(b *testing.B, o Options) *Store {
 	b.Helper()
-	s, err := Open(Options{Dir: b.TempDir(), GCInterval: -1})
+	o.Dir, o.GCInterval = b.TempDir(), -1
+	s, err := Open(o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,8 +86,19 @@ func BenchmarkCreateDevice(b *testing.B) {
 	}
 }
 
+// BenchmarkPollPending polls codes that fit the in-memory cache of
+// devicecache.go, as a server with up to 65,536 devices polling does;
+// BenchmarkPollPendingUncached is the same without it (what every poll
+// cost before, and what polls of codes beyond the cache cost).
 func BenchmarkPollPending(b *testing.B) {
-	s := openBench(b)
+	benchPollPending(b, openBench(b))
+}
+
+func BenchmarkPollPendingUncached(b *testing.B) {
+	benchPollPending(b, openBenchWith(b, Options{CachedDevices: -1}))
+}
+
+func benchPollPending(b *testing.B, s *Store) {
 	ids, _ := fill(b, s, benchLive)
 	ctx := context.Background()
 	b.ReportAllocs()
