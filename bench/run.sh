@@ -211,9 +211,11 @@ measure() {
 			;;
 		esac
 	fi
+	# With CHECK=1, wrk's own classification of the answers too.
+	[ -n "$CHECK" ] && check="${check:+$check, }wrk saw $(sed 's/.* kinds=//' <<<"$result")"
 	local errors
 	errors=$(sed 's/.* socket_errors=\([0-9]*\).*/\1/' <<<"$result")
-	[ "$errors" != 0 ] && check+=", socket errors $errors"
+	[ "$errors" != 0 ] && check="${check:+$check, }socket errors $errors"
 	rows+=("$label|$store|$result|$((hwm / 1024))$extra|$check|$base")
 }
 

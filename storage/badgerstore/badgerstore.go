@@ -124,8 +124,8 @@ func Open(o Options) (*Store, error) {
 // a memtable flush or a compaction builds each table whole in memory, and
 // Badger keeps up to 8 builders' buffers pooled for reuse. So:
 //   - 4 MiB memtables, 3 of them: 12 MiB of skiplists, and flush
-//     builders of ~4 MiB. (Bigger ones bought no throughput: a pending
-//     poll rewrites its record, so a memtable fills at the poll rate.)
+//     builders of ~4 MiB. (16 MiB ones saved ~11% CPU per uncached poll
+//     at 1M codes, for ~3x the anonymous memory.)
 //   - 1 MiB tables on every level (TableSizeMultiplier 1): compaction
 //     builders stay ~1 MiB however big the store grows; at 1M live codes
 //     that is ~250 tables, which Badger handles without trouble.
