@@ -329,25 +329,7 @@ func postFormBasic(t *testing.T, endpoint string, form url.Values) (int, map[str
 
 // issuerSiteConfig is siteConfig with the upstream found by discovery.
 func issuerSiteConfig(t *testing.T, issuer, clientID, secret string) string {
-	return fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	auto_https off
-	skip_install_trust
-}
-%s {
-	device_flow {
-		issuer %s
-		token_auth post
-		storage badger %s
-		client %s {
-			name "Living-room TV"
-			secret %s
-		}
-	}
-	respond "next handler" 200
-}
-`, adminPort, testPort, testSite, issuer, storeDir(t), clientID, secret)
+	return siteCaddyfile("issuer "+issuer, "badger "+storeDir(t), clientID, secret, "", "")
 }
 
 func TestIssuerDiscovery(t *testing.T) {

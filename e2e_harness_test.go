@@ -75,6 +75,14 @@ func siteConfigIn(t *testing.T, up *upstream, dir, extra string) string {
 // of the storage line ("redis redis://127.0.0.1:6379 { ... }").
 func siteConfigStorage(t *testing.T, up *upstream, storage, extra string) string {
 	cfg := up.Config()
+	endpoints := "authorization_endpoint " + up.AuthorizationEndpoint() + "\n\t\ttoken_endpoint " + up.TokenEndpoint()
+	return siteCaddyfile(endpoints, storage, cfg.ClientID, cfg.ClientSecret, "scopes openid profile email", extra)
+}
+
+// siteCaddyfile is the test site's Caddyfile: upstream names the upstream
+// (endpoints or issuer), clientExtra goes into the client block and extra
+// into the device_flow block.
+func siteCaddyfile(upstream, storage, clientID, secret, clientExtra, extra string) string {
 	return fmt.Sprintf(`{
 	admin localhost:%d
 	http_port %d
@@ -83,20 +91,19 @@ func siteConfigStorage(t *testing.T, up *upstream, storage, extra string) string
 }
 %s {
 	device_flow {
-		authorization_endpoint %s
-		token_endpoint %s
+		%s
 		token_auth post
 		storage %s
 		client %s {
 			name "Living-room TV"
 			secret %s
-			scopes openid profile email
+			%s
 		}
 		%s
 	}
 	respond "next handler" 200
 }
-`, adminPort, testPort, testSite, up.AuthorizationEndpoint(), up.TokenEndpoint(), storage, cfg.ClientID, cfg.ClientSecret, extra)
+`, adminPort, testPort, testSite, upstream, storage, clientID, secret, clientExtra, extra)
 }
 
 // testData holds every test's database. Caddy keeps the last config (and
