@@ -51,10 +51,22 @@ func TestGolangOAuth2Client(t *testing.T) {
 	if da.Interval != 1 || time.Until(da.Expiry) < 9*time.Minute {
 		t.Fatalf("interval %d, expiry in %s", da.Interval, time.Until(da.Expiry))
 	}
+	// The device polls while the person signs in, as in real life: the
+	// sign-in waits for its first poll (flow/sealkey.go).
+	type polled struct {
+		tok *oauth2.Token
+		err error
+	}
+	result := make(chan polled, 1)
+	go func() {
+		tok, err := cfg.DeviceAccessToken(ctx, da)
+		result <- polled{tok, err}
+	}()
 	if done := newBrowser(t).approve(da.UserCode); !done.is("success") {
 		t.Fatalf("approve: %d\n%s", done.status, done.body)
 	}
-	tok, err := cfg.DeviceAccessToken(ctx, da)
+	got := <-result
+	tok, err := got.tok, got.err
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,10 +195,21 @@ func TestDeviceLoginClient(t *testing.T) {
 		if da.Interval.Duration() != 5*time.Second || da.ExpiresIn.Duration() != 10*time.Minute || da.VerificationURIComplete == "" {
 			t.Fatalf("device authorization: %+v", da)
 		}
+		// Polling goes on while the person signs in.
+		type polled struct {
+			raw []byte
+			err error
+		}
+		result := make(chan polled, 1)
+		go func() {
+			raw, err := c.Poll(ctx, da)
+			result <- polled{raw, err}
+		}()
 		if done := newBrowser(t).approve(da.UserCode); !done.is("success") {
 			t.Fatalf("approve: %d", done.status)
 		}
-		raw, err := c.Poll(ctx, da)
+		got := <-result
+		raw, err := got.raw, got.err
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,8 +219,9 @@ func TestDeviceLoginClient(t *testing.T) {
 		}
 	})
 
-	// Login prints the prompt and waits; the person acts while it waits
-	// (in its first sleep), as they would in real life.
+	// Login prints the prompt and polls; the person acts while it waits
+	// between two polls (in its second sleep: a sign-in waits for the
+	// device's first poll), as they would in real life.
 	tests := []struct {
 		name     string
 		person   func(t *testing.T, userCode string)
@@ -220,11 +244,10 @@ func TestDeviceLoginClient(t *testing.T) {
 		t.Run("Login "+tc.name, func(t *testing.T) {
 			var prompt strings.Builder
 			var userCode string
-			acted := false
+			sleeps := 0
 			c := &devicelogin.Client{Server: testSite, ClientID: clientID, Scope: "openid", Err: &prompt, Now: fakeClock.Now,
 				Sleep: func(ctx context.Context, d time.Duration) error {
-					if !acted {
-						acted = true
+					if sleeps++; sleeps == 2 {
 						userCode = regexp.MustCompile(`│  (\S+)  │`).FindStringSubmatch(prompt.String())[1]
 						tc.person(t, userCode)
 					}

@@ -199,7 +199,20 @@ func postFormAt(t *testing.T, site, endpoint string, form url.Values) (int, map[
 	return resp.StatusCode, out, resp.Header
 }
 
+// newDevice asks for a device code and polls once, as a device does from
+// the moment it shows the code: that first poll derives the key its tokens
+// will be sealed to, which a sign-in waits for (flow/sealkey.go).
 func newDevice(t *testing.T, clientID, scope string) *device {
+	t.Helper()
+	d := newDeviceUnpolled(t, clientID, scope)
+	if status, out := d.poll(); out["error"] != "authorization_pending" {
+		t.Fatalf("first poll: %d %v", status, out)
+	}
+	return d
+}
+
+// newDeviceUnpolled is newDevice without the first poll.
+func newDeviceUnpolled(t *testing.T, clientID, scope string) *device {
 	t.Helper()
 	status, out, _ := postForm(t, "/device/code", url.Values{"client_id": {clientID}, "scope": {scope}})
 	if status != http.StatusOK {

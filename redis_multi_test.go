@@ -94,6 +94,10 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 			t.Fatalf("device code from B: %d %v", status, auth)
 		}
 		deviceCode := auth["device_code"].(string)
+		// The device's first poll, on B, before the person signs in on A.
+		if status, out := devicePoll(t, siteB, clientID, deviceCode); out["error"] != "authorization_pending" {
+			t.Fatalf("first poll on B: %d %v", status, out)
+		}
 		b := newBrowser(t)
 		confirm := b.get(siteA + "/device?code=" + url.QueryEscape(auth["user_code"].(string)))
 		if !confirm.is("confirm") {

@@ -57,11 +57,11 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var clientID string
-	var live bool
+	var live, hasKey bool
 	if err := s.cfg.Store.UpdateDevice(ctx, login.DeviceID, func(d *Device) (Verdict, error) {
 		live = d != nil && d.Status == Pending && s.cfg.Now().Before(d.ExpiresAt)
 		if d != nil {
-			clientID = d.ClientID
+			clientID, hasKey = d.ClientID, d.SealKey != nil
 		}
 		return Keep, nil
 	}); err != nil {
@@ -71,6 +71,26 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if !live {
 		s.renderPage(w, r, http.StatusBadRequest, PageExpired, &PageData{})
 		return
+	}
+	if !hasKey {
+		// The device has not polled yet: wait for it before the code is
+		// redeemed (sealkey.go).
+		s.log.Debug("sign-in waits for the device's first poll", zap.String("client_id", clientID))
+		ready, gone, err := s.awaitSealKey(ctx, login.DeviceID)
+		switch {
+		case ctx.Err() != nil:
+			return // the browser left
+		case err != nil:
+			s.renderUnavailable(w, r, "read device", err)
+			return
+		case gone:
+			s.renderPage(w, r, http.StatusBadRequest, PageExpired, &PageData{})
+			return
+		case !ready:
+			s.log.Info("sign-in came back before the device polled; it did not poll in time", zap.String("client_id", clientID))
+			s.renderPage(w, r, http.StatusConflict, PageError, &PageData{Error: "device_silent"})
+			return
+		}
 	}
 
 	verifier, err := openVerifier(state, login.Verifier)

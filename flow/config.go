@@ -29,6 +29,11 @@ type Config struct {
 	ExpiresIn time.Duration // lifetime of a device code (default 10 m)
 	Interval  time.Duration // polling interval (default 5 s)
 	UserCode  UserCodeFormat
+	// DeviceWait is how long a sign-in that comes back before the device
+	// has polled even once waits for that first poll (see sealkey.go):
+	// the interval plus 5 s by default, since an RFC 8628 client polls
+	// first after one interval.
+	DeviceWait time.Duration
 
 	// Prefix is put before every path (e.g. "/oauth"); "" by default.
 	Prefix string
@@ -95,6 +100,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
+	}
+	if c.DeviceWait == 0 {
+		c.DeviceWait = c.Interval + 5*time.Second
 	}
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout

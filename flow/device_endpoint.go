@@ -68,11 +68,8 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 		return nil, refusal
 	}
 
+	// No SealKey yet: the device's first poll derives it (sealkey.go).
 	deviceCode := NewDeviceCode()
-	sealKey, err := SealPublicKey(deviceCode)
-	if err != nil {
-		return nil, &oauthError{status: http.StatusInternalServerError, Code: ErrServerError}
-	}
 	now := s.cfg.Now()
 	rec := &Device{
 		ID:        DeviceID(deviceCode),
@@ -82,7 +79,6 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 		CreatedAt: now,
 		ExpiresAt: now.Add(s.cfg.ExpiresIn),
 		Interval:  s.cfg.Interval,
-		SealKey:   sealKey,
 	}
 	for draw := 0; ; draw++ {
 		rec.UserCode = s.cfg.UserCode.New()

@@ -177,8 +177,20 @@ func (h *harness) lookup(ip, code string) answer {
 	return h.do(http.DefaultClient, ip, http.MethodGet, "/device?code="+url.QueryEscape(code), "", "")
 }
 
-// newCode asks for a device code and returns the §3.2 answer.
+// newCode asks for a device code and returns the §3.2 answer, after the
+// device's first poll: a device polls from the moment it shows the code,
+// and that poll derives the key its tokens will be sealed to (sealkey.go).
 func (h *harness) newCode(ip, clientID string) map[string]any {
+	h.t.Helper()
+	auth := h.newCodeUnpolled(ip, clientID)
+	if status, out := h.poll(auth["device_code"].(string), clientID); out["error"] != "authorization_pending" {
+		h.t.Fatalf("first poll: %d %v", status, out)
+	}
+	return auth
+}
+
+// newCodeUnpolled is newCode without the device's first poll.
+func (h *harness) newCodeUnpolled(ip, clientID string) map[string]any {
 	h.t.Helper()
 	a := h.post(ip, "/device/code", url.Values{"client_id": {clientID}, "scope": {"openid"}})
 	if a.status != http.StatusOK {

@@ -68,13 +68,15 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 		return nil, badRequest(ErrInvalidGrant, "unknown or already used device_code")
 	}
 	var (
-		answer *oauthError
-		sealed []byte
-		event  string
+		answer  *oauthError
+		sealed  []byte
+		event   string
+		sealKey []byte // derived once the record shows it has none (sealkey.go)
+		needKey bool
 	)
 	now := s.cfg.Now()
-	err := s.cfg.Store.UpdateDevice(r.Context(), DeviceID(deviceCode), func(d *Device) (Verdict, error) {
-		answer, sealed, event = nil, nil, ""
+	update := func(d *Device) (Verdict, error) {
+		answer, sealed, event, needKey = nil, nil, "", false
 		switch {
 		case d == nil:
 			// Unknown, delivered or long expired: nothing is created.
@@ -98,6 +100,13 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			}
 			answer = badRequest(ErrAccessDenied, desc)
 			return Keep, nil
+		case d.SealKey == nil && sealKey == nil:
+			// The first poll of a live pending code: derive the key
+			// outside the store's update, then come back.
+			needKey = true
+			return Keep, nil
+		case d.SealKey == nil:
+			d.SealKey = sealKey
 		}
 		sinceLast := now.Sub(d.LastPoll)
 		early := !d.LastPoll.IsZero() && sinceLast < d.Interval-pollSlack(d.Interval)
@@ -119,7 +128,16 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			answer = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
 		}
 		return Save, nil
-	})
+	}
+	id := DeviceID(deviceCode)
+	err := s.cfg.Store.UpdateDevice(r.Context(), id, update)
+	if err == nil && needKey {
+		if sealKey, err = SealPublicKey(deviceCode); err != nil {
+			s.log.Error("deriving the seal key failed", zap.Error(err))
+			return nil, &oauthError{status: http.StatusInternalServerError, Code: ErrServerError}
+		}
+		err = s.cfg.Store.UpdateDevice(r.Context(), id, update)
+	}
 	if err != nil {
 		s.storeFailed("poll", err)
 		return nil, unavailable()
