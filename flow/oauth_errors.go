@@ -52,7 +52,18 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Write(body)
 }
 
+// errPending is the answer to almost every request a device flow serves:
+// its body is encoded once.
+var (
+	errPending        = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
+	errPendingBody, _ = json.Marshal(errPending)
+)
+
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	if e == errPending {
+		writeJSON(w, http.StatusBadRequest, errPendingBody)
+		return
+	}
 	status := e.status
 	if status == 0 {
 		status = http.StatusBadRequest

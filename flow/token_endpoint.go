@@ -117,7 +117,7 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			// authentication style). Forgive one immediate repeat; the
 			// interval still runs from the first poll.
 			d.Retried = true
-			answer = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
+			answer = errPending
 		case early:
 			d.LastPoll, d.Retried = now, false
 			d.Interval += 5 * time.Second // §3.5: for good, for this device
@@ -125,7 +125,7 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			event = EventSlowDown
 		default:
 			d.LastPoll, d.Retried = now, false
-			answer = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
+			answer = errPending
 		}
 		return Save, nil
 	}
