@@ -6,7 +6,9 @@
 #       measurements seconds apart see the same machine);
 #   (b) the device_flow module on the Badger store (`limits off`, plus one
 #       site with the limits counting but never reached);
-#   (c) the same on Redis, when redis-server is installed.
+#   (c) the same on Redis, when redis-server is installed;
+#   (d) the Badger store alone holding 10k and 1M live codes, and
+#       reclaiming expired ones (bench/livecodes).
 # Each scenario is driven by wrk (bench/scenario.lua) on 127.0.0.1; the
 # table shows req/s, latency, the server's peak RSS during the scenario,
 # and the ratios to the baseline. What each scenario measures, and how to
@@ -17,7 +19,9 @@
 # BASE_DURATION=5 (seconds of each adjacent baseline),
 # CONNECTIONS=64 THREADS=2 (wrk), POOL=50000 (pending codes polled
 # round-robin), CHECK=1 (wrk classifies every answer: heavier client),
-# NO_REDIS=1, KEEP=1 (keep the temporary folder with logs and Caddyfiles).
+# NO_REDIS=1, KEEP=1 (keep the temporary folder with logs and Caddyfiles),
+# LIVE=0 (skip (d), the live-codes runs of the store alone), LIVE_POLL=5
+# (seconds of polls in each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -271,6 +275,30 @@ else
 	run_store redis "storage redis redis://127.0.0.1:$redis_port" "$redis_pid"
 fi
 
+# ---- (d) live codes: the Badger store alone ----------------------------------
+# bench/livecodes fills a store with pending codes through the store API and
+# polls random ones (docs/performance.md): the memory of a million live
+# codes, whether a poll gets dearer as codes pile up, and whether expired
+# codes give their disk and memory back. LIVE=0 skips it.
+live_rows=()
+if [ "${LIVE:-1}" != 0 ]; then
+	go build -o "$tmp/livecodes" ./bench/livecodes
+	for n in 10000 1000000; do
+		say "live codes: $n pending codes, then ${LIVE_POLL:-5}s of polls"
+		"$tmp/livecodes" -n "$n" -poll "${LIVE_POLL:-5}s" >"$tmp/live-$n.txt" 2>&1 || {
+			cat "$tmp/live-$n.txt" >&2
+			die "livecodes -n $n failed"
+		}
+	done
+	# Codes that live 8 s, and a quiet spell of 3 s before the store
+	# compacts (30 minutes in production): the same mechanism, sooner.
+	say "live codes: 100000 codes living 8s, then expiry and reclaim"
+	"$tmp/livecodes" -n 100000 -poll 2s -ttl 8s -grace 1s -quiet 3s -gc 1s -reclaim >"$tmp/live-reclaim.txt" 2>&1 || {
+		cat "$tmp/live-reclaim.txt" >&2
+		die "livecodes -reclaim failed"
+	}
+fi
+
 
 # ---- the table ----------------------------------------------------------------
 field() { sed "s/.* $1=\([0-9.]*\).*/\1/" <<<"$2"; }
@@ -302,3 +330,29 @@ for target in "poll, pending|0.8" "issue code|0.6"; do
 					l ":", r, w, (r >= w ? "met" : "MISSED"), p, (p <= 2 ? "met" : "MISSED") }'
 	done
 done
+
+# ---- the targets of (d) --------------------------------------------------------
+# live_field FILE STAGE WHAT: from the line of a livecodes report.
+live_peak() { awk -v st="$2" 'index($0, "  " st " ") == 1 { sub(/.*peak RSS */, ""); print $1 + 0; exit }' "$1"; }
+live_now_rss() { awk -v st="$2" 'index($0, "  " st " ") == 1 { sub(/.*now RSS */, ""); print $1 + 0; exit }' "$1"; }
+live_disk() { awk -v st="$2" 'index($0, "  " st " ") == 1 { sub(/.*disk */, ""); print $1 + 0; exit }' "$1"; }
+live_cpu() { awk '/^polled/ { sub(/.*CPU /, ""); print $1 + 0; exit }' "$1"; }
+if [ "${LIVE:-1}" != 0 ]; then
+	echo
+	echo "live codes (bench/livecodes, the store alone):"
+	for n in 10000 1000000; do
+		f="$tmp/live-$n.txt"
+		echo "  $n codes: $(grep '^filled' "$f"); peak RSS filling $(live_peak "$f" fill) MiB, polling $(live_peak "$f" polls) MiB; $(grep '^polled' "$f" | sed 's/.*polls\/s, //')"
+	done
+	awk -v fill="$(live_peak "$tmp/live-1000000.txt" fill)" -v polls="$(live_peak "$tmp/live-1000000.txt" polls)" 'BEGIN {
+		p = (fill > polls ? fill : polls)
+		printf "target 1M live codes:  peak RSS %d MiB (want <= 256): %s\n", p, (p <= 256 ? "met" : "MISSED") }'
+	awk -v small="$(live_cpu "$tmp/live-10000.txt")" -v big="$(live_cpu "$tmp/live-1000000.txt")" 'BEGIN {
+		r = big / small
+		printf "target poll cost flat: %.1f µs CPU per poll at 1M, %.1f at 10k: %.2f x (want <= 1.25): %s\n", big, small, r, (r <= 1.25 ? "met" : "MISSED") }'
+	f="$tmp/live-reclaim.txt"
+	awk -v d0="$(live_disk "$f" polls)" -v d1="$(live_disk "$f" "after the quiet compaction")" \
+		-v r0="$(live_now_rss "$f" polls)" -v r1="$(live_now_rss "$f" "after the quiet compaction")" 'BEGIN {
+		ok = (d1 <= d0 / 2 && r1 <= r0 / 2)
+		printf "target reclaim:        100k expired codes: disk %d -> %d MiB, RSS %d -> %d MiB (want both at least halved): %s\n", d0, d1, r0, r1, (ok ? "met" : "MISSED") }'
+fi
