@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -84,6 +85,24 @@ func BenchmarkCreateDevice(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCreateDeviceParallel issues codes from ~64 goroutines at once,
+// as the device endpoint does under 64 concurrent connections.
+func BenchmarkCreateDeviceParallel(b *testing.B) {
+	s := openBench(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := createDevice(ctx, s, storetest.NewDevice(10*time.Minute)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkPollPending polls codes that fit the in-memory cache of
