@@ -105,16 +105,16 @@ func BenchmarkCreateDeviceParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkPollPending polls codes that fit the in-memory cache of
-// devicecache.go, as a server with up to 65,536 devices polling does;
-// BenchmarkPollPendingUncached is the same without it (what every poll
-// cost before, and what polls of codes beyond the cache cost).
+// BenchmarkPollPending polls pending codes: a read of the record, and the
+// new poll time kept in the poll clock (pollclock.go);
+// BenchmarkPollPendingWithoutClock is the same with every poll written to
+// Badger, as before the clock.
 func BenchmarkPollPending(b *testing.B) {
 	benchPollPending(b, openBench(b))
 }
 
-func BenchmarkPollPendingUncached(b *testing.B) {
-	benchPollPending(b, openBenchWith(b, Options{CachedDevices: -1}))
+func BenchmarkPollPendingWithoutClock(b *testing.B) {
+	benchPollPending(b, openBenchWith(b, Options{PollClock: -1}))
 }
 
 func benchPollPending(b *testing.B, s *Store) {

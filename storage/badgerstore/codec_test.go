@@ -3,8 +3,8 @@ package badgerstore
 import (
 	"bytes"
 	"encoding/binary"
-	"math"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strconv"
 	"testing"
