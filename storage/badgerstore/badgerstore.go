@@ -191,12 +191,16 @@ func (s *Store) sweepEvery(every time.Duration) {
 		case <-s.stopGC:
 			return
 		case now := <-t.C:
-			s.sweepClock(now)
-			if s.legacy.Load() {
-				if left, err := hasPrefix(s.db, legacyDevicePrefix, legacyUserCodePrefix); err == nil && !left {
-					s.legacy.Store(false) // they have all expired
-				}
-			}
+			s.sweep(now)
+		}
+	}
+}
+
+func (s *Store) sweep(now time.Time) {
+	s.sweepClock(now)
+	if s.legacy.Load() {
+		if left, err := hasPrefix(s.db, legacyDevicePrefix, legacyUserCodePrefix); err == nil && !left {
+			s.legacy.Store(false) // they have all expired or been deleted
 		}
 	}
 }

@@ -39,6 +39,10 @@ import (
 // 4 MiB memtables).
 const maxCreateBatch = 256
 
+// testHookCreateRead, when set (by tests), runs after a batch has found a
+// user code free, before its transaction commits.
+var testHookCreateRead func(userCode string)
+
 type createQueue struct {
 	mu      sync.Mutex
 	pending []*createCall
@@ -137,6 +141,9 @@ func (s *Store) createInTxn(txn *badger.Txn, batch []*createCall) error {
 			continue
 		}
 		claimed[uc] = true
+		if testHookCreateRead != nil {
+			testHookCreateRead(uc)
+		}
 		until := s.keepUntil(c.rec.ExpiresAt)
 		if err := txn.SetEntry(entry(userCodeKey(uc), idValue(c.rec.ID), until)); err != nil {
 			return err
