@@ -145,7 +145,7 @@ func (s *Store) createInTxn(txn *badger.Txn, batch []*createCall) error {
 			testHookCreateRead(uc)
 		}
 		until := s.keepUntil(c.rec.ExpiresAt)
-		if err := txn.SetEntry(entry(userCodeKey(uc), idValue(c.rec.ID), until)); err != nil {
+		if err := txn.SetEntry(entry(userCodeKey(uc), idRef(c.rec.ID), until)); err != nil {
 			return err
 		}
 		if err := txn.SetEntry(entry(deviceKey(c.rec.ID), encodeDevice(c.rec), until)); err != nil {

@@ -114,7 +114,7 @@ func TestCreateBatchRetriesConflicts(t *testing.T) {
 		}
 		once.Do(func() {
 			err := s.db.Update(func(txn *badger.Txn) error {
-				return txn.Set(userCodeKey(uc), idValue(intruder.ID))
+				return txn.Set(userCodeKey(uc), idRef(intruder.ID))
 			})
 			if err != nil {
 				t.Error(err)

@@ -62,11 +62,8 @@ func (rec stored) userCodeKey() []byte {
 func (s *Store) DeviceByUserCode(_ context.Context, userCode string) (*flow.Device, error) {
 	var rec stored
 	err := s.db.View(func(txn *badger.Txn) error {
-		id, err := s.idByUserCode(txn, userCode)
-		if err != nil {
-			return err
-		}
-		rec, err = s.getDevice(txn, id)
+		var err error
+		rec, err = s.deviceByUserCode(txn, userCode)
 		return err
 	})
 	if err != nil {
@@ -80,8 +77,8 @@ func (s *Store) DeviceByUserCode(_ context.Context, userCode string) (*flow.Devi
 	return rec.d, nil
 }
 
-// idByUserCode returns the ID of the device that holds the user code.
-func (s *Store) idByUserCode(txn *badger.Txn, userCode string) (string, error) {
+// deviceByUserCode reads the device that holds the user code.
+func (s *Store) deviceByUserCode(txn *badger.Txn, userCode string) (stored, error) {
 	item, err := txn.Get(userCodeKey(userCode))
 	legacy := false
 	if errors.Is(err, badger.ErrKeyNotFound) && s.legacy.Load() {
@@ -89,21 +86,47 @@ func (s *Store) idByUserCode(txn *badger.Txn, userCode string) (string, error) {
 		legacy = true
 	}
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", flow.ErrNotFound
+		return stored{}, flow.ErrNotFound
 	}
 	if err != nil {
-		return "", err
+		return stored{}, err
 	}
-	var id string
-	err = item.Value(func(b []byte) error {
-		if legacy {
-			id = string(b)
-			return nil
+	ref, err := item.ValueCopy(nil)
+	if err != nil {
+		return stored{}, err
+	}
+	if legacy {
+		return s.getDevice(txn, string(ref))
+	}
+	id, prefix, err := parseIDRef(ref)
+	if err != nil {
+		return stored{}, err
+	}
+	if prefix == nil {
+		return s.getDevice(txn, id)
+	}
+	// The records whose raw ID starts with prefix: the one with this
+	// user code is it.
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: append([]byte{deviceKeyPrefix}, prefix...)})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		key := it.Item().KeyCopy(nil)
+		if len(key) != 1+rawIDLen {
+			continue
 		}
-		id, err = idFromValue(b)
-		return err
-	})
-	return id, err
+		id := idEncoding.EncodeToString(key[1:])
+		var d *flow.Device
+		if err := it.Item().Value(func(b []byte) error {
+			d, err = decodeDevice(id, b)
+			return err
+		}); err != nil {
+			return stored{}, err
+		}
+		if d.UserCode == userCode {
+			return stored{d: d, key: key}, nil
+		}
+	}
+	return stored{}, flow.ErrNotFound
 }
 
 // userCodeTaken reports whether a live device holds the user code.

@@ -1,6 +1,7 @@
 package badgerstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,7 @@ func TestIDEncodings(t *testing.T) {
 	}{
 		{"device ID", deviceID, true},
 		{"short", "x", false},
+		{"7 characters", strings.Repeat("c", 7), false},
 		{"31 characters", strings.Repeat("a", 31), false},
 		{"32 characters", strings.Repeat("b", 32), false},
 		{"43 characters, not base64url", strings.Repeat("!", 43), false},
@@ -46,19 +48,50 @@ func TestIDEncodings(t *testing.T) {
 				t.Errorf("IDs %q and %q share the key %q", tc.id, other, key)
 			}
 			keys[string(key)] = tc.id
-			v := idValue(tc.id)
-			if (len(v) == rawIDLen) != tc.raw {
-				t.Errorf("idValue(%q) is %d bytes", tc.id, len(v))
-			}
-			if got, err := idFromValue(v); err != nil || got != tc.id {
-				t.Errorf("idFromValue(idValue(%q)) = %q, %v", tc.id, got, err)
+			v := idRef(tc.id)
+			id, prefix, err := parseIDRef(v)
+			switch {
+			case err != nil:
+				t.Errorf("parseIDRef(idRef(%q)): %v", tc.id, err)
+			case tc.raw && !bytes.Equal(prefix, key[1:1+idPrefixLen]):
+				t.Errorf("idRef(%q) = %x, want the raw ID's first %d bytes", tc.id, v, idPrefixLen)
+			case !tc.raw && id != tc.id:
+				t.Errorf("parseIDRef(idRef(%q)) = %q", tc.id, id)
 			}
 		})
 	}
 	for _, bad := range [][]byte{nil, {textIDMarker}, []byte("no marker")} {
-		if id, err := idFromValue(bad); err == nil {
-			t.Errorf("idFromValue(%q) = %q, want an error", bad, id)
+		if id, _, err := parseIDRef(bad); err == nil {
+			t.Errorf("parseIDRef(%q) = %q, want an error", bad, id)
 		}
+	}
+}
+
+// A user code's entry keeps only the first bytes of its device's ID:
+// devices whose IDs share them are told apart by their user codes.
+func TestUserCodeFindsItsDeviceAmongIDsWithTheSamePrefix(t *testing.T) {
+	s := open(t, Options{InMemory: true})
+	ctx := context.Background()
+	var devs []*flow.Device
+	for i := range 5 {
+		raw := bytes.Repeat([]byte{0x42}, rawIDLen) // the same first 8 bytes
+		raw[rawIDLen-1] = byte(i)
+		d := storetest.NewDevice(time.Hour)
+		d.ID = idEncoding.EncodeToString(raw)
+		if err := s.CreateDevice(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, d)
+	}
+	for _, d := range devs {
+		got, err := s.DeviceByUserCode(ctx, d.UserCode)
+		if err != nil || got.ID != d.ID || got.UserCode != d.UserCode {
+			t.Errorf("DeviceByUserCode(%s) = %+v, %v; want %s", d.UserCode, got, err, d.ID)
+		}
+	}
+	mustUpdate(t, s, devs[2].ID, func(*flow.Device) (flow.Verdict, error) { return flow.Delete, nil })
+	if got, err := s.DeviceByUserCode(ctx, devs[2].UserCode); !errors.Is(err, flow.ErrNotFound) {
+		t.Errorf("a deleted device's user code finds %+v, %v", got, err)
 	}
 }
 
