@@ -128,16 +128,22 @@ func Open(o Options) (*Store, error) {
 // Badger's defaults (64 MiB memtables ×5, a 256 MiB block cache, tables
 // that double in size per level) cost hundreds of MiB before the first
 // code. Most of what is left after shrinking those is table builders:
-// a memtable flush or a compaction builds each table whole in memory, and
-// Badger keeps up to 8 builders' buffers pooled for reuse. So:
+// a memtable flush or a compaction builds each table whole in memory,
+// Badger keeps up to 8 builders' buffers pooled for reuse (~37 MiB of the
+// ~45 MiB live heap at 1M codes), and each table's index is built in a
+// fresh 3 MiB flatbuffers builder (half of all bytes allocated). So:
 //   - 4 MiB memtables, 3 of them: 12 MiB of skiplists, and flush
-//     builders of ~4 MiB. (16 MiB ones saved ~11% CPU per uncached poll
-//     at 1M codes, for ~3x the anonymous memory.)
+//     builders of ~4 MiB. (16 MiB ones saved ~11% CPU per read-modify-
+//     write poll at 1M codes, for ~3x the anonymous memory.)
 //   - 1 MiB tables on every level (TableSizeMultiplier 1): compaction
 //     builders stay ~1 MiB however big the store grows; at 1M live codes
-//     that is ~250 tables, which Badger handles without trouble.
-//   - no compression, so no block cache: records are ~110 bytes of mostly
-//     random bytes (hashes, keys) that Snappy shrinks by only ~20%, and
+//     that is ~200 tables, which Badger handles without trouble. 2 MiB
+//     memtables with 2 MiB tables (fewer index builders per byte) had a
+//     higher anonymous peak at 1M codes (151 MiB against 122 while
+//     filling) and cost ~25% more CPU per poll; Badger refuses fewer
+//     than 2 compactors.
+//   - no compression, so no block cache: records are ~75 bytes of mostly
+//     random bytes (hashes, keys) that Snappy would barely shrink, and
 //     uncompressed blocks are read straight from the memory-mapped tables
 //     (page cache, shared and reclaimable) instead of being decompressed
 //     into a cache on the Go heap. The index cache only serves encrypted
@@ -147,8 +153,11 @@ func Open(o Options) (*Store, error) {
 //     requires the threshold below 15% of a memtable. The value log then
 //     only sees larger values, so its files can be small.
 //
-// Together: at 1M live codes ~130 MiB of anonymous memory at peak instead
-// of ~540 MiB, for ~15% more CPU per poll (more, smaller flushes).
+// Together: at 1M live codes ~120-140 MiB of anonymous memory at peak
+// instead of ~540 MiB. What is left of the peak is mostly the Go heap's
+// headroom over those pooled builders (the GC lets the heap grow to twice
+// what is live, and the index builders' garbage fills it); the file-backed
+// part is the tables themselves (~200 bytes per live code).
 func tunedOptions(o Options) badger.Options {
 	opts := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
