@@ -49,7 +49,7 @@ func main() {
 	ttl := flag.Duration("ttl", 10*time.Minute, "lifetime of the codes (expires_in)")
 	reclaim := flag.Bool("reclaim", false, "after polling, wait for every code to expire and show what is given back")
 	grace := flag.Duration("grace", badgerstore.DefaultGrace, "how long the store keeps expired records")
-	cached := flag.Int("cached", 0, "badgerstore.Options.CachedDevices (0: the default, -1: no cache)")
+	clock := flag.Int("clock", 0, "badgerstore.Options.PollClock (0: the default, -1: no poll clock)")
 	quiet := flag.Duration("quiet", 0, "badgerstore.Options.QuietFlatten with -reclaim (default: ttl + grace + 2s, so that\n"+
 		"everything has expired when the store compacts, as 30 minutes ensures in production)")
 	gcEvery := flag.Duration("gc", 2*time.Second, "badgerstore.Options.GCInterval (with -reclaim)")
@@ -66,7 +66,7 @@ func main() {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	opts := badgerstore.Options{Dir: *dir, Grace: *grace, CachedDevices: *cached}
+	opts := badgerstore.Options{Dir: *dir, Grace: *grace, PollClock: *clock}
 	if *reclaim {
 		if *quiet == 0 {
 			*quiet = *ttl + *grace + 2*time.Second

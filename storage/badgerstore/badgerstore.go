@@ -19,16 +19,6 @@ import (
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
-// Key spaces. Device records are keyed by the device code's hash, never by
-// the code itself.
-const (
-	devicePrefix   = "d/"
-	userCodePrefix = "u/"
-	loginPrefix    = "l/"
-	counterPrefix  = "c/"
-	secretPrefix   = "s/"
-)
-
 // DefaultGrace is how long a record is kept after it expired, so a late poll
 // still gets expired_token instead of invalid_grant.
 const DefaultGrace = 5 * time.Minute
@@ -53,10 +43,10 @@ type Options struct {
 	// is compacted once, so that the disk of what expired meanwhile comes
 	// back (default 30 minutes; negative: never). See flattenWhenQuiet.
 	QuietFlatten time.Duration
-	// CachedDevices is how many device records are kept in memory so that
-	// polling them costs no write (see devicecache.go): 65,536 if 0
-	// (~25 MiB when full), none if negative.
-	CachedDevices int
+	// PollClock is how many slots each generation of the poll clock has
+	// (see pollclock.go), 16 bytes each: DefaultPollClock if 0; negative
+	// turns the clock off, so that every poll writes to Badger.
+	PollClock int
 }
 
 // Store is a flow.Store on Badger.
@@ -74,7 +64,11 @@ type Store struct {
 	writes       atomic.Uint64
 	quietFlatten time.Duration
 
-	cache deviceCache
+	// stripes serialize device updates and hold the poll clock.
+	stripes [stripes]stripe
+	creates createQueue // see createbatch.go
+	// legacy: records of an earlier version may be left (see keys.go).
+	legacy atomic.Bool
 }
 
 var _ flow.Store = (*Store)(nil)
@@ -99,18 +93,31 @@ func Open(o Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{}), quietFlatten: o.QuietFlatten}
+	legacy, err := hasPrefix(db, legacyDevicePrefix, legacyUserCodePrefix)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.legacy.Store(legacy)
+	slots := 0
 	switch {
-	case o.CachedDevices == 0:
-		s.cache.perShard = cacheEntriesPerShard
-	case o.CachedDevices > 0:
-		s.cache.perShard = (o.CachedDevices + cacheShards - 1) / cacheShards
+	case o.PollClock == 0:
+		slots = DefaultPollClock / stripes
+	case o.PollClock > 0:
+		slots = 1
+		for slots*stripes < o.PollClock || slots < 4 {
+			slots *= 2 // a power of two, for the probe mask
+		}
+	}
+	for i := range s.stripes {
+		s.stripes[i].slots = slots
 	}
 	if o.GCInterval > 0 && !o.InMemory {
 		s.gcDone.Add(1)
 		go s.collectGarbage(o.GCInterval)
 	}
 	s.gcDone.Add(1)
-	go s.sweepCacheEvery(cacheSweepEvery)
+	go s.sweepEvery(clockSweepEvery)
 	return s, nil
 }
 
@@ -121,16 +128,22 @@ func Open(o Options) (*Store, error) {
 // Badger's defaults (64 MiB memtables ×5, a 256 MiB block cache, tables
 // that double in size per level) cost hundreds of MiB before the first
 // code. Most of what is left after shrinking those is table builders:
-// a memtable flush or a compaction builds each table whole in memory, and
-// Badger keeps up to 8 builders' buffers pooled for reuse. So:
+// a memtable flush or a compaction builds each table whole in memory,
+// Badger keeps up to 8 builders' buffers pooled for reuse (~37 MiB of the
+// ~45 MiB live heap at 1M codes), and each table's index is built in a
+// fresh 3 MiB flatbuffers builder (half of all bytes allocated). So:
 //   - 4 MiB memtables, 3 of them: 12 MiB of skiplists, and flush
-//     builders of ~4 MiB. (16 MiB ones saved ~11% CPU per uncached poll
-//     at 1M codes, for ~3x the anonymous memory.)
+//     builders of ~4 MiB. (16 MiB ones saved ~11% CPU per read-modify-
+//     write poll at 1M codes, for ~3x the anonymous memory.)
 //   - 1 MiB tables on every level (TableSizeMultiplier 1): compaction
 //     builders stay ~1 MiB however big the store grows; at 1M live codes
-//     that is ~250 tables, which Badger handles without trouble.
-//   - no compression, so no block cache: records are ~110 bytes of mostly
-//     random bytes (hashes, keys) that Snappy shrinks by only ~20%, and
+//     that is ~200 tables, which Badger handles without trouble. 2 MiB
+//     memtables with 2 MiB tables (fewer index builders per byte) had a
+//     higher anonymous peak at 1M codes (151 MiB against 122 while
+//     filling) and cost ~25% more CPU per poll; Badger refuses fewer
+//     than 2 compactors.
+//   - no compression, so no block cache: records are ~75 bytes of mostly
+//     random bytes (hashes, keys) that Snappy would barely shrink, and
 //     uncompressed blocks are read straight from the memory-mapped tables
 //     (page cache, shared and reclaimable) instead of being decompressed
 //     into a cache on the Go heap. The index cache only serves encrypted
@@ -140,8 +153,11 @@ func Open(o Options) (*Store, error) {
 //     requires the threshold below 15% of a memtable. The value log then
 //     only sees larger values, so its files can be small.
 //
-// Together: at 1M live codes ~130 MiB of anonymous memory at peak instead
-// of ~540 MiB, for ~15% more CPU per poll (more, smaller flushes).
+// Together: at 1M live codes ~120-140 MiB of anonymous memory at peak
+// instead of ~540 MiB. What is left of the peak is mostly the Go heap's
+// headroom over those pooled builders (the GC lets the heap grow to twice
+// what is live, and the index builders' garbage fills it); the file-backed
+// part is the tables themselves (~200 bytes per live code).
 func tunedOptions(o Options) badger.Options {
 	opts := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
@@ -170,11 +186,12 @@ func tunedOptions(o Options) badger.Options {
 func (s *Store) Close() error {
 	close(s.stopGC)
 	s.gcDone.Wait()
-	err := s.flushCache()
-	return errors.Join(err, s.db.Close())
+	return s.db.Close()
 }
 
-func (s *Store) sweepCacheEvery(every time.Duration) {
+// sweepEvery ages the poll clock, and looks whether records of an
+// earlier version are left.
+func (s *Store) sweepEvery(every time.Duration) {
 	defer s.gcDone.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -182,8 +199,17 @@ func (s *Store) sweepCacheEvery(every time.Duration) {
 		select {
 		case <-s.stopGC:
 			return
-		case <-t.C:
-			s.sweepCache()
+		case now := <-t.C:
+			s.sweep(now)
+		}
+	}
+}
+
+func (s *Store) sweep(now time.Time) {
+	s.sweepClock(now)
+	if s.legacy.Load() {
+		if left, err := hasPrefix(s.db, legacyDevicePrefix, legacyUserCodePrefix); err == nil && !left {
+			s.legacy.Store(false) // they have all expired or been deleted
 		}
 	}
 }
@@ -258,8 +284,8 @@ func ceilUnix(t time.Time) uint64 {
 }
 
 // entry is a key-value pair that Badger drops after until.
-func entry(key string, value []byte, until uint64) *badger.Entry {
-	e := badger.NewEntry([]byte(key), value)
+func entry(key, value []byte, until uint64) *badger.Entry {
+	e := badger.NewEntry(key, value)
 	e.ExpiresAt = until
 	return e
 }
@@ -288,75 +314,6 @@ func getJSON(txn *badger.Txn, key string, v any) error {
 	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
 }
 
-// getDevice reads the device record with the given ID (see codec.go);
-// flow.ErrNotFound when absent.
-func getDevice(txn *badger.Txn, id string) (*flow.Device, error) {
-	item, err := txn.Get([]byte(devicePrefix + id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, flow.ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	var d *flow.Device
-	err = item.Value(func(b []byte) error {
-		d, err = decodeDevice(id, b)
-		return err
-	})
-	return d, err
-}
-
-func (s *Store) setDevice(txn *badger.Txn, d *flow.Device) error {
-	return txn.SetEntry(entry(devicePrefix+d.ID, encodeDevice(d), s.keepUntil(d.ExpiresAt)))
-}
-
-func (s *Store) CreateDevice(_ context.Context, rec *flow.Device) error {
-	return s.update(func(txn *badger.Txn) error {
-		ucKey := userCodePrefix + rec.UserCode
-		if _, err := txn.Get([]byte(ucKey)); err == nil {
-			return flow.ErrUserCodeTaken
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		if err := txn.SetEntry(entry(ucKey, []byte(rec.ID), s.keepUntil(rec.ExpiresAt))); err != nil {
-			return err
-		}
-		return s.setDevice(txn, rec)
-	})
-}
-
-func (s *Store) DeviceByUserCode(_ context.Context, userCode string) (*flow.Device, error) {
-	var rec *flow.Device
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(userCodePrefix + userCode))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return flow.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		id, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		rec, err = getDevice(txn, string(id))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if cached, ok := s.cachedCopy(rec.ID); ok {
-		return cached, nil // newer LastPoll (see devicecache.go)
-	}
-	return rec, nil
-}
-
-// UpdateDevice runs through the cache of recently updated devices: see
-// devicecache.go.
-func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device) (flow.Verdict, error)) error {
-	return s.updateCached(id, fn)
-}
-
 // PutLogin keeps the login until its ExpiresAt, as flow.Store asks and
 // the Redis store does; the grace period is for device records only.
 func (s *Store) PutLogin(_ context.Context, key string, login *flow.Login) error {
@@ -365,7 +322,7 @@ func (s *Store) PutLogin(_ context.Context, key string, login *flow.Login) error
 		return err
 	}
 	return s.update(func(txn *badger.Txn) error {
-		return txn.SetEntry(entry(loginPrefix+key, b, ceilUnix(login.ExpiresAt)))
+		return txn.SetEntry(entry([]byte(loginPrefix+key), b, ceilUnix(login.ExpiresAt)))
 	})
 }
 

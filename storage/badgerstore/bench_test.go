@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -86,16 +87,34 @@ func BenchmarkCreateDevice(b *testing.B) {
 	}
 }
 
-// BenchmarkPollPending polls codes that fit the in-memory cache of
-// devicecache.go, as a server with up to 65,536 devices polling does;
-// BenchmarkPollPendingUncached is the same without it (what every poll
-// cost before, and what polls of codes beyond the cache cost).
+// BenchmarkCreateDeviceParallel issues codes from ~64 goroutines at once,
+// as the device endpoint does under 64 concurrent connections.
+func BenchmarkCreateDeviceParallel(b *testing.B) {
+	s := openBench(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := createDevice(ctx, s, storetest.NewDevice(10*time.Minute)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkPollPending polls pending codes: a read of the record, and the
+// new poll time kept in the poll clock (pollclock.go);
+// BenchmarkPollPendingWithoutClock is the same with every poll written to
+// Badger, as before the clock.
 func BenchmarkPollPending(b *testing.B) {
 	benchPollPending(b, openBench(b))
 }
 
-func BenchmarkPollPendingUncached(b *testing.B) {
-	benchPollPending(b, openBenchWith(b, Options{CachedDevices: -1}))
+func BenchmarkPollPendingWithoutClock(b *testing.B) {
+	benchPollPending(b, openBenchWith(b, Options{PollClock: -1}))
 }
 
 func benchPollPending(b *testing.B, s *Store) {

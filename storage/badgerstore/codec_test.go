@@ -2,7 +2,9 @@ package badgerstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strconv"
 	"testing"
@@ -84,6 +86,85 @@ func TestDeviceCodecIsCompact(t *testing.T) {
 	}
 }
 
+// encodeDeviceV1 is the version 1 encoder, as earlier versions wrote
+// records; they are still read.
+func encodeDeviceV1(d *flow.Device) []byte {
+	b := []byte{deviceCodecV1, byte(d.Status)}
+	if d.Retried {
+		b[1] |= retriedFlag
+	}
+	for _, t := range [...]time.Time{d.CreatedAt, d.ExpiresAt, d.LastPoll} {
+		b = binary.AppendVarint(b, t.Unix())
+		b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	}
+	b = binary.AppendVarint(b, int64(d.Interval))
+	for _, s := range [...]string{d.UserCode, d.ClientID, d.Scope, d.Reason} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	for _, s := range [...][]byte{d.SealKey, d.Sealed} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+// Records written in version 1 by earlier versions are still read.
+func TestDeviceCodecReadsV1(t *testing.T) {
+	full := storetest.NewDevice(time.Hour)
+	full.Status, full.LastPoll, full.Retried = flow.Approved, time.Now(), true
+	full.Sealed, full.Reason = []byte("sealed"), "why"
+	for _, d := range []*flow.Device{storetest.NewDevice(time.Hour), full, {ID: "x"}} {
+		got, err := decodeDevice(d.ID, encodeDeviceV1(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameDevice(t, got, d)
+	}
+}
+
+// The compact form of version 2 is what a live code costs on disk: a
+// pending code with a seal key, as most live codes are, takes at least
+// 20 bytes less than in version 1, and its times take the compact form.
+func TestDeviceCodecV2IsSmallerThanV1(t *testing.T) {
+	d := storetest.NewDevice(10 * time.Minute)
+	v1, v2 := encodeDeviceV1(d), encodeDevice(d)
+	if len(v1)-len(v2) < 20 {
+		t.Errorf("v2 record is %d bytes, v1 %d: want 20 less at least", len(v2), len(v1))
+	}
+	if v2[1]&wideFlag != 0 {
+		t.Errorf("a record of today took the wide form")
+	}
+	polled := *d
+	polled.LastPoll = d.CreatedAt.Add(1234567 * time.Microsecond)
+	if got := len(encodeDevice(&polled)) - len(v2); got > 6 {
+		t.Errorf("LastPoll costs %d bytes, want at most 6", got)
+	}
+}
+
+// Durations take the largest unit that holds them exactly, and any
+// int64 round-trips.
+func TestDurationEncoding(t *testing.T) {
+	tests := []struct {
+		d       int64
+		maxSize int
+	}{
+		{0, 1}, {int64(5 * time.Second), 1}, {int64(10 * time.Minute), 2}, {-int64(time.Second), 1},
+		{int64(1500 * time.Millisecond), 2}, {int64(time.Second + 1), 6},
+		{math.MaxInt64, 11}, {math.MinInt64, 11}, {compactNanos, 11}, {-compactNanos + 1, 10},
+	}
+	for _, tc := range tests {
+		b := appendDuration(nil, tc.d)
+		r := reader{b: b}
+		if got := r.duration(); got != tc.d || r.bad || r.off != len(b) {
+			t.Errorf("duration %d read back as %d (bad %v, %d of %d bytes)", tc.d, got, r.bad, r.off, len(b))
+		}
+		if len(b) > tc.maxSize {
+			t.Errorf("duration %d takes %d bytes, want at most %d", tc.d, len(b), tc.maxSize)
+		}
+	}
+}
+
 // Records written as JSON by earlier versions are still read.
 func TestDeviceCodecReadsJSON(t *testing.T) {
 	d := storetest.NewDevice(time.Hour)
@@ -126,7 +207,9 @@ func TestDeviceCodecRefusesDamage(t *testing.T) {
 
 func FuzzDecodeDevice(f *testing.F) {
 	f.Add(encodeDevice(storetest.NewDevice(time.Hour)))
+	f.Add(encodeDeviceV1(storetest.NewDevice(time.Hour)))
 	f.Add([]byte{deviceCodecV1, 0, 0x80})
+	f.Add([]byte{deviceCodecV2, lastPollFlag | extraFlag, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := decodeDevice("id", b)
 		if err != nil || b[0] == '{' {

@@ -96,7 +96,7 @@ func (s *Store) addToCounter(key string, n int64, ttl time.Duration) (first int6
 			return err
 		}
 		first = old + 1
-		return txn.SetEntry(entry(string(k), binary.BigEndian.AppendUint64(nil, uint64(old+n)), expiresAt))
+		return txn.SetEntry(entry(k, binary.BigEndian.AppendUint64(nil, uint64(old+n)), expiresAt))
 	})
 	return first, err
 }

@@ -1,0 +1,127 @@
+package badgerstore
+
+import (
+	"encoding/base64"
+	"errors"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Key spaces. Every live code is two Badger entries, its record and its
+// user code's, and each entry costs its key (plus Badger's ~30 bytes of
+// framing) in the memtable, in every table it is compacted through, on
+// disk and in the page cache of the memory-mapped tables. So device IDs,
+// which are almost always flow.DeviceID values (base64url of a 32-byte
+// hash, 43 characters), are stored as their 32 raw bytes: the record's key
+// is 'D' and those bytes. A user code's entry names its device by the
+// first 8 of them only (idPrefixLen): DeviceByUserCode, which a person's
+// code entry calls once, finds the record among those whose key starts so
+// (one, but for a 2^-64 chance) by its user code, while every live code
+// saves 24 bytes.
+//
+// The store's contract treats IDs as opaque strings, so an ID of another
+// shape is kept as it is, under "d:" (and, as a user code's value, after
+// a 0xFF marker; see idValue). Device IDs never contain the device code,
+// only its hash.
+//
+// Earlier versions kept records under "d/" + ID and user codes under
+// "u/" + code (with the ID as text); a store upgraded in place holds such
+// records until they expire, so while any is left (Store.legacy) lookups
+// fall back to them, and they are updated and deleted where they are.
+const (
+	deviceKeyPrefix      = 'D'  // + the 32 bytes of a flow.DeviceID
+	deviceTextPrefix     = "d:" // + an ID of another shape
+	userCodeKeyPrefix    = 'U'  // + the user code; the value is idRef(ID)
+	legacyDevicePrefix   = "d/" // + ID (earlier versions)
+	legacyUserCodePrefix = "u/" // + user code, value: the ID (earlier versions)
+	loginPrefix          = "l/"
+	counterPrefix        = "c/"
+	secretPrefix         = "s/"
+)
+
+// rawIDLen is the length of a flow.DeviceID's hash; idPrefixLen how much
+// of it a user code's entry keeps.
+const (
+	rawIDLen    = 32
+	idPrefixLen = 8
+)
+
+// textIDMarker starts a user code's value that holds an ID as text: IDs
+// are printable, so it is never part of one, and padding with a second
+// one keeps the value from being idPrefixLen long.
+const textIDMarker = 0xFF
+
+var idEncoding = base64.RawURLEncoding.Strict()
+
+// rawID decodes a flow.DeviceID-shaped id into dst; false for any other
+// id (only canonical base64url of exactly 32 bytes qualifies, so that
+// every raw form maps back to the one id).
+func rawID(dst *[rawIDLen]byte, id string) bool {
+	if len(id) != idEncoding.EncodedLen(rawIDLen) {
+		return false
+	}
+	n, err := idEncoding.Decode(dst[:], []byte(id))
+	return err == nil && n == rawIDLen
+}
+
+// deviceKey is the key of the record with the given ID.
+func deviceKey(id string) []byte {
+	var raw [rawIDLen]byte
+	if rawID(&raw, id) {
+		return append(append(make([]byte, 0, 1+rawIDLen), deviceKeyPrefix), raw[:]...)
+	}
+	return []byte(deviceTextPrefix + id)
+}
+
+func userCodeKey(code string) []byte {
+	return append(append(make([]byte, 0, 1+len(code)), userCodeKeyPrefix), code...)
+}
+
+// idRef is how a user code's entry names its device: the first
+// idPrefixLen bytes of the raw ID, or the marker and the ID as text
+// (never idPrefixLen long).
+func idRef(id string) []byte {
+	var raw [rawIDLen]byte
+	if rawID(&raw, id) {
+		return raw[:idPrefixLen]
+	}
+	b := make([]byte, 0, 2+len(id))
+	b = append(b, textIDMarker)
+	if len(id)+1 == idPrefixLen {
+		b = append(b, textIDMarker)
+	}
+	return append(b, id...)
+}
+
+var errCorruptIndex = errors.New("badgerstore: corrupt user code entry")
+
+// parseIDRef reverses idRef: the ID, or the prefix of its raw form.
+func parseIDRef(b []byte) (id string, prefix []byte, err error) {
+	if len(b) == idPrefixLen {
+		return "", b, nil
+	}
+	if len(b) < 2 || b[0] != textIDMarker {
+		return "", nil, errCorruptIndex
+	}
+	b = b[1:]
+	if b[0] == textIDMarker {
+		b = b[1:]
+	}
+	return string(b), nil, nil
+}
+
+// hasPrefix reports whether the database holds a live key under any of
+// the prefixes.
+func hasPrefix(db *badger.DB, prefixes ...string) (bool, error) {
+	found := false
+	err := db.View(func(txn *badger.Txn) error {
+		for _, p := range prefixes {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(p)})
+			it.Rewind()
+			found = found || it.Valid()
+			it.Close()
+		}
+		return nil
+	})
+	return found, err
+}
