@@ -103,19 +103,32 @@ func (f UserCodeFormat) Display(code string) string {
 	return b.String()
 }
 
-// NewDeviceCode draws 256 random bits, URL-safe (RFC 6749 §10.10 asks for
-// at least 160).
+// NewDeviceCode draws 264 random bits, URL-safe (RFC 6749 §10.10 asks for
+// at least 160): 44 characters, one more than the 43 of earlier versions'
+// codes, so that DeviceID tells the two apart.
 func NewDeviceCode() string {
-	var b [32]byte
+	var b [33]byte
 	rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// DeviceID is the store key of a device code: its SHA-256. A copy of the
-// store therefore holds no usable device code.
+// legacyDeviceCodeLen is the length of the device codes of earlier
+// versions (256 bits, base64url), whose IDs are the whole hash.
+const legacyDeviceCodeLen = 43
+
+// DeviceID is the store key of a device code: its SHA-256, cut to 128
+// bits. A copy of the store therefore holds no usable device code, and
+// finding a device code for a given ID is a second preimage of 128 bits.
+// The cut keeps every live code's key in the store 16 bytes shorter (the
+// Badger store holds a million live codes in its memory-mapped tables).
+// A code of earlier versions keeps its whole hash, the ID it was stored
+// under.
 func DeviceID(deviceCode string) string {
 	h := sha256.Sum256([]byte(deviceCode))
-	return base64.RawURLEncoding.EncodeToString(h[:])
+	if len(deviceCode) == legacyDeviceCodeLen {
+		return base64.RawURLEncoding.EncodeToString(h[:])
+	}
+	return base64.RawURLEncoding.EncodeToString(h[:16])
 }
 
 // randomToken is a URL-safe random string of n bytes of entropy.

@@ -86,16 +86,22 @@ func TestDeviceCodes(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
 		c := NewDeviceCode()
-		if len(c) != 43 || seen[c] { // 256 bits, base64url
+		if len(c) != 44 || seen[c] { // 264 bits, base64url
 			t.Fatalf("device code %q: wrong length or repeated", c)
 		}
 		seen[c] = true
 		if strings.ContainsAny(c, "+/=") {
 			t.Fatalf("device code %q is not URL-safe", c)
 		}
-		if id := DeviceID(c); id == c || len(id) != 43 {
+		if id := DeviceID(c); id == c || len(id) != 22 { // 128 bits of its hash
 			t.Fatalf("DeviceID(%q) = %q", c, id)
 		}
+	}
+	// A code of earlier versions (43 characters) keeps the ID it was
+	// stored under: its whole hash.
+	legacy := strings.Repeat("A", 43)
+	if id, want := DeviceID(legacy), "DwBzhbb51LfusnSGBa_hqYSgo7-j8BTQnip4TOnlzRo"; id != want {
+		t.Fatalf("DeviceID of a 43-character code = %q, want %q", id, want)
 	}
 }
 

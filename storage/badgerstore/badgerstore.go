@@ -47,6 +47,10 @@ type Options struct {
 	// (see pollclock.go), 16 bytes each: DefaultPollClock if 0; negative
 	// turns the clock off, so that every poll writes to Badger.
 	PollClock int
+	// CachedRecords is how many records are kept in memory so that a poll
+	// need not read Badger (see recordcache.go): DefaultCachedRecords if
+	// 0, none if negative.
+	CachedRecords int
 }
 
 // Store is a flow.Store on Badger.
@@ -109,8 +113,16 @@ func Open(o Options) (*Store, error) {
 			slots *= 2 // a power of two, for the probe mask
 		}
 	}
+	records := 0
+	switch {
+	case o.CachedRecords == 0:
+		records = DefaultCachedRecords / stripes
+	case o.CachedRecords > 0:
+		records = (o.CachedRecords + stripes - 1) / stripes
+	}
 	for i := range s.stripes {
 		s.stripes[i].slots = slots
+		s.stripes[i].maxRecords = records
 	}
 	if o.GCInterval > 0 && !o.InMemory {
 		s.gcDone.Add(1)

@@ -111,7 +111,7 @@ func (s *Store) deviceByUserCode(txn *badger.Txn, userCode string) (stored, erro
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		key := it.Item().KeyCopy(nil)
-		if len(key) != 1+rawIDLen {
+		if !isRawIDKey(key) {
 			continue
 		}
 		id := idEncoding.EncodeToString(key[1:])
@@ -157,12 +157,22 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 	st := s.stripe(fp)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	now := time.Now()
 	var rec stored
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		rec, err = s.getDevice(txn, id)
-		return err
-	})
+	var err error
+	key := deviceKey(id)
+	if d, ok := st.cachedDevice(fp, key, id, uint64(now.Unix())); ok {
+		rec = stored{d: d, key: key}
+	} else {
+		err = s.db.View(func(txn *badger.Txn) error {
+			var err error
+			rec, err = s.getDevice(txn, id)
+			return err
+		})
+		if err == nil && !rec.legacy {
+			st.cacheRecord(fp, rec.key, appendDevice(nil, rec.d), s.keepUntil(rec.d.ExpiresAt))
+		}
+	}
 	if errors.Is(err, flow.ErrNotFound) {
 		_, err := fn(nil) // a verdict on nothing changes nothing
 		return err
@@ -176,7 +186,6 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 	before.SealKey, before.Sealed = bytes.Clone(rec.d.SealKey), bytes.Clone(rec.d.Sealed)
 	verdict, fnErr := fn(rec.d)
 	rec.d.ID = id // the record is stored under id, whatever fn did
-	now := time.Now()
 	switch verdict {
 	case flow.Save:
 		if onlyPollMoved(&before, rec.d) {
@@ -191,10 +200,15 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 				break
 			}
 		}
+		value, until := appendDevice(nil, rec.d), s.keepUntil(rec.d.ExpiresAt)
 		if err := s.update(func(txn *badger.Txn) error {
-			return txn.SetEntry(entry(rec.key, appendDevice(nil, rec.d), s.keepUntil(rec.d.ExpiresAt)))
+			return txn.SetEntry(entry(rec.key, value, until))
 		}); err != nil {
+			delete(st.records, fp) // Badger may or may not hold the new value
 			return err
+		}
+		if !rec.legacy {
+			st.cacheRecord(fp, rec.key, value, until)
 		}
 		st.forget(fp, now)
 	case flow.Delete:
@@ -204,8 +218,10 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 			}
 			return txn.Delete(rec.userCodeKey())
 		}); err != nil {
+			delete(st.records, fp)
 			return err
 		}
+		delete(st.records, fp)
 		st.forget(fp, now)
 	}
 	return fnErr

@@ -11,9 +11,10 @@ import (
 // user code's, and each entry costs its key (plus Badger's ~30 bytes of
 // framing) in the memtable, in every table it is compacted through, on
 // disk and in the page cache of the memory-mapped tables. So device IDs,
-// which are almost always flow.DeviceID values (base64url of a 32-byte
-// hash, 43 characters), are stored as their 32 raw bytes: the record's key
-// is 'D' and those bytes. A user code's entry names its device by the
+// which are almost always flow.DeviceID values (base64url of a 16-byte
+// hash, 22 characters; 32 bytes, 43 characters, for device codes of
+// earlier versions), are stored as their raw bytes: the record's key is
+// 'D' and those bytes. A user code's entry names its device by the
 // first 8 of them only (idPrefixLen): DeviceByUserCode, which a person's
 // code entry calls once, finds the record among those whose key starts so
 // (one, but for a 2^-64 chance) by its user code, while every live code
@@ -29,7 +30,7 @@ import (
 // records until they expire, so while any is left (Store.legacy) lookups
 // fall back to them, and they are updated and deleted where they are.
 const (
-	deviceKeyPrefix      = 'D'  // + the 32 bytes of a flow.DeviceID
+	deviceKeyPrefix      = 'D'  // + the 16 (or 32) bytes of a flow.DeviceID
 	deviceTextPrefix     = "d:" // + an ID of another shape
 	userCodeKeyPrefix    = 'U'  // + the user code; the value is idRef(ID)
 	legacyDevicePrefix   = "d/" // + ID (earlier versions)
@@ -39,11 +40,13 @@ const (
 	secretPrefix         = "s/"
 )
 
-// rawIDLen is the length of a flow.DeviceID's hash; idPrefixLen how much
-// of it a user code's entry keeps.
+// rawIDLen and shortRawIDLen are the lengths of a flow.DeviceID's hash
+// (earlier versions' and today's); idPrefixLen is how much of it a user
+// code's entry keeps.
 const (
-	rawIDLen    = 32
-	idPrefixLen = 8
+	rawIDLen      = 32
+	shortRawIDLen = 16
+	idPrefixLen   = 8
 )
 
 // textIDMarker starts a user code's value that holds an ID as text: IDs
@@ -53,22 +56,28 @@ const textIDMarker = 0xFF
 
 var idEncoding = base64.RawURLEncoding.Strict()
 
-// rawID decodes a flow.DeviceID-shaped id into dst; false for any other
-// id (only canonical base64url of exactly 32 bytes qualifies, so that
-// every raw form maps back to the one id).
-func rawID(dst *[rawIDLen]byte, id string) bool {
-	if len(id) != idEncoding.EncodedLen(rawIDLen) {
-		return false
+// rawID decodes a flow.DeviceID-shaped id and returns its raw bytes (a
+// slice of dst); false for any other id (only canonical base64url of
+// exactly 16 or 32 bytes qualifies, so that every raw form maps back to
+// the one id).
+func rawID(dst *[rawIDLen]byte, id string) ([]byte, bool) {
+	if len(id) != idEncoding.EncodedLen(rawIDLen) && len(id) != idEncoding.EncodedLen(shortRawIDLen) {
+		return nil, false
 	}
 	n, err := idEncoding.Decode(dst[:], []byte(id))
-	return err == nil && n == rawIDLen
+	return dst[:n], err == nil && (n == rawIDLen || n == shortRawIDLen)
+}
+
+// isRawIDKey reports whether key is a record's key made of a raw ID.
+func isRawIDKey(key []byte) bool {
+	return len(key) > 0 && key[0] == deviceKeyPrefix && (len(key) == 1+rawIDLen || len(key) == 1+shortRawIDLen)
 }
 
 // deviceKey is the key of the record with the given ID.
 func deviceKey(id string) []byte {
-	var raw [rawIDLen]byte
-	if rawID(&raw, id) {
-		return append(append(make([]byte, 0, 1+rawIDLen), deviceKeyPrefix), raw[:]...)
+	var buf [rawIDLen]byte
+	if raw, ok := rawID(&buf, id); ok {
+		return append(append(make([]byte, 0, 1+len(raw)), deviceKeyPrefix), raw...)
 	}
 	return []byte(deviceTextPrefix + id)
 }
@@ -81,9 +90,9 @@ func userCodeKey(code string) []byte {
 // idPrefixLen bytes of the raw ID, or the marker and the ID as text
 // (never idPrefixLen long).
 func idRef(id string) []byte {
-	var raw [rawIDLen]byte
-	if rawID(&raw, id) {
-		return raw[:idPrefixLen]
+	var buf [rawIDLen]byte
+	if raw, ok := rawID(&buf, id); ok {
+		return raw[:idPrefixLen:idPrefixLen]
 	}
 	b := make([]byte, 0, 2+len(id))
 	b = append(b, textIDMarker)

@@ -19,7 +19,8 @@ import (
 // every ID comes back from a user code's entry as it went in.
 func TestIDEncodings(t *testing.T) {
 	deviceID := flow.DeviceID("some device code")
-	// The same 43 characters but with non-zero padding bits: base64url
+	legacyID := flow.DeviceID(strings.Repeat("L", 43)) // a device code of earlier versions
+	// The same characters but with non-zero padding bits: base64url
 	// that decodes (leniently) to the same bytes must not share the key.
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	last := strings.IndexByte(alphabet, deviceID[len(deviceID)-1])
@@ -30,6 +31,7 @@ func TestIDEncodings(t *testing.T) {
 		raw  bool
 	}{
 		{"device ID", deviceID, true},
+		{"device ID of an earlier version's code", legacyID, true},
 		{"short", "x", false},
 		{"7 characters", strings.Repeat("c", 7), false},
 		{"31 characters", strings.Repeat("a", 31), false},
@@ -41,7 +43,7 @@ func TestIDEncodings(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			key := deviceKey(tc.id)
-			if raw := key[0] == deviceKeyPrefix && len(key) == 1+rawIDLen; raw != tc.raw {
+			if raw := isRawIDKey(key); raw != tc.raw {
 				t.Errorf("deviceKey(%q) = %q: raw %v, want %v", tc.id, key, raw, tc.raw)
 			}
 			if other, ok := keys[string(key)]; ok {

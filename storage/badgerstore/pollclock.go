@@ -89,7 +89,10 @@ type stripe struct {
 	young, old clockTable
 	youngSince time.Time
 	slots      int // per table; 0: no clock
-	_          [32]byte
+	// records caches recently used records (recordcache.go), at most
+	// maxRecords of them.
+	records    map[uint64]cachedRecord
+	maxRecords int
 }
 
 func (s *Store) stripe(fp uint64) *stripe { return &s.stripes[fp>>56%stripes] }
@@ -234,6 +237,7 @@ func (s *Store) sweepClock(now time.Time) {
 		st := &s.stripes[i]
 		st.mu.Lock()
 		st.age(now)
+		st.sweepRecords(now)
 		st.mu.Unlock()
 	}
 }
