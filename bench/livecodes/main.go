@@ -53,6 +53,7 @@ func main() {
 	quiet := flag.Duration("quiet", 0, "badgerstore.Options.QuietFlatten with -reclaim (default: ttl + grace + 2s, so that\n"+
 		"everything has expired when the store compacts, as 30 minutes ensures in production)")
 	gcEvery := flag.Duration("gc", 2*time.Second, "badgerstore.Options.GCInterval (with -reclaim)")
+	traffic := flag.Bool("traffic", true, "with -reclaim, end with 200k new codes, as traffic goes on")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the polls to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile after the polls to this file")
 	flag.Parse()
@@ -190,6 +191,9 @@ func main() {
 	fmt.Printf("waiting %s more without writes, for the store to compact\n", wait.Round(time.Second))
 	time.Sleep(wait)
 	report("after the quiet compaction", *dir)
+	if !*traffic {
+		return
+	}
 	// A server keeps getting requests: new codes flow through the memtable
 	// and compactions drop what has expired on their way.
 	fresh := min(*n, 200_000)
