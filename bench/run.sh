@@ -20,7 +20,7 @@
 # CONNECTIONS=64 THREADS=2 (wrk), POOL=50000 (pending codes polled
 # round-robin), CHECK=1 (wrk classifies every answer: heavier client),
 # NO_REDIS=1, KEEP=1 (keep the temporary folder with logs and Caddyfiles),
-# LIVE=0 (skip (d), the live-codes runs of the store alone), LIVE_POLL=5
+# LIVE=0 (skip (d), the live-codes runs of the store alone), LIVE_POLL=3
 # (seconds of polls in each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -282,13 +282,13 @@ fi
 # codes give their disk and memory back. LIVE=0 skips it.
 if [ "${LIVE:-1}" != 0 ]; then
 	go build -o "$tmp/livecodes" ./bench/livecodes
-	say "live codes: 10000 pending codes, then ${LIVE_POLL:-5}s of polls"
-	"$tmp/livecodes" -n 10000 -poll "${LIVE_POLL:-5}s" >"$tmp/live-10000.txt" 2>&1 || {
+	say "live codes: 10000 pending codes, then ${LIVE_POLL:-3}s of polls"
+	"$tmp/livecodes" -n 10000 -poll "${LIVE_POLL:-3}s" >"$tmp/live-10000.txt" 2>&1 || {
 		cat "$tmp/live-10000.txt" >&2
 		die "livecodes -n 10000 failed"
 	}
-	say "live codes: 1000000 pending codes, then ${LIVE_POLL:-5}s of polls"
-	"$tmp/livecodes" -n 1000000 -poll "${LIVE_POLL:-5}s" >"$tmp/live-1000000.txt" 2>&1 || {
+	say "live codes: 1000000 pending codes, then ${LIVE_POLL:-3}s of polls"
+	"$tmp/livecodes" -n 1000000 -poll "${LIVE_POLL:-3}s" >"$tmp/live-1000000.txt" 2>&1 || {
 		cat "$tmp/live-1000000.txt" >&2
 		die "livecodes -n 1000000 failed"
 	}
