@@ -16,7 +16,7 @@
 #
 # Usage: bash bench/run.sh
 # Settings (environment): DURATION=10 WARMUP=2 (seconds per scenario),
-# BASE_DURATION=5 (seconds of each adjacent baseline),
+# BASE_DURATION=4 (seconds of each adjacent baseline),
 # CONNECTIONS=64 THREADS=2 (wrk), POOL=50000 (pending codes polled
 # round-robin), CHECK=1 (wrk classifies every answer: heavier client),
 # NO_REDIS=1, KEEP=1 (keep the temporary folder with logs and Caddyfiles),
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-BASE_DURATION=${BASE_DURATION:-5}
+BASE_DURATION=${BASE_DURATION:-4}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 POOL=${POOL:-50000}

@@ -13,8 +13,10 @@ import (
 // LastPoll (and Retried). Writing that to Badger every time (a
 // read-modify-write transaction, then the memtable flushes and compactions
 // of a record rewritten every few seconds) was most of a poll's cost, and
-// a cost that grew with the tree. Keeping whole records in memory instead
-// cost ~400 bytes per polling device, so only a few could be cached.
+// a cost that grew with the tree. Keeping whole records in memory instead,
+// dirty until written back, cost ~400 bytes per polling device, so only a
+// few could be held. (recordcache.go keeps encoded copies of recently used
+// records to save the read; they are never newer than Badger.)
 //
 // So a pending poll never writes to Badger: the poll clock keeps, per
 // device, only its last poll time and Retried, 16 bytes keyed by a 64-bit
