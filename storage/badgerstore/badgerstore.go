@@ -73,6 +73,8 @@ type Store struct {
 	creates createQueue // see createbatch.go
 	// legacy: records of an earlier version may be left (see keys.go).
 	legacy atomic.Bool
+	// codes filters the user codes that may be taken (usercodefilter.go).
+	codes userCodeFilter
 }
 
 var _ flow.Store = (*Store)(nil)
@@ -103,6 +105,10 @@ func Open(o Options) (*Store, error) {
 		return nil, err
 	}
 	s.legacy.Store(legacy)
+	if err := s.codes.build(db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	slots := 0
 	switch {
 	case o.PollClock == 0:

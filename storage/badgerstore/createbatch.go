@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
@@ -113,6 +114,8 @@ func (s *Store) commitCreates(batch []*createCall) {
 		return
 	case errors.Is(err, badger.ErrConflict):
 		err = fmt.Errorf("%w: too many write conflicts", flow.ErrUnavailable)
+	case err == nil:
+		s.noteStoredCodes(batch)
 	}
 	if err != nil {
 		for _, c := range batch {
@@ -132,9 +135,12 @@ func (s *Store) createInTxn(txn *badger.Txn, batch []*createCall) error {
 			c.err = flow.ErrUserCodeTaken
 			continue
 		}
-		taken, err := s.userCodeTaken(txn, uc)
-		if err != nil {
-			return err
+		taken := false
+		if s.legacy.Load() || s.codes.mayBeTaken(uc) { // see usercodefilter.go
+			var err error
+			if taken, err = s.userCodeTaken(txn, uc); err != nil {
+				return err
+			}
 		}
 		if taken {
 			c.err = flow.ErrUserCodeTaken
@@ -153,4 +159,25 @@ func (s *Store) createInTxn(txn *badger.Txn, batch []*createCall) error {
 		}
 	}
 	return nil
+}
+
+// noteStoredCodes adds the user codes a batch stored to the filter, and
+// rebuilds the filter in the background when it is due.
+func (s *Store) noteStoredCodes(batch []*createCall) {
+	codes := make([]string, 0, len(batch))
+	for _, c := range batch {
+		if c.err == nil {
+			codes = append(codes, c.rec.UserCode)
+		}
+	}
+	if !s.codes.add(codes) {
+		return
+	}
+	s.gcDone.Add(1)
+	go func() {
+		defer s.gcDone.Done()
+		if err := s.codes.build(s.db); err != nil {
+			s.log.Warn("rebuilding the user code filter failed; it goes on as it was", zap.Error(err))
+		}
+	}()
 }

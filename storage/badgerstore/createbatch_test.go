@@ -99,14 +99,17 @@ func TestCreateBatch(t *testing.T) {
 	}
 }
 
-// A conflict (here: another writer claims a user code the batch found
+// A conflict (here: another writer claims a user code the batch read as
 // free, before it commits) retries the whole batch, which then refuses
-// that code.
+// that code. (Only CreateDevice writes user codes, one batch at a time,
+// so in use a read of a user code meets no conflict; the filter of user
+// codes is told of the intruder's code so that the batch reads it.)
 func TestCreateBatchRetriesConflicts(t *testing.T) {
 	s := open(t, Options{InMemory: true})
 	devs := []*flow.Device{storetest.NewDevice(time.Hour), storetest.NewDevice(time.Hour), storetest.NewDevice(time.Hour)}
 	intruder := storetest.NewDevice(time.Hour)
 	intruder.UserCode = devs[1].UserCode
+	s.codes.add([]string{intruder.UserCode})
 	var once sync.Once
 	testHookCreateRead = func(uc string) {
 		if uc != intruder.UserCode {
