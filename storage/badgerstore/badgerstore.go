@@ -4,7 +4,6 @@ package badgerstore
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,7 +61,7 @@ type Store struct {
 	stopGC chan struct{}
 	gcDone sync.WaitGroup
 
-	hits hitBatches // see counters.go
+	counters counters // see counters.go
 
 	// writes counts transactions that wrote, for flattenWhenQuiet.
 	writes       atomic.Uint64
@@ -134,8 +133,9 @@ func Open(o Options) (*Store, error) {
 		s.gcDone.Add(1)
 		go s.collectGarbage(o.GCInterval)
 	}
-	s.gcDone.Add(1)
+	s.gcDone.Add(2)
 	go s.sweepEvery(clockSweepEvery)
+	go s.flushCountersLoop()
 	return s, nil
 }
 
@@ -204,7 +204,8 @@ func tunedOptions(o Options) badger.Options {
 func (s *Store) Close() error {
 	close(s.stopGC)
 	s.gcDone.Wait()
-	return s.db.Close()
+	err := s.flushCounters(time.Now())
+	return errors.Join(err, s.db.Close())
 }
 
 // sweepEvery ages the poll clock, and looks whether records of an
@@ -364,23 +365,7 @@ func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, er
 }
 
 func (s *Store) Count(_ context.Context, key string) (int64, error) {
-	var n int64
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(counterPrefix + key))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(b []byte) error {
-			if len(b) == 8 {
-				n = int64(binary.BigEndian.Uint64(b))
-			}
-			return nil
-		})
-	})
-	return n, err
+	return s.count(key)
 }
 
 func (s *Store) Secret(_ context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
