@@ -36,8 +36,9 @@ type counters struct {
 }
 
 type counterShard struct {
-	mu sync.Mutex
-	m  map[string]*counter
+	mu    sync.Mutex
+	m     map[string]*counter
+	dirty []string // keys of the counters hit since the last flush
 }
 
 type counter struct {
@@ -74,7 +75,10 @@ func (s *Store) hit(key string, ttl time.Duration) (int64, error) {
 		c.expiresAt = ceilUnix(now.Add(ttl))
 	}
 	c.value++
-	c.dirty = true
+	if !c.dirty {
+		c.dirty = true
+		sh.dirty = append(sh.dirty, key)
+	}
 	return c.value, nil
 }
 
@@ -133,8 +137,7 @@ func (s *Store) counterIn(sh *counterShard, key string, now time.Time) (*counter
 	return c, nil
 }
 
-// flushCounters writes the counters hit since the last flush, and drops
-// the expired ones from memory.
+// flushCounters writes the counters hit since the last flush.
 func (s *Store) flushCounters(now time.Time) error {
 	unix := uint64(now.Unix())
 	wb := s.db.NewWriteBatch()
@@ -143,19 +146,19 @@ func (s *Store) flushCounters(now time.Time) error {
 	for i := range s.counters.shards {
 		sh := &s.counters.shards[i]
 		sh.mu.Lock()
-		for key, c := range sh.m {
-			switch {
-			case c.expiresAt <= unix:
-				delete(sh.m, key)
-			case c.dirty:
-				value := binary.BigEndian.AppendUint64(nil, uint64(c.value))
-				if err := wb.SetEntry(entry([]byte(counterPrefix+key), value, c.expiresAt)); err != nil {
-					sh.mu.Unlock()
-					return err
-				}
-				c.dirty, wrote = false, true
+		for _, key := range sh.dirty {
+			c := sh.m[key]
+			if c == nil || !c.dirty || c.expiresAt <= unix {
+				continue
 			}
+			value := binary.BigEndian.AppendUint64(nil, uint64(c.value))
+			if err := wb.SetEntry(entry([]byte(counterPrefix+key), value, c.expiresAt)); err != nil {
+				sh.mu.Unlock()
+				return err
+			}
+			c.dirty, wrote = false, true
 		}
+		sh.dirty = sh.dirty[:0]
 		sh.mu.Unlock()
 	}
 	if !wrote {
@@ -165,17 +168,36 @@ func (s *Store) flushCounters(now time.Time) error {
 	return wb.Flush()
 }
 
+// sweepCounters drops the counters whose window has passed from memory
+// (Badger drops them by itself).
+func (s *Store) sweepCounters(now time.Time) {
+	unix := uint64(now.Unix())
+	for i := range s.counters.shards {
+		sh := &s.counters.shards[i]
+		sh.mu.Lock()
+		for key, c := range sh.m {
+			if c.expiresAt <= unix {
+				delete(sh.m, key)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
 // flushCountersLoop flushes every flushCountersEvery until the store
 // closes.
 func (s *Store) flushCountersLoop() {
 	defer s.gcDone.Done()
 	t := time.NewTicker(flushCountersEvery)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-s.stopGC:
 			return
 		case now := <-t.C:
+			if tick%int(30*time.Second/flushCountersEvery) == 0 {
+				s.sweepCounters(now)
+			}
 			if err := s.flushCounters(now); err != nil {
 				s.log.Error("writing the limit counters failed; they are kept in memory and written again", zap.Error(err))
 				s.markCountersDirty()
@@ -190,8 +212,10 @@ func (s *Store) markCountersDirty() {
 	for i := range s.counters.shards {
 		sh := &s.counters.shards[i]
 		sh.mu.Lock()
-		for _, c := range sh.m {
+		sh.dirty = sh.dirty[:0]
+		for key, c := range sh.m {
 			c.dirty = true
+			sh.dirty = append(sh.dirty, key)
 		}
 		sh.mu.Unlock()
 	}

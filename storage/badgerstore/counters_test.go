@@ -67,15 +67,13 @@ func TestCountersAreWrittenBehind(t *testing.T) {
 	}
 }
 
-// A flush drops the counters whose window has passed from memory.
-func TestFlushDropsExpiredCounters(t *testing.T) {
+// The sweep drops the counters whose window has passed from memory.
+func TestSweepDropsExpiredCounters(t *testing.T) {
 	s := open(t, Options{InMemory: true})
 	if _, err := s.Hit(t.Context(), "gone", time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.flushCounters(time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	s.sweepCounters(time.Now().Add(time.Minute))
 	sh := s.counters.shard("gone")
 	sh.mu.Lock()
 	c := sh.m["gone"]
