@@ -269,6 +269,9 @@ func TestUnknownDeviceCodesCreateNothing(t *testing.T) {
 	clientID := up.Config().ClientID
 	newDevice(t, clientID, "openid") // a real one, so the store is not empty
 	st := openBadger(t, dir)
+	if err := st.Sync(); err != nil { // its limit counters are written behind
+		t.Fatal(err)
+	}
 	before := badgerKeys(t, st)
 
 	var wg sync.WaitGroup
@@ -293,6 +296,9 @@ func TestUnknownDeviceCodesCreateNothing(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Fatalf("a random device code was answered %s, want 400 invalid_grant", e)
+	}
+	if err := st.Sync(); err != nil {
+		t.Fatal(err)
 	}
 	after := badgerKeys(t, st)
 	for k := range after {

@@ -168,6 +168,10 @@ func (s *Store) flushCounters(now time.Time) error {
 	return wb.Flush()
 }
 
+// Sync writes the limit counters now, rather than within
+// flushCountersEvery (as before a backup of the folder).
+func (s *Store) Sync() error { return s.flushCounters(time.Now()) }
+
 // sweepCounters drops the counters whose window has passed from memory
 // (Badger drops them by itself).
 func (s *Store) sweepCounters(now time.Time) {
