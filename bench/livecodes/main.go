@@ -50,6 +50,8 @@ func main() {
 	reclaim := flag.Bool("reclaim", false, "after polling, wait for every code to expire and show what is given back")
 	grace := flag.Duration("grace", badgerstore.DefaultGrace, "how long the store keeps expired records")
 	clock := flag.Int("clock", 0, "badgerstore.Options.PollClock (0: the default, -1: no poll clock)")
+	levels := flag.Bool("levels", false, "after polling, print the tables on each level of Badger's tree")
+	records := flag.Int("records", 0, "badgerstore.Options.CachedRecords (0: the default, -1: no record cache)")
 	quiet := flag.Duration("quiet", 0, "badgerstore.Options.QuietFlatten with -reclaim (default: ttl + grace + 2s, so that\n"+
 		"everything has expired when the store compacts, as 30 minutes ensures in production)")
 	gcEvery := flag.Duration("gc", 2*time.Second, "badgerstore.Options.GCInterval (with -reclaim)")
@@ -67,7 +69,7 @@ func main() {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	opts := badgerstore.Options{Dir: *dir, Grace: *grace, PollClock: *clock}
+	opts := badgerstore.Options{Dir: *dir, Grace: *grace, PollClock: *clock, CachedRecords: *records}
 	if *reclaim {
 		if *quiet == 0 {
 			*quiet = *ttl + *grace + 2*time.Second
@@ -175,6 +177,11 @@ func main() {
 		float64(all.n)/pollFor.Seconds(), all.percentile(50), all.percentile(99),
 		float64(cpuUsed.Microseconds())/float64(all.n))
 	report("polls", *dir)
+	if *levels {
+		for _, l := range store.DB().Levels() {
+			fmt.Printf("   L%d tables %d size %d MiB target %d MiB\n", l.Level, l.NumTables, l.Size>>20, l.TargetSize>>20)
+		}
+	}
 
 	if !*reclaim {
 		return

@@ -31,7 +31,10 @@ import (
 //	           ExpiresAt and (with lastPollFlag) LastPoll
 //	duration Interval
 //	uvarint  length, then bytes: UserCode, ClientID, Scope, then Reason
-//	         with extraFlag only; SealKey, then Sealed with extraFlag only
+//	         with extraFlag only; SealKey, then Sealed with extraFlag only.
+//	         With grantFlag, ClientID and Scope are instead one uvarint:
+//	         the number of their pair in the store's grant table
+//	         (grants.go), which a record can only be read with.
 //
 // A duration is one uvarint: zigzag(d / unit) << 2 | tag, with the tag
 // naming the unit (seconds, milliseconds, nanoseconds; durations are
@@ -54,6 +57,7 @@ const (
 	wideFlag     = 0x40 // v2: times as seconds and nanoseconds
 	lastPollFlag = 0x20 // v2: LastPoll is set
 	extraFlag    = 0x10 // v2: Reason and Sealed follow
+	grantFlag    = 0x08 // v2: ClientID and Scope are a grant's number
 	statusMask   = 0x03
 )
 
@@ -67,11 +71,15 @@ const (
 	compactNanos   = 1 << 60
 )
 
-func encodeDevice(d *flow.Device) []byte {
-	return appendDevice(make([]byte, 0, 40+len(d.UserCode)+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.SealKey)+len(d.Sealed)), d)
-}
+// encodeDevice encodes d with its ClientID and Scope written out.
+func encodeDevice(d *flow.Device) []byte { return appendDevice(nil, d, -1) }
 
-func appendDevice(b []byte, d *flow.Device) []byte {
+// appendDevice appends d's encoding; with grant ≥ 0, as the number of
+// d's (ClientID, Scope) pair in the store's grant table.
+func appendDevice(b []byte, d *flow.Device, grant int) []byte {
+	if b == nil {
+		b = make([]byte, 0, 40+len(d.UserCode)+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.SealKey)+len(d.Sealed))
+	}
 	flags := byte(d.Status) & statusMask
 	if d.Retried {
 		flags |= retriedFlag
@@ -87,6 +95,9 @@ func appendDevice(b []byte, d *flow.Device) []byte {
 	created, expiresIn, polledAt, compact := compactTimes(d)
 	if !compact {
 		flags |= wideFlag
+	}
+	if grant >= 0 {
+		flags |= grantFlag
 	}
 	b = append(b, deviceCodecV2, flags)
 	if compact {
@@ -106,14 +117,18 @@ func appendDevice(b []byte, d *flow.Device) []byte {
 		}
 	}
 	b = appendDuration(b, int64(d.Interval))
-	texts := []string{d.UserCode, d.ClientID, d.Scope, d.Reason}
+	b = appendField(b, d.UserCode)
+	if grant >= 0 {
+		b = binary.AppendUvarint(b, uint64(grant))
+	} else {
+		b = appendField(appendField(b, d.ClientID), d.Scope)
+	}
+	if extra {
+		b = appendField(b, d.Reason)
+	}
 	bins := [][]byte{d.SealKey, d.Sealed}
 	if !extra {
-		texts, bins = texts[:3], bins[:1]
-	}
-	for _, s := range texts {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
+		bins = bins[:1]
 	}
 	for _, s := range bins {
 		b = binary.AppendUvarint(b, uint64(len(s)))
@@ -180,9 +195,10 @@ func (r *reader) duration() int64 {
 func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
-// decodeDevice reads a record stored under id, of any version. b belongs
+// decodeDevice reads a record stored under id, of any version, with the
+// store's grant table (nil: a record naming a grant is corrupt). b belongs
 // to Badger and is only valid during the call: everything kept is copied.
-func decodeDevice(id string, b []byte) (*flow.Device, error) {
+func decodeDevice(id string, b []byte, grants *grantTable) (*flow.Device, error) {
 	if len(b) > 0 && b[0] == '{' {
 		d := new(flow.Device)
 		if err := json.Unmarshal(b, d); err != nil {
@@ -197,14 +213,14 @@ func decodeDevice(id string, b []byte) (*flow.Device, error) {
 	case deviceCodecV1:
 		return decodeDeviceV1(id, b)
 	case deviceCodecV2:
-		return decodeDeviceV2(id, b)
+		return decodeDeviceV2(id, b, grants)
 	}
 	return nil, errCorruptRecord
 }
 
-func decodeDeviceV2(id string, b []byte) (*flow.Device, error) {
+func decodeDeviceV2(id string, b []byte, grants *grantTable) (*flow.Device, error) {
 	flags := b[1]
-	if flags&statusMask > byte(flow.Denied) || flags&0x0C != 0 {
+	if flags&statusMask > byte(flow.Denied) || flags&0x04 != 0 {
 		return nil, errCorruptRecord
 	}
 	d := &flow.Device{ID: id, Status: flow.Status(flags & statusMask), Retried: flags&retriedFlag != 0}
@@ -241,7 +257,21 @@ func decodeDeviceV2(id string, b []byte) (*flow.Device, error) {
 		nTexts, nBins = 4, 2
 	}
 	var texts [4][2]int
+	var grant grantPair
 	for i := range nTexts {
+		if i == 1 && flags&grantFlag != 0 {
+			var ok bool
+			if grant, ok = grants.pair(r.uvarint()); !ok {
+				r.bad = true
+			}
+			// ClientID and Scope: empty in b, filled in from the grant
+			texts[1] = [2]int{r.off, r.off}
+			texts[2] = texts[1]
+			continue
+		}
+		if i == 2 && flags&grantFlag != 0 {
+			continue
+		}
 		texts[i][0], texts[i][1] = r.field()
 	}
 	var bins [2][2]int
@@ -252,6 +282,9 @@ func decodeDeviceV2(id string, b []byte) (*flow.Device, error) {
 		return nil, errCorruptRecord
 	}
 	fillFields(d, b, texts[:nTexts], bins[:nBins])
+	if flags&grantFlag != 0 {
+		d.ClientID, d.Scope = grant.client, grant.scope
+	}
 	return d, nil
 }
 

@@ -61,7 +61,7 @@ func TestDeviceCodecRoundTrips(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b := encodeDevice(tc.dev)
-			got, err := decodeDevice(tc.dev.ID, b)
+			got, err := decodeDevice(tc.dev.ID, b, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,7 +115,7 @@ func TestDeviceCodecReadsV1(t *testing.T) {
 	full.Status, full.LastPoll, full.Retried = flow.Approved, time.Now(), true
 	full.Sealed, full.Reason = []byte("sealed"), "why"
 	for _, d := range []*flow.Device{storetest.NewDevice(time.Hour), full, {ID: "x"}} {
-		got, err := decodeDevice(d.ID, encodeDeviceV1(d))
+		got, err := decodeDevice(d.ID, encodeDeviceV1(d), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func TestDeviceCodecReadsJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := decodeDevice(d.ID, j)
+	got, err := decodeDevice(d.ID, j, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,21 +186,21 @@ func TestDeviceCodecRefusesDamage(t *testing.T) {
 	d.Sealed = []byte("sealed")
 	b := encodeDevice(d)
 	for n := range len(b) {
-		if got, err := decodeDevice(d.ID, b[:n]); err == nil {
+		if got, err := decodeDevice(d.ID, b[:n], nil); err == nil {
 			t.Errorf("record cut to %d of %d bytes decoded: %+v", n, len(b), got)
 		}
 	}
-	if _, err := decodeDevice(d.ID, append(bytes.Clone(b), 0)); err == nil {
+	if _, err := decodeDevice(d.ID, append(bytes.Clone(b), 0), nil); err == nil {
 		t.Error("record with a trailing byte decoded")
 	}
 	bad := bytes.Clone(b)
 	bad[0] = 99
-	if _, err := decodeDevice(d.ID, bad); err == nil {
+	if _, err := decodeDevice(d.ID, bad, nil); err == nil {
 		t.Error("record of an unknown version decoded")
 	}
 	bad = bytes.Clone(b)
 	bad[1] = byte(flow.Denied) + 1
-	if _, err := decodeDevice(d.ID, bad); err == nil {
+	if _, err := decodeDevice(d.ID, bad, nil); err == nil {
 		t.Error("record with an unknown status decoded")
 	}
 }
@@ -210,13 +210,16 @@ func FuzzDecodeDevice(f *testing.F) {
 	f.Add(encodeDeviceV1(storetest.NewDevice(time.Hour)))
 	f.Add([]byte{deviceCodecV1, 0, 0x80})
 	f.Add([]byte{deviceCodecV2, lastPollFlag | extraFlag, 0x80})
+	f.Add(appendDevice(nil, storetest.NewDevice(time.Hour), 0))
+	grants := emptyGrants()
+	grants.snap.Load().pairs = []grantPair{{"tv", "openid profile"}}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := decodeDevice("id", b)
+		d, err := decodeDevice("id", b, grants)
 		if err != nil || b[0] == '{' {
 			return
 		}
 		// What decodes must survive another round trip unchanged.
-		again, err := decodeDevice("id", encodeDevice(d))
+		again, err := decodeDevice("id", encodeDevice(d), nil)
 		if err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
@@ -250,7 +253,7 @@ func TestDeviceCodecKeepsEveryField(t *testing.T) {
 			t.Fatalf("flow.Device.%s has a kind (%s) this test cannot fill: teach it, and codec.go", v.Type().Field(i).Name, f.Kind())
 		}
 	}
-	got, err := decodeDevice(d.ID, encodeDevice(&d))
+	got, err := decodeDevice(d.ID, encodeDevice(&d), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,7 +154,7 @@ func (s *Store) createInTxn(txn *badger.Txn, batch []*createCall) error {
 		if err := txn.SetEntry(entry(userCodeKey(uc), idRef(c.rec.ID), until)); err != nil {
 			return err
 		}
-		if err := txn.SetEntry(entry(deviceKey(c.rec.ID), encodeDevice(c.rec), until)); err != nil {
+		if err := txn.SetEntry(entry(deviceKey(c.rec.ID), s.encode(c.rec), until)); err != nil {
 			return err
 		}
 	}

@@ -26,16 +26,16 @@ type stored struct {
 // when there is none.
 func (s *Store) getDevice(txn *badger.Txn, id string) (stored, error) {
 	key := deviceKey(id)
-	rec, err := readDevice(txn, key, id)
+	rec, err := s.readDevice(txn, key, id)
 	if errors.Is(err, flow.ErrNotFound) && s.legacy.Load() {
 		key = []byte(legacyDevicePrefix + id)
-		rec, err = readDevice(txn, key, id)
+		rec, err = s.readDevice(txn, key, id)
 		return stored{d: rec, key: key, legacy: true}, err
 	}
 	return stored{d: rec, key: key}, err
 }
 
-func readDevice(txn *badger.Txn, key []byte, id string) (*flow.Device, error) {
+func (s *Store) readDevice(txn *badger.Txn, key []byte, id string) (*flow.Device, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, flow.ErrNotFound
@@ -45,10 +45,15 @@ func readDevice(txn *badger.Txn, key []byte, id string) (*flow.Device, error) {
 	}
 	var d *flow.Device
 	err = item.Value(func(b []byte) error {
-		d, err = decodeDevice(id, b)
+		d, err = decodeDevice(id, b, s.grants)
 		return err
 	})
 	return d, err
+}
+
+// encode encodes d for Badger, naming its grant (grants.go).
+func (s *Store) encode(d *flow.Device) []byte {
+	return appendDevice(nil, d, s.grants.number(d.ClientID, d.Scope))
 }
 
 // userCodeKeyOf is the key of the user code entry that goes with rec.
@@ -117,7 +122,7 @@ func (s *Store) deviceByUserCode(txn *badger.Txn, userCode string) (stored, erro
 		id := idEncoding.EncodeToString(key[1:])
 		var d *flow.Device
 		if err := it.Item().Value(func(b []byte) error {
-			d, err = decodeDevice(id, b)
+			d, err = decodeDevice(id, b, s.grants)
 			return err
 		}); err != nil {
 			return stored{}, err
@@ -161,7 +166,8 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 	var rec stored
 	var err error
 	key := deviceKey(id)
-	if d, ok := st.cachedDevice(fp, key, id, uint64(now.Unix())); ok {
+	s.gate.note(fp)
+	if d, ok := st.cachedDevice(fp, key, id, uint64(now.Unix()), s.grants); ok {
 		rec = stored{d: d, key: key}
 	} else {
 		err = s.db.View(func(txn *badger.Txn) error {
@@ -170,7 +176,7 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 			return err
 		})
 		if err == nil && !rec.legacy {
-			st.cacheRecord(fp, rec.key, appendDevice(nil, rec.d), s.keepUntil(rec.d.ExpiresAt))
+			s.cacheRecord(st, fp, rec.key, s.encode(rec.d), s.keepUntil(rec.d.ExpiresAt))
 		}
 	}
 	if errors.Is(err, flow.ErrNotFound) {
@@ -200,7 +206,7 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 				break
 			}
 		}
-		value, until := appendDevice(nil, rec.d), s.keepUntil(rec.d.ExpiresAt)
+		value, until := s.encode(rec.d), s.keepUntil(rec.d.ExpiresAt)
 		if err := s.update(func(txn *badger.Txn) error {
 			return txn.SetEntry(entry(rec.key, value, until))
 		}); err != nil {
@@ -208,7 +214,7 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 			return err
 		}
 		if !rec.legacy {
-			st.cacheRecord(fp, rec.key, value, until)
+			s.cacheRecord(st, fp, rec.key, value, until)
 		}
 		st.forget(fp, now)
 	case flow.Delete:

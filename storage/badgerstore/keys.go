@@ -33,6 +33,7 @@ const (
 	deviceKeyPrefix      = 'D'  // + the 16 (or 32) bytes of a flow.DeviceID
 	deviceTextPrefix     = "d:" // + an ID of another shape
 	userCodeKeyPrefix    = 'U'  // + the user code; the value is idRef(ID)
+	grantKeyPrefix       = 'G'  // + a grant's number, 4 bytes (grants.go)
 	legacyDevicePrefix   = "d/" // + ID (earlier versions)
 	legacyUserCodePrefix = "u/" // + user code, value: the ID (earlier versions)
 	loginPrefix          = "l/"

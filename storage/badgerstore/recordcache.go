@@ -36,12 +36,12 @@ type cachedRecord struct {
 }
 
 // cachedDevice decodes the live cached record under key, if any.
-func (st *stripe) cachedDevice(fp uint64, key []byte, id string, now uint64) (*flow.Device, bool) {
+func (st *stripe) cachedDevice(fp uint64, key []byte, id string, now uint64, grants *grantTable) (*flow.Device, bool) {
 	e, ok := st.records[fp]
 	if !ok || e.until <= now || !bytes.Equal(e.buf[:e.keyLen], key) {
 		return nil, false
 	}
-	d, err := decodeDevice(id, e.buf[e.keyLen:])
+	d, err := decodeDevice(id, e.buf[e.keyLen:], grants)
 	return d, err == nil
 }
 
@@ -64,9 +64,24 @@ func (st *stripe) cacheRecord(fp uint64, key, value []byte, until uint64) {
 	st.records[fp] = cachedRecord{buf: append(append(buf, key...), value...), keyLen: len(key), until: until}
 }
 
+// cacheRecord caches a record in st (locked) while the gate is open,
+// and drops st's cache while it is closed.
+func (s *Store) cacheRecord(st *stripe, fp uint64, key, value []byte, until uint64) {
+	if !s.gate.caching() {
+		st.records = nil
+		return
+	}
+	st.cacheRecord(fp, key, value, until)
+}
+
 // sweepRecords drops the entries of records Badger has dropped, so that
-// an idle server gives their memory back.
-func (st *stripe) sweepRecords(now time.Time) {
+// an idle server gives their memory back, or all of them while the cache
+// is closed.
+func (st *stripe) sweepRecords(now time.Time, caching bool) {
+	if !caching {
+		st.records = nil
+		return
+	}
 	unix := uint64(now.Unix())
 	for fp, e := range st.records {
 		if e.until <= unix {

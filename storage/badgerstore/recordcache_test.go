@@ -15,7 +15,11 @@ import (
 func TestConformanceRecordCacheSizes(t *testing.T) {
 	for name, n := range map[string]int{"off": -1, "one per stripe": 1} {
 		t.Run(name, func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) flow.Store { return open(t, Options{InMemory: true, CachedRecords: n}) })
+			storetest.Run(t, func(t *testing.T) flow.Store {
+				s := open(t, Options{InMemory: true, CachedRecords: n})
+				s.gate = newCacheGate(0) // cache from the first read (recordcachegate.go)
+				return s
+			})
 		})
 	}
 }
@@ -34,6 +38,7 @@ func TestRecordCacheServesPolls(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t, Options{InMemory: true, CachedRecords: tc.cached})
+			s.gate.open.Store(true) // as once devices poll again (recordcachegate.go)
 			ctx := t.Context()
 			dev := storetest.NewDevice(10 * time.Minute)
 			if err := s.CreateDevice(ctx, dev); err != nil {
@@ -66,6 +71,7 @@ func TestRecordCacheServesPolls(t *testing.T) {
 // expired records back.
 func TestRecordCacheIsBounded(t *testing.T) {
 	s := open(t, Options{InMemory: true, CachedRecords: 2 * stripes})
+	s.gate = newCacheGate(0) // no gate: 20 devices a stripe would close it
 	ctx := t.Context()
 	for range 20 * stripes {
 		dev := storetest.NewDevice(10 * time.Minute)
@@ -87,7 +93,7 @@ func TestRecordCacheIsBounded(t *testing.T) {
 		t.Fatal("nothing is cached")
 	}
 	for i := range s.stripes {
-		s.stripes[i].sweepRecords(time.Now().Add(time.Hour)) // all expired by then
+		s.stripes[i].sweepRecords(time.Now().Add(time.Hour), true) // all expired by then
 		if s.stripes[i].records != nil {
 			t.Fatalf("stripe %d keeps the records of expired codes", i)
 		}
