@@ -50,6 +50,11 @@ func main() {
 	reclaim := flag.Bool("reclaim", false, "after polling, wait for every code to expire and show what is given back")
 	grace := flag.Duration("grace", badgerstore.DefaultGrace, "how long the store keeps expired records")
 	clock := flag.Int("clock", 0, "badgerstore.Options.PollClock (0: the default, -1: no poll clock)")
+	client := flag.String("client", "tv", "client_id of the codes")
+	interval := flag.Duration("interval", 5*time.Second, "polling interval of the codes")
+	codesOut := flag.String("codes", "", "write the device codes of the first -codes-n codes to this file, one a line (for wrk: bench/scenario.lua)")
+	codesN := flag.Int("codes-n", 200_000, "how many device codes -codes writes")
+	settle := flag.Bool("settle", true, "before polling, wait until the fill's compactions are done")
 	levels := flag.Bool("levels", false, "after polling, print the tables on each level of Badger's tree")
 	records := flag.Int("records", 0, "badgerstore.Options.CachedRecords (0: the default, -1: no record cache)")
 	quiet := flag.Duration("quiet", 0, "badgerstore.Options.QuietFlatten with -reclaim (default: ttl + grace + 2s, so that\n"+
@@ -88,7 +93,19 @@ func main() {
 	// ---- fill ----
 	// Code i's ID is derived from i, so that the tool holds no list of a
 	// million IDs (64 MiB) that would be counted as the store's memory.
-	id := func(i int) string { return flow.DeviceID("livecodes-" + strconv.Itoa(i)) }
+	// (Its device code is "livecodes-<i>": the token endpoint takes any
+	// string, and an unknown one is simply not found.)
+	code := func(i int) string { return "livecodes-" + strconv.Itoa(i) }
+	id := func(i int) string { return flow.DeviceID(code(i)) }
+	if *codesOut != "" {
+		var b strings.Builder
+		for i := range min(*codesN, *n) {
+			b.WriteString(code(i) + "\n")
+		}
+		if err := os.WriteFile(*codesOut, []byte(b.String()), 0o600); err != nil {
+			log.Fatal(err)
+		}
+	}
 	start := time.Now()
 	expires := start.Add(*ttl)
 	var next atomic.Int64
@@ -98,7 +115,7 @@ func main() {
 			if i >= *n {
 				return
 			}
-			d := newDevice(id(i), expires)
+			d := newDevice(id(i), *client, *interval, expires)
 			for {
 				err := store.CreateDevice(ctx, d)
 				if errors.Is(err, flow.ErrUserCodeTaken) {
@@ -115,6 +132,24 @@ func main() {
 	took := time.Since(start)
 	fmt.Printf("filled %d codes in %s (%.0f/s)\n", *n, took.Round(time.Millisecond), float64(*n)/took.Seconds())
 	report("fill", *dir)
+
+	// ---- settle ----
+	// Filling at full speed leaves Badger compacting for a while; that is
+	// the cost of issuing, not of polling, so the polls wait for it.
+	if *settle {
+		t0 := time.Now()
+		for idle := 0; idle < 2 && time.Since(t0) < time.Minute; {
+			c0 := cpuTime()
+			time.Sleep(500 * time.Millisecond)
+			if cpuTime()-c0 < 25*time.Millisecond { // under 5% of a core
+				idle++
+			} else {
+				idle = 0
+			}
+		}
+		fmt.Printf("compactions settled in %s\n", time.Since(t0).Round(100*time.Millisecond))
+		report("settled", *dir)
+	}
 
 	// ---- poll ----
 	if *memProfile != "" {
@@ -207,7 +242,7 @@ func main() {
 	next.Store(0)
 	parallel(*workers, func() {
 		for next.Add(1) <= int64(fresh) {
-			if err := store.CreateDevice(ctx, newDevice(flow.DeviceID(flow.NewDeviceCode()), time.Now().Add(time.Minute))); err != nil && !errors.Is(err, flow.ErrUserCodeTaken) {
+			if err := store.CreateDevice(ctx, newDevice(flow.DeviceID(flow.NewDeviceCode()), *client, *interval, time.Now().Add(time.Minute))); err != nil && !errors.Is(err, flow.ErrUserCodeTaken) {
 				log.Fatal(err)
 			}
 		}
@@ -219,18 +254,18 @@ func main() {
 // newDevice is a pending code like the one the device endpoint creates.
 // Its seal key is random bytes: the store cannot tell, and deriving 1M
 // X25519 keys would time the key derivation, not the store.
-func newDevice(id string, expires time.Time) *flow.Device {
+func newDevice(id, client string, interval time.Duration, expires time.Time) *flow.Device {
 	key := make([]byte, 32)
 	crand.Read(key)
 	return &flow.Device{
 		ID:        id,
 		UserCode:  flow.Base20.New(),
-		ClientID:  "tv",
+		ClientID:  client,
 		Scope:     "openid profile",
 		Status:    flow.Pending,
 		CreatedAt: time.Now(),
 		ExpiresAt: expires,
-		Interval:  5 * time.Second,
+		Interval:  interval,
 		SealKey:   key,
 	}
 }
