@@ -156,39 +156,43 @@ func Open(o Options) (*Store, error) {
 // Badger's defaults (64 MiB memtables ×5, a 256 MiB block cache, tables
 // that double in size per level) cost hundreds of MiB before the first
 // code. Most of what is left after shrinking those is table builders:
-// a memtable flush or a compaction builds each table whole in memory,
-// Badger keeps up to 8 builders' buffers pooled for reuse (~37 MiB of the
-// ~45 MiB live heap at 1M codes), and each table's index is built in a
-// fresh 3 MiB flatbuffers builder (half of all bytes allocated). So:
-//   - 2 MiB memtables, 3 of them: 6 MiB of skiplists. A flush builds a
-//     table with the builder sized for 1 MiB tables (a 2 MiB buffer),
-//     and a memtable's ~1.5 MiB of data fits it; 4 MiB memtables made
-//     each pooled builder grow to 14 MiB (34 MiB of pooled buffers
-//     against 14, at 1M live codes), for ~10% less CPU per poll.
-//     (16 MiB ones saved ~11% more, for ~3x the anonymous memory.)
+// a memtable flush or a compaction builds each table whole in memory in
+// a buffer twice the configured table size, growing it as needed; Badger
+// keeps up to 8 of those buffers pooled for reuse; and each table's index
+// is built in a fresh 3 MiB flatbuffers builder (half of all bytes
+// allocated). So:
+//   - 2 MiB memtables, 3 of them: 6 MiB of skiplists. A flush writes a
+//     memtable's ~1.5 MiB of data into the 2 MiB buffer sized for 1 MiB
+//     tables. 4 MiB memtables made every pooled buffer grow to 14 MiB
+//     (34 MiB pooled against 14 at 1M live codes; the peak RSS while
+//     filling 1M codes 272-296 MiB against 232-259) for ~10% less CPU
+//     per poll that reads Badger; 1 MiB ones filled ~15% slower for no
+//     clear saving. (16 MiB ones saved ~11% more CPU, for ~3x the
+//     anonymous memory.)
 //   - 1 MiB tables on every level (TableSizeMultiplier 1): compaction
-//     builders stay ~1 MiB however big the store grows; at 1M live codes
-//     that is ~200 tables, which Badger handles without trouble. 2 MiB
-//     memtables with 2 MiB tables (fewer index builders per byte) had a
-//     higher anonymous peak at 1M codes (151 MiB against 122 while
-//     filling) and cost ~25% more CPU per poll; Badger refuses fewer
-//     than 2 compactors.
-//   - no compression, so no block cache: records are ~75 bytes of mostly
-//     random bytes (hashes, keys) that Snappy would barely shrink, and
-//     uncompressed blocks are read straight from the memory-mapped tables
-//     (page cache, shared and reclaimable) instead of being decompressed
-//     into a cache on the Go heap. The index cache only serves encrypted
-//     tables, so it is off too.
+//     buffers stay 2 MiB however big the store grows; at 1M live codes
+//     that is ~150 tables, which Badger handles without trouble. 4 MiB
+//     tables (fewer index builders per byte, but 8 MiB buffers) raised
+//     the peak RSS at 1M codes by ~50 MiB.
+//   - no compression, so no block cache: records are ~60 bytes, half of
+//     them random (the seal key, the key's hash), and with Snappy the
+//     tables were 22% smaller, but Badger then needs a block cache for
+//     the decompressed blocks, and with an 8 MiB one the peak RSS at 1M
+//     codes rose by ~70 MiB (the cache's own bookkeeping and the garbage
+//     of decompressing a 4 KiB block per read) and a poll cost ~25% more
+//     CPU. Uncompressed blocks are read straight from the memory-mapped
+//     tables (page cache, shared and reclaimable). The index cache only
+//     serves encrypted tables, so it is off too.
 //   - values up to 64 KiB stay in the LSM tree next to their keys (a
 //     device record, even with sealed tokens, is a few KiB); Badger
 //     requires the threshold below 15% of a memtable. The value log then
 //     only sees larger values, so its files can be small.
 //
-// Together: at 1M live codes ~120-140 MiB of anonymous memory at peak
-// instead of ~540 MiB. What is left of the peak is mostly the Go heap's
-// headroom over those pooled builders (the GC lets the heap grow to twice
-// what is live, and the index builders' garbage fills it); the file-backed
-// part is the tables themselves (~200 bytes per live code).
+// Together (with grants.go and recordcachegate.go): at 1M live codes
+// 60-105 MiB of anonymous memory at peak instead of ~540 MiB. What is
+// left of it is mostly the Go heap's headroom (the GC lets the heap grow
+// to twice what is live, and the index builders' garbage fills it); the
+// file-backed part is the tables themselves (~140 bytes per live code).
 func tunedOptions(o Options) badger.Options {
 	opts := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
