@@ -175,8 +175,8 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 			rec, err = s.getDevice(txn, id)
 			return err
 		})
-		if err == nil && !rec.legacy {
-			s.cacheRecord(st, fp, rec.key, s.encode(rec.d), s.keepUntil(rec.d.ExpiresAt))
+		if err == nil && !rec.legacy && s.caching(st) {
+			st.cacheRecord(fp, rec.key, s.encode(rec.d), s.keepUntil(rec.d.ExpiresAt))
 		}
 	}
 	if errors.Is(err, flow.ErrNotFound) {
@@ -213,8 +213,8 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 			delete(st.records, fp) // Badger may or may not hold the new value
 			return err
 		}
-		if !rec.legacy {
-			s.cacheRecord(st, fp, rec.key, value, until)
+		if !rec.legacy && s.caching(st) {
+			st.cacheRecord(fp, rec.key, value, until)
 		}
 		st.forget(fp, now)
 	case flow.Delete:

@@ -64,14 +64,15 @@ func (st *stripe) cacheRecord(fp uint64, key, value []byte, until uint64) {
 	st.records[fp] = cachedRecord{buf: append(append(buf, key...), value...), keyLen: len(key), until: until}
 }
 
-// cacheRecord caches a record in st (locked) while the gate is open,
-// and drops st's cache while it is closed.
-func (s *Store) cacheRecord(st *stripe, fp uint64, key, value []byte, until uint64) {
-	if !s.gate.caching() {
-		st.records = nil
-		return
+// caching reports whether st (locked) may cache records now: while the
+// gate is open (recordcachegate.go). While it is closed, st's cache is
+// dropped.
+func (s *Store) caching(st *stripe) bool {
+	if s.gate.caching() {
+		return true
 	}
-	st.cacheRecord(fp, key, value, until)
+	st.records = nil
+	return false
 }
 
 // sweepRecords drops the entries of records Badger has dropped, so that
