@@ -48,7 +48,8 @@ type Options struct {
 	PollClock int
 	// CachedRecords is how many records are kept in memory so that a poll
 	// need not read Badger (see recordcache.go): DefaultCachedRecords if
-	// 0, none if negative.
+	// 0, none if negative. The cache is used only while the devices that
+	// poll fit in it (recordcachegate.go).
 	CachedRecords int
 }
 

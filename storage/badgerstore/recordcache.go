@@ -11,10 +11,11 @@ import (
 // search of the memtables and of every level of the tree, ~6 µs of CPU
 // under load here, as much as the rest of the token endpoint's own work.
 // So each stripe also keeps the records it recently read or wrote, as
-// encoded (~100 bytes each), up to DefaultCachedRecords in all (~10 MiB
+// encoded (~100 bytes each), up to DefaultCachedRecords in all (~13 MiB
 // when full): a fleet of that many devices polling at once never reads
 // Badger while its codes are pending. Beyond it, entries are replaced at
-// random and a poll reads Badger as before.
+// random and a poll reads Badger as before; far beyond it, the cache
+// closes (recordcachegate.go).
 //
 // The cache is never newer than Badger, only a copy: every change to a
 // record after its creation is written to Badger under the record's
