@@ -256,23 +256,23 @@ func decodeDeviceV2(id string, b []byte, grants *grantTable) (*flow.Device, erro
 	if extra {
 		nTexts, nBins = 4, 2
 	}
-	var texts [4][2]int
+	var texts [4][2]int // UserCode, ClientID, Scope, Reason
 	var grant grantPair
-	for i := range nTexts {
-		if i == 1 && flags&grantFlag != 0 {
-			var ok bool
-			if grant, ok = grants.pair(r.uvarint()); !ok {
-				r.bad = true
-			}
-			// ClientID and Scope: empty in b, filled in from the grant
-			texts[1] = [2]int{r.off, r.off}
-			texts[2] = texts[1]
-			continue
+	texts[0][0], texts[0][1] = r.field()
+	if flags&grantFlag != 0 {
+		var ok bool
+		if grant, ok = grants.pair(r.uvarint()); !ok {
+			r.bad = true
 		}
-		if i == 2 && flags&grantFlag != 0 {
-			continue
-		}
-		texts[i][0], texts[i][1] = r.field()
+		// ClientID and Scope are not in b: empty here, the grant's below
+		texts[1] = [2]int{r.off, r.off}
+		texts[2] = texts[1]
+	} else {
+		texts[1][0], texts[1][1] = r.field()
+		texts[2][0], texts[2][1] = r.field()
+	}
+	if extra {
+		texts[3][0], texts[3][1] = r.field()
 	}
 	var bins [2][2]int
 	for i := range nBins {
