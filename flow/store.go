@@ -28,9 +28,19 @@ type Store interface {
 	// UpdateDevice reads the authorization with the given ID, hands a copy
 	// to fn and applies fn's verdict atomically: Keep writes nothing, Save
 	// writes the changed record, Delete removes it (and its user code).
-	// When another writer got in between, fn is called again on the newer
-	// record. A missing record is passed to fn as nil. fn's error is
-	// returned as is, after fn's verdict was applied.
+	// A missing record is passed to fn as nil. fn's error is returned as
+	// is, after fn's verdict was applied.
+	//
+	// fn may be called more than once, and only its last call's verdict
+	// is applied, so fn must set everything it reports on every call. A
+	// store calls it again on the newer record when another writer got
+	// in between; and a store that keeps pending polls in memory
+	// (badgerstore's poll clock) may first call it on what it keeps of a
+	// pending record: ID, ClientID, Scope, Status, Interval, LastPoll and
+	// Retried as stored, ExpiresAt rounded down to the second, SealKey a
+	// non-nil stand-in, the rest empty. That call stands only if fn saved
+	// a change to LastPoll or Retried alone (or nothing); any other
+	// verdict is decided again on the record itself.
 	UpdateDevice(ctx context.Context, id string, fn func(*Device) (Verdict, error)) error
 
 	// PutLogin stores a browser login (the upstream round trip) under key,

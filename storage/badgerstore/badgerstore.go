@@ -42,15 +42,9 @@ type Options struct {
 	// is compacted once, so that the disk of what expired meanwhile comes
 	// back (default 30 minutes; negative: never). See flattenWhenQuiet.
 	QuietFlatten time.Duration
-	// PollClock is how many slots each generation of the poll clock has
-	// (see pollclock.go), 16 bytes each: DefaultPollClock if 0; negative
-	// turns the clock off, so that every poll writes to Badger.
-	PollClock int
-	// CachedRecords is how many records are kept in memory so that a poll
-	// need not read Badger (see recordcache.go): DefaultCachedRecords if
-	// 0, none if negative. The cache is used only while the devices that
-	// poll fit in it (recordcachegate.go).
-	CachedRecords int
+	// NoPollClock turns the poll clock off (see pollclock.go), so that
+	// every poll reads and writes Badger: for comparisons.
+	NoPollClock bool
 }
 
 // Store is a flow.Store on Badger.
@@ -77,9 +71,8 @@ type Store struct {
 	codes userCodeFilter
 	// grants numbers (client_id, scope) pairs for the records (grants.go).
 	grants *grantTable
-	// gate closes the record cache while it would not pay
-	// (recordcachegate.go).
-	gate *cacheGate
+	// noClock: Options.NoPollClock.
+	noClock bool
 }
 
 var _ flow.Store = (*Store)(nil)
@@ -103,7 +96,7 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{}), quietFlatten: o.QuietFlatten}
+	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{}), quietFlatten: o.QuietFlatten, noClock: o.NoPollClock}
 	legacy, err := hasPrefix(db, legacyDevicePrefix, legacyUserCodePrefix)
 	if err != nil {
 		db.Close()
@@ -118,28 +111,6 @@ func Open(o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	slots := 0
-	switch {
-	case o.PollClock == 0:
-		slots = DefaultPollClock / stripes
-	case o.PollClock > 0:
-		slots = 1
-		for slots*stripes < o.PollClock || slots < 4 {
-			slots *= 2 // a power of two, for the probe mask
-		}
-	}
-	records := 0
-	switch {
-	case o.CachedRecords == 0:
-		records = DefaultCachedRecords / stripes
-	case o.CachedRecords > 0:
-		records = (o.CachedRecords + stripes - 1) / stripes
-	}
-	for i := range s.stripes {
-		s.stripes[i].slots = slots
-		s.stripes[i].maxRecords = records
-	}
-	s.gate = newCacheGate(records * stripes)
 	if o.GCInterval > 0 && !o.InMemory {
 		s.gcDone.Add(1)
 		go s.collectGarbage(o.GCInterval)
@@ -231,6 +202,12 @@ func (s *Store) Close() error {
 	close(s.stopGC)
 	s.gcDone.Wait()
 	err := s.flushCounters(time.Now())
+	for i := range s.stripes {
+		st := &s.stripes[i]
+		st.mu.Lock()
+		st.polls.free()
+		st.mu.Unlock()
+	}
 	return errors.Join(err, s.db.Close())
 }
 
@@ -252,7 +229,6 @@ func (s *Store) sweepEvery(every time.Duration) {
 
 func (s *Store) sweep(now time.Time) {
 	s.sweepClock(now)
-	s.gate.endWindow()
 	if s.legacy.Load() {
 		if left, err := hasPrefix(s.db, legacyDevicePrefix, legacyUserCodePrefix); err == nil && !left {
 			s.legacy.Store(false) // they have all expired or been deleted

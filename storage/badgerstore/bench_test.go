@@ -114,7 +114,7 @@ func BenchmarkPollPending(b *testing.B) {
 }
 
 func BenchmarkPollPendingWithoutClock(b *testing.B) {
-	benchPollPending(b, openBenchWith(b, Options{PollClock: -1}))
+	benchPollPending(b, openBenchWith(b, Options{NoPollClock: true}))
 }
 
 func benchPollPending(b *testing.B, s *Store) {

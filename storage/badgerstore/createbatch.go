@@ -93,6 +93,9 @@ func (s *Store) CreateDevice(_ context.Context, rec *flow.Device) error {
 			close(c.wake)
 		}
 	}
+	if call.err == nil {
+		s.forgetDevice(rec.ID) // pollclock.go
+	}
 	return call.err
 }
 

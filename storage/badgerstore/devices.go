@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -152,34 +151,30 @@ func (s *Store) userCodeTaken(txn *badger.Txn, userCode string) (bool, error) {
 	return false, nil
 }
 
-// UpdateDevice reads the record, lays the poll clock over it, and applies
-// fn's verdict: a Save that moved only LastPoll and Retried goes to the
-// poll clock, anything else to Badger at once (see pollclock.go). The
-// stripe's lock, held throughout, makes it atomic: only this process
+// UpdateDevice answers a pending poll from the poll clock when it can
+// (pollFromClock); otherwise it reads the record, lays the clock over it,
+// and applies fn's verdict: a Save that moved only LastPoll and Retried
+// goes to the clock, anything else to Badger at once (see pollclock.go).
+// The stripe's lock, held throughout, makes it atomic: only this process
 // writes the database, and every device update takes the lock.
 func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device) (flow.Verdict, error)) error {
 	fp := fingerprint(id)
 	st := s.stripe(fp)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	now := time.Now()
-	var rec stored
-	var err error
-	key := deviceKey(id)
-	s.gate.note(fp)
-	if d, ok := st.cachedDevice(fp, key, id, uint64(now.Unix()), s.grants); ok {
-		rec = stored{d: d, key: key}
-	} else {
-		err = s.db.View(func(txn *badger.Txn) error {
-			var err error
-			rec, err = s.getDevice(txn, id)
+	if !s.noClock {
+		if settled, err := s.pollFromClock(st, fp, id, fn); settled {
 			return err
-		})
-		if err == nil && !rec.legacy && s.caching(st) {
-			st.cacheRecord(fp, rec.key, s.encode(rec.d), s.keepUntil(rec.d.ExpiresAt))
 		}
 	}
+	var rec stored
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		rec, err = s.getDevice(txn, id)
+		return err
+	})
 	if errors.Is(err, flow.ErrNotFound) {
+		st.polls.remove(fp)
 		_, err := fn(nil) // a verdict on nothing changes nothing
 		return err
 	}
@@ -201,34 +196,30 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 			// The clock takes poll times that overlay will lay over
 			// this record; any other is written through.
 			v, ok := clockValue(rec.d.LastPoll, rec.d.Retried)
-			if ok && st.slots > 0 && !rec.d.LastPoll.Before(inBadger) && !rec.d.LastPoll.Before(rec.d.CreatedAt) {
-				st.set(fp, v, now)
-				break
+			if ok && !s.noClock && !rec.d.LastPoll.Before(inBadger) && !rec.d.LastPoll.Before(rec.d.CreatedAt) {
+				if meta, ok := s.pollMeta(rec.d); ok {
+					st.polls.put(pollEntry{fp: fp, clock: v, meta: meta})
+					break
+				}
 			}
 		}
-		value, until := s.encode(rec.d), s.keepUntil(rec.d.ExpiresAt)
 		if err := s.update(func(txn *badger.Txn) error {
-			return txn.SetEntry(entry(rec.key, value, until))
+			return txn.SetEntry(entry(rec.key, s.encode(rec.d), s.keepUntil(rec.d.ExpiresAt)))
 		}); err != nil {
-			delete(st.records, fp) // Badger may or may not hold the new value
+			st.polls.remove(fp) // Badger may or may not hold the new record
 			return err
 		}
-		if !rec.legacy && s.caching(st) {
-			st.cacheRecord(fp, rec.key, value, until)
-		}
-		st.forget(fp, now)
+		s.written(st, fp, rec.d)
 	case flow.Delete:
+		st.polls.remove(fp)
 		if err := s.update(func(txn *badger.Txn) error {
 			if err := txn.Delete(rec.key); err != nil {
 				return err
 			}
 			return txn.Delete(rec.userCodeKey())
 		}); err != nil {
-			delete(st.records, fp)
 			return err
 		}
-		delete(st.records, fp)
-		st.forget(fp, now)
 	}
 	return fnErr
 }

@@ -110,6 +110,16 @@ func (g *grantTable) number(client, scope string) int {
 	return n
 }
 
+// lookup is the pair's number, if it has one; unlike number it never
+// adds the pair.
+func (g *grantTable) lookup(client, scope string) (int, bool) {
+	if g == nil {
+		return 0, false
+	}
+	n, ok := g.snap.Load().numbers[grantPair{client, scope}]
+	return n, ok
+}
+
 // pair is the pair numbered n.
 func (g *grantTable) pair(n uint64) (grantPair, bool) {
 	if g == nil {

@@ -8,74 +8,61 @@ import (
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
-// Polls of pending codes are the hot path: a device polls every few
-// seconds for up to ten minutes, and such a poll changes nothing but
-// LastPoll (and Retried). Writing that to Badger every time (a
-// read-modify-write transaction, then the memtable flushes and compactions
-// of a record rewritten every few seconds) was most of a poll's cost, and
-// a cost that grew with the tree. Keeping whole records in memory instead,
-// dirty until written back, cost ~400 bytes per polling device, so only a
-// few could be held. (recordcache.go keeps encoded copies of recently used
-// records to save the read; they are never newer than Badger.)
+// Polls of pending codes are the hot path: a fleet of a million devices
+// polling every 5 s is 200,000 polls a second, each of which changes
+// nothing but LastPoll (and Retried). Writing that to Badger every time
+// (a read-modify-write transaction, then the flushes and compactions of
+// a record rewritten every few seconds) was most of a poll's cost, and
+// reading the record was the rest: a search of the memtables and every
+// level of the tree, ~10 µs of CPU at a million live codes against ~1.7
+// from memory, so a poll got dearer as codes piled up.
 //
-// So a pending poll never writes to Badger: the poll clock keeps, per
-// device, only its last poll time and Retried, 16 bytes keyed by a 64-bit
-// fingerprint of the ID, and UpdateDevice lays them over the record read
-// from Badger before fn sees it. Anything else fn changes (status, tokens,
-// the seal key, a longer interval after slow_down, deletion) is written to
-// Badger at once, poll fields included, as before.
+// So the poll clock keeps, for every live device that has polled, what a
+// pending poll needs, in one 24-byte entry (polltable.go): its last poll
+// time and Retried, and, while the device is pending with its seal key
+// stored, its expiry (to the second), interval and grant (grants.go). A
+// poll of such a device (pollFromClock) hands fn a record made from the
+// entry and takes an answer that moved only LastPoll and Retried into
+// the entry: it neither reads nor writes Badger, whatever the number of
+// live codes. Anything else fn decides (slow_down, expiry, a client that
+// does not match, the seal key, approval, delivery) is decided again on
+// the record read from Badger, and any change but the poll fields is
+// written to Badger at once, poll fields included, as before.
 //
-// The clock is bounded: each of its stripes has two fixed-size tables,
-// generations. Writes go to the young one, reads look in the young and
-// then the old one; when the young one is full, it becomes the old one and
-// the old one, cleared, the young one: what only the old one held is
-// forgotten. A generation older than clockGenerationAge is dropped the
-// same way by the sweeper, so that an idle server gives the memory back.
+// The clock is exact because only this process has the database open
+// (Badger locks its folder) and every device update holds its stripe's
+// lock from reading the record to writing it and setting the entry
+// (UpdateDevice); a new record drops any entry its fingerprint had
+// (CreateDevice). Entries go when their code expires (the sweeper) or
+// is delivered, so the clock holds at most the live codes
+// (max_live_codes), ~30 bytes each.
 //
-// Forgetting only ever favours the device. What is forgotten is replaced
-// by what Badger holds: the poll fields as of the last write-through, so
-// an older LastPoll (or none) and the Retried of then. The flow (poll in
-// flow/token_endpoint.go) calls a poll early, and answers slow_down, only
-// when it comes less than Interval (less a little slack) after LastPoll;
-// it forgives an early poll once, when Retried is unset. Between two
-// write-throughs Interval does not change, and every poll kept only here
-// was either on time (LastPoll moves on by at least Interval less the
-// slack) or a forgiven retry (LastPoll stays, Retried is set). So if the
-// newest LastPoll is later than Badger's, it is later by at least the
-// interval, and any poll early against Badger's is earlier still against
-// the newest: a poll that the stale fields call early, the true ones do
-// too, and forgetting can only turn a slow_down into a pending. If the
-// LastPoll is the same, only Retried can differ, and it was only ever set
-// meanwhile: the stale value forgives where the true one would not. This
-// is what a restart does to every code already (the clock is not written
-// to disk; a crash lost the last poll times before too).
+// What the clock does not remember is replaced by what Badger holds, the
+// poll fields as of the last write-through: that happens to every code
+// at a restart (the clock is not written to disk, and a crash lost the
+// last poll times before it existed too). Forgetting only ever favours
+// the device. The flow (poll in flow/token_endpoint.go) calls a poll
+// early, and answers slow_down, only when it comes less than Interval
+// (less a little slack) after LastPoll; it forgives an early poll once,
+// when Retried is unset. Between two write-throughs Interval does not
+// change, and every poll kept only here was either on time (LastPoll
+// moves on by at least Interval less the slack) or a forgiven retry
+// (LastPoll stays, Retried is set). So if the newest LastPoll is later
+// than Badger's, it is later by at least the interval, and any poll early
+// against Badger's is earlier still against the newest: a poll that the
+// stale fields call early, the true ones do too, and forgetting can only
+// turn a slow_down into a pending. If the LastPoll is the same, only
+// Retried can differ, and it was only ever set meanwhile: the stale value
+// forgives where the true one would not.
 //
-// A fingerprint collision between two live devices could lay one device's
-// poll time over another's; with a random seed per process that takes
-// ~2^32 devices polling at once, and the overlay is further only taken
-// when it is not older than the record's own LastPoll.
-//
-// This is exact because only this process has the database open (Badger
-// locks its folder) and every device update holds its stripe's lock from
-// reading the record to writing it (see UpdateDevice).
+// Two live devices share a fingerprint with a chance of ~n²/2^65 for n of
+// them (a random seed per process): ~3·10⁻⁸ at a million.
 
 const (
 	// stripes of the per-device lock and of the clock; a power of two.
 	stripes = 256
-	// DefaultPollClock is how many slots each generation of the clock has
-	// in all: 2^18, 4 MiB a generation, 8 MiB when both are full. A
-	// table takes up to 3/4 of its slots, so the clock remembers the
-	// last 200,000 to 390,000 devices that polled: every device of a
-	// fleet polling every 5 s at up to 40,000 polls a second. Beyond, a
-	// poll time can be forgotten, which only spares a device a slow_down.
-	// (2^19 cost 8 MiB more,
-	// ~12 MiB at the garbage collector's peak, of a 256 MiB budget for a
-	// million live codes.)
-	DefaultPollClock = 1 << 18
-	// clockGenerationAge: the sweeper drops a generation this old, as no
-	// code (10 minutes by default) outlives it by much.
-	clockGenerationAge = 15 * time.Minute
-	// clockSweepEvery is how often the sweeper looks.
+	// clockSweepEvery is how often the sweeper drops the entries of
+	// expired codes.
 	clockSweepEvery = 30 * time.Second
 )
 
@@ -85,33 +72,18 @@ var clockSeed = maphash.MakeSeed()
 func fingerprint(id string) uint64 {
 	fp := maphash.String(clockSeed, id)
 	if fp == 0 {
-		fp = 1 // 0 marks an empty slot
+		fp = 1 // 0 marks a free slot
 	}
 	return fp
 }
 
 // stripe serializes the updates of its devices and holds their clock.
 type stripe struct {
-	mu         sync.Mutex
-	young, old clockTable
-	youngSince time.Time
-	slots      int // per table; 0: no clock
-	// records caches recently used records (recordcache.go), at most
-	// maxRecords of them.
-	records    map[uint64]cachedRecord
-	maxRecords int
+	mu    sync.Mutex
+	polls pollTable
 }
 
 func (s *Store) stripe(fp uint64) *stripe { return &s.stripes[fp>>56%stripes] }
-
-// clockTable is an open-addressing hash table (linear probing) from
-// fingerprint to clock value: 16 bytes a slot, allocated on first use
-// and reused across generations.
-type clockTable struct {
-	keys []uint64
-	vals []uint64
-	n    int
-}
 
 // clock values: the Unix nanoseconds of LastPoll shifted left by one,
 // Retried in the low bit; 0 (noOverlay) says that Badger's record is
@@ -129,122 +101,134 @@ func clockValue(lastPoll time.Time, retried bool) (uint64, bool) {
 	return v, true
 }
 
-func (t *clockTable) find(fp uint64) (slot int, found bool) {
-	mask := len(t.keys) - 1
-	for i := int(fp) & mask; ; i = (i + 1) & mask {
-		switch t.keys[i] {
-		case fp:
-			return i, true
-		case 0:
-			return i, false
-		}
-	}
-}
+// An entry's meta: the Unix second ExpiresAt falls in (bits 32–63), then
+// what a pending poll checks, when the record is pending with its seal key
+// stored: the number of its grant (bits 20–31) and its interval in
+// milliseconds (bits 0–19, 1 ms to 17 minutes). An interval of 0 says the
+// entry only keeps the poll time.
+const (
+	metaGrantBits    = 12
+	metaIntervalBits = 20
+	metaIntervalUnit = time.Millisecond
+)
 
-func (t *clockTable) get(fp uint64) (uint64, bool) {
-	if t.n == 0 {
+// pollMeta is d's meta; false when d cannot have an entry (an expiry
+// before 1970 or after 2106).
+func (s *Store) pollMeta(d *flow.Device) (uint64, bool) {
+	expires := d.ExpiresAt.Unix()
+	if expires <= 0 || expires >= 1<<32 {
 		return 0, false
 	}
-	i, ok := t.find(fp)
-	return t.vals[i], ok
-}
-
-// full: another key would pass 3/4 of the slots.
-func (t *clockTable) full() bool { return (t.n+1)*4 > len(t.keys)*3 }
-
-func (t *clockTable) clear() {
-	clear(t.keys)
-	t.n = 0
-}
-
-// get returns fp's clock value, young generation first.
-func (st *stripe) get(fp uint64) (uint64, bool) {
-	if v, ok := st.young.get(fp); ok {
-		return v, true
+	meta := uint64(expires) << 32
+	grant, numbered := s.grants.lookup(d.ClientID, d.Scope)
+	interval := d.Interval / metaIntervalUnit
+	if d.Status == flow.Pending && d.SealKey != nil && numbered && grant < 1<<metaGrantBits &&
+		d.Interval%metaIntervalUnit == 0 && interval > 0 && interval < 1<<metaIntervalBits {
+		meta |= uint64(grant)<<metaIntervalBits | uint64(interval)
 	}
-	return st.old.get(fp)
+	return meta, true
 }
 
-// set records fp's clock value in the young generation, rotating the
-// generations when it is full.
-func (st *stripe) set(fp, v uint64, now time.Time) {
-	switch {
-	case st.slots == 0:
+// pendingDevice is the record a poll of e's device is answered from: what
+// the flow's poll reads of a pending code, with its expiry rounded down to
+// the second (so a poll in its last second looks expired, and is decided
+// again on the record) and a placeholder for the seal key, which a pending
+// poll only checks is there. False when e has no such record.
+func (s *Store) pendingDevice(id string, e pollEntry) (*flow.Device, bool) {
+	interval := e.meta & (1<<metaIntervalBits - 1)
+	if interval == 0 || e.clock == noOverlay {
+		return nil, false
+	}
+	grant, ok := s.grants.pair(e.meta >> metaIntervalBits & (1<<metaGrantBits - 1))
+	if !ok {
+		return nil, false
+	}
+	return &flow.Device{
+		ID:        id,
+		ClientID:  grant.client,
+		Scope:     grant.scope,
+		Status:    flow.Pending,
+		ExpiresAt: time.Unix(int64(e.meta>>32), 0),
+		Interval:  time.Duration(interval) * metaIntervalUnit,
+		LastPoll:  time.Unix(0, int64(e.clock>>1)),
+		Retried:   e.clock&1 != 0,
+		SealKey:   []byte{},
+	}, true
+}
+
+// pollFromClock answers a poll from the clock alone when it can (see the
+// top of this file): it hands fn the device as the clock has it, and
+// reports true if fn's verdict was settled that way. Otherwise nothing
+// changed, and fn is to be called again on the record from Badger.
+func (s *Store) pollFromClock(st *stripe, fp uint64, id string, fn func(*flow.Device) (flow.Verdict, error)) (bool, error) {
+	e, ok := st.polls.get(fp)
+	if !ok {
+		return false, nil
+	}
+	d, ok := s.pendingDevice(id, e)
+	if !ok {
+		return false, nil
+	}
+	before := *d
+	verdict, err := fn(d)
+	if verdict != flow.Save || !onlyPollMoved(&before, d) {
+		return false, nil
+	}
+	v, ok := clockValue(d.LastPoll, d.Retried)
+	if !ok || d.LastPoll.Before(before.LastPoll) {
+		return false, nil
+	}
+	e.clock = v
+	st.polls.put(e)
+	return true, err
+}
+
+// written sets fp's entry after d was written to Badger: a pending device
+// keeps one, with Badger's poll fields, so that its next poll need not
+// read the record (the first poll stores the seal key, so this is where
+// a device's polls start coming from the clock); any other loses it.
+func (s *Store) written(st *stripe, fp uint64, d *flow.Device) {
+	meta, ok := s.pollMeta(d)
+	v, polled := clockValue(d.LastPoll, d.Retried)
+	if !ok || !polled || s.noClock || meta&(1<<metaIntervalBits-1) == 0 {
+		st.polls.remove(fp)
 		return
-	case len(st.young.keys) == 0:
-		st.young = newClockTable(st.slots)
-		st.youngSince = now
-	case st.young.n > 0:
-		if i, ok := st.young.find(fp); ok {
-			st.young.vals[i] = v
-			return
-		}
-		if st.young.full() {
-			st.rotate(now)
-		}
 	}
-	i, _ := st.young.find(fp)
-	st.young.keys[i], st.young.vals[i] = fp, v
-	st.young.n++
-}
-
-func newClockTable(slots int) clockTable {
-	return clockTable{keys: make([]uint64, slots), vals: make([]uint64, slots)}
-}
-
-// rotate makes the young generation the old one, forgetting the old
-// one's entries, and starts an empty young one in the old one's memory.
-func (st *stripe) rotate(now time.Time) {
-	st.young, st.old = st.old, st.young
-	if len(st.young.keys) == 0 {
-		st.young = newClockTable(st.slots)
-	}
-	st.young.clear()
-	st.youngSince = now
-}
-
-// forget makes Badger's record the newest for fp again (after it was
-// written through), if the clock holds anything for fp.
-func (st *stripe) forget(fp uint64, now time.Time) {
-	if _, ok := st.get(fp); ok {
-		st.set(fp, noOverlay, now)
-	}
-}
-
-// age rotates the generations when the young one is older than
-// clockGenerationAge, without memory for the new young one: with traffic
-// the young one fills up long before that, so this only happens on an
-// idle server, which this way gives the clock's memory back within two
-// such ages.
-func (st *stripe) age(now time.Time) {
-	if len(st.young.keys) == 0 && len(st.old.keys) == 0 || now.Sub(st.youngSince) < clockGenerationAge {
-		return
-	}
-	st.old, st.young = st.young, clockTable{}
-	st.youngSince = now
+	st.polls.put(pollEntry{fp: fp, clock: v, meta: meta})
 }
 
 // overlay lays the clock's poll fields for fp over d, if the clock has
 // newer ones.
 func (st *stripe) overlay(fp uint64, d *flow.Device) {
-	v, ok := st.get(fp)
-	if !ok || v == noOverlay {
+	e, ok := st.polls.get(fp)
+	if !ok || e.clock == noOverlay {
 		return
 	}
-	at := time.Unix(0, int64(v>>1))
+	at := time.Unix(0, int64(e.clock>>1))
 	if at.Before(d.LastPoll) || at.Before(d.CreatedAt) {
 		return // not this record's (a collision, or an ID used again)
 	}
-	d.LastPoll, d.Retried = at, v&1 != 0
+	d.LastPoll, d.Retried = at, e.clock&1 != 0
 }
 
-// sweepClock ages every stripe's clock.
+// forgetDevice drops id's entry: a new record under id (or under another
+// ID with its fingerprint) starts from what Badger holds.
+func (s *Store) forgetDevice(id string) {
+	fp := fingerprint(id)
+	st := s.stripe(fp)
+	st.mu.Lock()
+	st.polls.remove(fp)
+	st.mu.Unlock()
+}
+
+// sweepClock drops the entries of codes expired for a second or more, and
+// sizes each stripe's table to what is left.
 func (s *Store) sweepClock(now time.Time) {
+	expired := uint64(max(now.Unix()-1, 0))
 	for i := range s.stripes {
 		st := &s.stripes[i]
 		st.mu.Lock()
-		st.age(now)
-		st.sweepRecords(now, s.gate.caching())
+		st.polls.keepOnly(func(e pollEntry) bool { return e.meta>>32 >= expired })
 		st.mu.Unlock()
 	}
 }

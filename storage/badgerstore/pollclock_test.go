@@ -169,16 +169,25 @@ func flowPoll(d *flow.Device, now time.Time) (flow.Verdict, bool) {
 	}
 }
 
-// A clock too small for the devices polling forgets poll times, and that
-// may only ever spare a device a slow_down, never cost it one: every
-// device's polls are answered by a store with a tiny clock and by one
-// that remembers everything; the tiny one may say slow_down only where
-// the other does.
+// forgetClock empties the poll clock, as a restart does.
+func forgetClock(s *Store) {
+	for i := range s.stripes {
+		s.stripes[i].mu.Lock()
+		s.stripes[i].polls.free()
+		s.stripes[i].mu.Unlock()
+	}
+}
+
+// A restart forgets the poll clock, and that may only ever spare a
+// device a slow_down, never cost it one: every device's polls are
+// answered by a store whose clock is forgotten before every other round
+// and by one that remembers everything; the forgetful one may say
+// slow_down only where the other does.
 func TestForgettingNeverCostsASlowDown(t *testing.T) {
 	tests := []struct {
 		name  string
 		gaps  []time.Duration // between a device's polls
-		tardy bool            // the small store must have forgotten something
+		tardy bool            // the forgetful store must have spared a slow_down
 	}{
 		{"on time", []time.Duration{5 * time.Second, 5 * time.Second, 5 * time.Second}, false},
 		{"double sends", []time.Duration{5 * time.Second, 100 * time.Millisecond, 5 * time.Second, 50 * time.Millisecond, 100 * time.Millisecond}, true},
@@ -188,15 +197,15 @@ func TestForgettingNeverCostsASlowDown(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			small := open(t, Options{InMemory: true, PollClock: 1}) // 4 slots a stripe
-			full := open(t, Options{InMemory: true, PollClock: 1 << 20})
-			const devices = 3000 // ~3 per slot: most are forgotten between polls
+			forgetful := open(t, Options{InMemory: true})
+			full := open(t, Options{InMemory: true})
+			const devices = 50
 			start := time.Now().Round(0)
 			ids := make([]string, devices)
 			for i := range ids {
 				d := storetest.NewDevice(time.Hour)
 				d.CreatedAt = start.Add(-time.Minute)
-				for _, s := range []*Store{small, full} {
+				for _, s := range []*Store{forgetful, full} {
 					if err := s.CreateDevice(ctx, d); err != nil {
 						t.Fatal(err)
 					}
@@ -205,13 +214,16 @@ func TestForgettingNeverCostsASlowDown(t *testing.T) {
 			}
 			now := start
 			spared := 0
-			for _, gap := range append([]time.Duration{0}, tc.gaps...) {
+			for round, gap := range append([]time.Duration{0}, tc.gaps...) {
 				now = now.Add(gap)
+				if round%2 == 1 {
+					forgetClock(forgetful)
+				}
 				for i, id := range ids {
-					var slowSmall, slowFull bool
-					mustUpdate(t, small, id, func(d *flow.Device) (flow.Verdict, error) {
+					var slowForgetful, slowFull bool
+					mustUpdate(t, forgetful, id, func(d *flow.Device) (flow.Verdict, error) {
 						v, slow := flowPoll(d, now)
-						slowSmall = slow
+						slowForgetful = slow
 						return v, nil
 					})
 					mustUpdate(t, full, id, func(d *flow.Device) (flow.Verdict, error) {
@@ -219,60 +231,166 @@ func TestForgettingNeverCostsASlowDown(t *testing.T) {
 						slowFull = slow
 						return v, nil
 					})
-					if slowSmall && !slowFull {
+					if slowForgetful && !slowFull {
 						t.Fatalf("device %d after %v: slow_down from the forgetful store only", i, gap)
 					}
-					if slowFull && !slowSmall {
+					if slowFull && !slowForgetful {
 						spared++
 					}
 				}
 			}
 			if tc.tardy && spared == 0 {
-				t.Errorf("the small clock forgot nothing that mattered: the test tests nothing")
+				t.Errorf("forgetting forgot nothing that mattered: the test tests nothing")
 			}
 			t.Logf("%d slow_downs spared by forgetting", spared)
 		})
 	}
 }
 
-// The clock rotates its generations when the young one is full, and
-// reads find what either holds.
-func TestClockGenerations(t *testing.T) {
-	st := &stripe{slots: 8} // 6 entries a generation
-	now := time.Now()
-	for fp := uint64(1); fp <= 6; fp++ {
-		st.set(fp, fp*10, now)
+// fromBadger makes Badger lose d's record behind the store's back, so
+// that an update that still sees a record saw the poll clock's.
+func fromBadger(t *testing.T, s *Store, d *flow.Device) {
+	t.Helper()
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(deviceKey(d.ID)) }); err != nil {
+		t.Fatal(err)
 	}
-	if st.old.n != 0 || st.young.n != 6 {
-		t.Fatalf("young %d old %d after 6 sets, want 6 0", st.young.n, st.old.n)
+}
+
+// After a device's first poll, its pending polls are answered from the
+// clock, without Badger; anything else they decide is decided again on
+// the record from Badger.
+func TestPendingPollsComeFromTheClock(t *testing.T) {
+	at := time.Now().Round(0).Add(time.Minute) // after the records' creation
+	tests := []struct {
+		name    string
+		prepare func(*flow.Device)                       // the record as created
+		fn      func(*flow.Device) (flow.Verdict, error) // the second poll
+		clock   bool                                     // answered from the clock alone
+	}{
+		{"on-time poll", nil, poll(at.Add(5*time.Second), false), true},
+		{"forgiven retry", nil, poll(at, true), true},
+		{"nothing moved", nil, func(*flow.Device) (flow.Verdict, error) { return flow.Save, nil }, true},
+		{"slow_down", nil, func(d *flow.Device) (flow.Verdict, error) {
+			d.LastPoll, d.Interval = at, d.Interval+5*time.Second
+			return flow.Save, nil
+		}, false},
+		{"keep (a client that does not match)", nil, func(*flow.Device) (flow.Verdict, error) { return flow.Keep, nil }, false},
+		{"delivered", nil, func(*flow.Device) (flow.Verdict, error) { return flow.Delete, nil }, false},
+		{"no seal key yet", func(d *flow.Device) { d.SealKey = nil }, poll(at.Add(5*time.Second), false), false},
+		{"approved", func(d *flow.Device) { d.Status, d.Sealed = flow.Approved, []byte("tokens") }, poll(at.Add(5*time.Second), false), false},
+		{"interval not in whole milliseconds", func(d *flow.Device) { d.Interval += time.Microsecond }, poll(at.Add(5*time.Second), false), false},
+		{"interval over 17 minutes", func(d *flow.Device) { d.Interval = time.Hour }, poll(at.Add(5*time.Second), false), false},
 	}
-	st.set(7, 70, now) // the young one is full: rotate
-	if st.old.n != 6 || st.young.n != 1 {
-		t.Fatalf("young %d old %d after rotating, want 1 6", st.young.n, st.old.n)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, Options{InMemory: true})
+			d := storetest.NewDevice(time.Hour)
+			if tc.prepare != nil {
+				tc.prepare(d)
+			}
+			if err := s.CreateDevice(context.Background(), d); err != nil {
+				t.Fatal(err)
+			}
+			mustUpdate(t, s, d.ID, poll(at, false)) // the first poll reads Badger
+			fromBadger(t, s, d)
+			var seen []*flow.Device
+			mustUpdate(t, s, d.ID, func(rec *flow.Device) (flow.Verdict, error) {
+				if rec == nil {
+					seen = append(seen, nil)
+					return flow.Keep, nil
+				}
+				copied := *rec
+				seen = append(seen, &copied)
+				return tc.fn(rec)
+			})
+			switch {
+			case tc.clock && (len(seen) != 1 || seen[0] == nil):
+				t.Fatalf("fn saw %v, want once the record from the clock", seen)
+			case !tc.clock && (len(seen) == 0 || seen[len(seen)-1] != nil):
+				t.Fatalf("fn saw %v, want it last on Badger's (lost) record", seen)
+			case tc.clock:
+				got := seen[0]
+				if got.ID != d.ID || got.ClientID != d.ClientID || got.Scope != d.Scope || got.Status != flow.Pending ||
+					got.Interval != d.Interval || got.SealKey == nil || !got.LastPoll.Equal(at) || got.Retried ||
+					!got.ExpiresAt.Equal(d.ExpiresAt.Truncate(time.Second)) {
+					t.Errorf("the clock's record %+v does not match the stored %+v", got, d)
+				}
+			}
+		})
 	}
-	for fp := uint64(1); fp <= 7; fp++ {
-		if v, ok := st.get(fp); !ok || v != fp*10 {
-			t.Errorf("get(%d) = %d %v after one rotation", fp, v, ok)
+}
+
+// A poll in a code's last second is decided on the record: the clock
+// keeps the expiry only to the second.
+func TestLastSecondIsDecidedOnTheRecord(t *testing.T) {
+	s := open(t, Options{InMemory: true})
+	d := storetest.NewDevice(time.Hour)
+	d.ExpiresAt = d.ExpiresAt.Truncate(time.Second).Add(600 * time.Millisecond)
+	if err := s.CreateDevice(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, d.ID, poll(time.Now(), false))
+	now := d.ExpiresAt.Add(-300 * time.Millisecond) // not expired yet
+	var expiries []time.Time
+	mustUpdate(t, s, d.ID, func(rec *flow.Device) (flow.Verdict, error) {
+		expiries = append(expiries, rec.ExpiresAt)
+		if !now.Before(rec.ExpiresAt) {
+			return flow.Keep, nil // expired_token, as the flow would say
+		}
+		rec.LastPoll = now
+		return flow.Save, nil
+	})
+	if len(expiries) != 2 || !expiries[1].Equal(d.ExpiresAt) {
+		t.Fatalf("fn saw expiries %v, want the clock's second and then the record's %v", expiries, d.ExpiresAt)
+	}
+	mustUpdate(t, s, d.ID, func(rec *flow.Device) (flow.Verdict, error) {
+		if !rec.LastPoll.Equal(now) {
+			t.Errorf("LastPoll %v, want the poll's %v", rec.LastPoll, now)
+		}
+		return flow.Keep, nil
+	})
+}
+
+// The sweeper drops the entries of expired codes, and a stripe left
+// without entries gives its memory back.
+func TestSweepDropsExpiredEntries(t *testing.T) {
+	s := open(t, Options{InMemory: true})
+	var live []*flow.Device
+	for i := range 400 {
+		d := storetest.NewDevice(time.Hour)
+		if i%2 == 0 {
+			d.ExpiresAt = time.Now().Add(10 * time.Second)
+		} else {
+			live = append(live, d)
+		}
+		if err := s.CreateDevice(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		mustUpdate(t, s, d.ID, poll(time.Now(), false))
+	}
+	entries := func() (n, slots int) {
+		for i := range s.stripes {
+			n += s.stripes[i].polls.n
+			slots += len(s.stripes[i].polls.slots)
+		}
+		return n, slots
+	}
+	if n, _ := entries(); n != 400 {
+		t.Fatalf("%d entries after 400 first polls", n)
+	}
+	s.sweepClock(time.Now().Add(time.Minute))
+	if n, _ := entries(); n != len(live) {
+		t.Errorf("%d entries after the sweep, want the %d live codes'", n, len(live))
+	}
+	for _, d := range live {
+		fp := fingerprint(d.ID)
+		if _, ok := s.stripe(fp).polls.get(fp); !ok {
+			t.Fatalf("a live code lost its entry")
 		}
 	}
-	st.set(3, 33, now) // a newer value shadows the old generation's
-	if v, _ := st.get(3); v != 33 {
-		t.Errorf("get(3) = %d, want the young generation's 33", v)
-	}
-	for fp := uint64(8); fp <= 13; fp++ { // fill the young one again
-		st.set(fp, fp*10, now)
-	}
-	if _, ok := st.get(1); ok {
-		t.Errorf("entry 1 survived two rotations")
-	}
-	// An idle clock gives its memory back after two ages.
-	st.age(now.Add(clockGenerationAge))
-	st.age(now.Add(2 * clockGenerationAge))
-	if len(st.young.keys)+len(st.old.keys) != 0 {
-		t.Errorf("an idle clock keeps %d slots", len(st.young.keys)+len(st.old.keys))
-	}
-	if _, ok := st.get(13); ok {
-		t.Errorf("entry 13 survived two ages")
+	s.sweepClock(time.Now().Add(2 * time.Hour))
+	if n, slots := entries(); n != 0 || slots != 0 {
+		t.Errorf("%d entries in %d slots when every code has expired", n, slots)
 	}
 }
 
