@@ -377,10 +377,12 @@ if [ "${LIVE:-1}" != 0 ]; then
 	echo "live codes (bench/livecodes, the store alone):"
 	for n in 10000 1000000; do
 		f="$tmp/live-$n.txt"
-		echo "  $n codes: $(grep '^filled' "$f"); peak RSS filling $(live_peak "$f" fill) MiB, polling $(live_peak "$f" polls) MiB; $(grep '^polled' "$f" | sed 's/.*polls\/s, //')"
+		echo "  $n codes: $(grep '^filled' "$f"); peak RSS filling $(live_peak "$f" fill) MiB, first polls $(live_peak "$f" "first polls") MiB, polling $(live_peak "$f" polls) MiB"
+		echo "    $(grep '^first polls' "$f" | sed 's/.*: //') for a first poll; $(grep '^polled' "$f" | sed 's/.*polls\/s, //')"
 	done
-	awk -v fill="$(live_peak "$tmp/live-1000000.txt" fill)" -v polls="$(live_peak "$tmp/live-1000000.txt" polls)" 'BEGIN {
-		p = (fill > polls ? fill : polls)
+	awk -v fill="$(live_peak "$tmp/live-1000000.txt" fill)" -v first="$(live_peak "$tmp/live-1000000.txt" "first polls")" \
+		-v polls="$(live_peak "$tmp/live-1000000.txt" polls)" 'BEGIN {
+		p = (fill > polls ? fill : polls); p = (first > p ? first : p)
 		printf "target 1M live codes:  peak RSS %d MiB (want <= 256): %s\n", p, (p <= 256 ? "met" : "MISSED") }'
 	awk -v small="$(live_cpu "$tmp/live-10000.txt")" -v big="$(live_cpu "$tmp/live-1000000.txt")" 'BEGIN {
 		r = big / small

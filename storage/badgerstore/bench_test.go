@@ -105,8 +105,8 @@ func BenchmarkCreateDeviceParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkPollPending polls pending codes: a read of the record, and the
-// new poll time kept in the poll clock (pollclock.go);
+// BenchmarkPollPending polls pending codes: after each one's first poll,
+// answered from the poll clock alone (pollclock.go);
 // BenchmarkPollPendingWithoutClock is the same with every poll written to
 // Badger, as before the clock.
 func BenchmarkPollPending(b *testing.B) {
