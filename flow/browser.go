@@ -29,9 +29,13 @@ const (
 // and one instance makes a new one, the others follow within that time
 // instead of staying apart for good.
 type secrets struct {
-	mac  atomic.Pointer[[]byte]
-	next atomic.Int64 // when to read the store again, unix nanoseconds
+	mac   atomic.Pointer[[]byte]
+	codes atomic.Pointer[DeviceCodes] // under mac (devicecode.go)
+	next  atomic.Int64                // when to read the store again, unix nanoseconds
 }
+
+// ServerSecret is the name of the server secret in the store.
+const ServerSecret = "mac-v1"
 
 const secretRefresh = time.Minute
 
@@ -47,7 +51,7 @@ func (s *Service) loadSecrets(ctx context.Context) error {
 	if old != nil && now < k.next.Load() {
 		return nil
 	}
-	key, err := s.cfg.Store.Secret(ctx, "mac-v1", func() ([]byte, error) {
+	key, err := s.cfg.Store.Secret(ctx, ServerSecret, func() ([]byte, error) {
 		b := make([]byte, 32)
 		_, err := rand.Read(b)
 		return b, err
@@ -59,7 +63,11 @@ func (s *Service) loadSecrets(ctx context.Context) error {
 		return err
 	}
 	if old != nil && !hmac.Equal(*old, key) {
-		s.log.Warn("the server secret in the store changed (lost and made again?); forms and sign-ins begun before must start over")
+		s.log.Warn("the server secret in the store changed (lost and made again?); forms, sign-ins and device codes begun before must start over")
+	}
+	if old == nil || !hmac.Equal(*old, key) {
+		codes := NewDeviceCodes(key)
+		k.codes.Store(&codes)
 	}
 	k.mac.Store(&key)
 	k.next.Store(now + int64(secretRefresh))
@@ -75,6 +83,10 @@ func (k *secrets) sum(purpose, value string) string {
 	m.Write([]byte(value))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
+
+// deviceCodes makes and reads device codes (devicecode.go); like sum,
+// only reached after loadSecrets succeeded.
+func (k *secrets) deviceCodes() DeviceCodes { return *k.codes.Load() }
 
 // csrfToken is the token forms must carry for this browser session.
 func (k *secrets) csrfToken(session string) string { return k.sum("csrf", session) }

@@ -103,9 +103,11 @@ func (f UserCodeFormat) Display(code string) string {
 	return b.String()
 }
 
-// NewDeviceCode draws 264 random bits, URL-safe (RFC 6749 §10.10 asks for
-// at least 160): 44 characters, one more than the 43 of earlier versions'
-// codes, so that DeviceID tells the two apart.
+// NewDeviceCode draws 264 random bits, URL-safe: a device code as the
+// previous version made them (44 characters, one more than the 43 of the
+// versions before, so that DeviceID tells the two apart). Codes are now
+// made by DeviceCodes (devicecode.go); these are still read, and tests
+// use them where any code will do.
 func NewDeviceCode() string {
 	var b [33]byte
 	rand.Read(b[:])
@@ -116,7 +118,8 @@ func NewDeviceCode() string {
 // versions (256 bits, base64url), whose IDs are the whole hash.
 const legacyDeviceCodeLen = 43
 
-// DeviceID is the store key of a device code: its SHA-256, cut to 128
+// DeviceID is the ID of a device code of earlier versions (DeviceCodes
+// makes today's, see UserCodeID): its SHA-256, cut to 128
 // bits. A copy of the store therefore holds no usable device code, and
 // finding a device code for a given ID is a second preimage of 128 bits.
 // The cut keeps every live code's key in the store 16 bytes shorter (the

@@ -69,10 +69,10 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 	}
 
 	// No SealKey yet: the device's first poll derives it (sealkey.go).
-	deviceCode := NewDeviceCode()
+	codes := s.secrets.deviceCodes()
+	var deviceCode string
 	now := s.cfg.Now()
 	rec := &Device{
-		ID:        DeviceID(deviceCode),
 		ClientID:  clientID,
 		Scope:     scope,
 		Status:    Pending,
@@ -82,6 +82,7 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 	}
 	for draw := 0; ; draw++ {
 		rec.UserCode = s.cfg.UserCode.New()
+		deviceCode, rec.ID = codes.New(rec.UserCode) // the code carries its user code
 		err = s.cfg.Store.CreateDevice(ctx, rec)
 		if !errors.Is(err, ErrUserCodeTaken) || draw == maxUserCodeDraws {
 			break

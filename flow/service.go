@@ -57,10 +57,19 @@ func (s *Service) Handles(r *http.Request) bool {
 // ServeHTTP answers a request for one of the service's paths (see Handles).
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case s.paths.DeviceCode:
-		s.serveDeviceCode(w, r)
-	case s.paths.Token:
-		s.serveToken(w, r)
+	case s.paths.DeviceCode, s.paths.Token:
+		// Both need the server secret: device codes are masked under it
+		// (devicecode.go).
+		if err := s.loadSecrets(r.Context()); err != nil {
+			s.storeFailed("load server secret", err)
+			writeOAuthError(w, unavailable())
+			return
+		}
+		if r.URL.Path == s.paths.DeviceCode {
+			s.serveDeviceCode(w, r)
+		} else {
+			s.serveToken(w, r)
+		}
 	case s.paths.Verify, s.paths.Callback:
 		// Both need the server secret (CSRF, state keys).
 		if err := s.loadSecrets(r.Context()); err != nil {

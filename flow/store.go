@@ -12,7 +12,11 @@ import (
 // backend is shared (Redis): two polls of one approved code never both win.
 //
 // Keys handed to a Store are opaque, printable and short; they never contain
-// a device code, only its hash (see DeviceID).
+// a device code, only its hash. A device's ID made by UserCodeID (every
+// code this version issues) holds the record's user code, so a store may
+// keep the record under its user code alone (badgerstore does), as long as
+// it answers only to the whole ID; CreateDevice may refuse a record whose
+// UserCodeID names another user code than its own.
 type Store interface {
 	// CreateDevice stores a new pending authorization. It fails with
 	// ErrUserCodeTaken, storing nothing, when another live authorization
@@ -108,7 +112,7 @@ func (s Status) String() string {
 
 // Device is one device authorization (RFC 8628 §3.2), as stored.
 type Device struct {
-	ID        string        `json:"id"`  // DeviceID(device_code); the device code itself is never stored
+	ID        string        `json:"id"`  // UserCodeID (DeviceID for codes of earlier versions); the device code itself is never stored
 	UserCode  string        `json:"uc"`  // normalized: upper case, no separators
 	ClientID  string        `json:"cid"` // the client that asked; polls must match
 	Scope     string        `json:"scope,omitempty"`

@@ -64,7 +64,8 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 	if deviceCode == "" || clientID == "" {
 		return nil, badRequest(ErrInvalidRequest, "device_code and client_id are required")
 	}
-	if len(deviceCode) > 128 {
+	id, ours := s.secrets.deviceCodes().ID(deviceCode)
+	if len(deviceCode) > 128 || !ours {
 		return nil, badRequest(ErrInvalidGrant, "unknown or already used device_code")
 	}
 	var (
@@ -129,7 +130,6 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 		}
 		return Save, nil
 	}
-	id := DeviceID(deviceCode)
 	err := s.cfg.Store.UpdateDevice(r.Context(), id, update)
 	if err == nil && needKey {
 		if sealKey, err = SealPublicKey(deviceCode); err != nil {

@@ -18,6 +18,7 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -91,16 +92,31 @@ func main() {
 	report("open", *dir)
 
 	// ---- fill ----
-	// Code i's ID is derived from i, so that the tool holds no list of a
-	// million IDs (64 MiB) that would be counted as the store's memory.
-	// (Its device code is "livecodes-<i>": the token endpoint takes any
-	// string, and an unknown one is simply not found.)
-	code := func(i int) string { return "livecodes-" + strconv.Itoa(i) }
-	id := func(i int) string { return flow.DeviceID(code(i)) }
+	// Code i is made as the device endpoint makes codes, under the store's
+	// server secret (so that a Caddy opening the store takes them), from i
+	// alone: its user code is i scrambled over the base20 codes (distinct
+	// for distinct i), its random part a hash of i. So the tool holds no
+	// list of a million codes, which would count as the store's memory.
+	secret, err := store.Secret(ctx, flow.ServerSecret, func() ([]byte, error) {
+		b := make([]byte, 32)
+		_, err := crand.Read(b)
+		return b, err
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	codes := flow.NewDeviceCodes(secret)
+	userCode := func(i int) string { return base20(uint64(i)*2654435761 + 12345) }
+	code := func(i int) (code, id string) {
+		h := sha256.Sum256([]byte("livecodes-" + strconv.Itoa(i)))
+		return codes.NewFrom([24]byte(h[:24]), userCode(i))
+	}
+	id := func(i int) string { _, id := code(i); return id }
 	if *codesOut != "" {
 		var b strings.Builder
 		for i := range min(*codesN, *n) {
-			b.WriteString(code(i) + "\n")
+			c, _ := code(i)
+			b.WriteString(c + "\n")
 		}
 		if err := os.WriteFile(*codesOut, []byte(b.String()), 0o600); err != nil {
 			log.Fatal(err)
@@ -115,17 +131,8 @@ func main() {
 			if i >= *n {
 				return
 			}
-			d := newDevice(id(i), *client, *interval, expires)
-			for {
-				err := store.CreateDevice(ctx, d)
-				if errors.Is(err, flow.ErrUserCodeTaken) {
-					d.UserCode = flow.Base20.New()
-					continue
-				}
-				if err != nil {
-					log.Fatal(err)
-				}
-				break
+			if err := store.CreateDevice(ctx, newDevice(id(i), userCode(i), *client, *interval, expires)); err != nil {
+				log.Fatal(err)
 			}
 		}
 	})
@@ -281,7 +288,9 @@ func main() {
 	next.Store(0)
 	parallel(*workers, func() {
 		for next.Add(1) <= int64(fresh) {
-			if err := store.CreateDevice(ctx, newDevice(flow.DeviceID(flow.NewDeviceCode()), *client, *interval, time.Now().Add(time.Minute))); err != nil && !errors.Is(err, flow.ErrUserCodeTaken) {
+			uc := flow.Base20.New()
+			_, id := codes.New(uc)
+			if err := store.CreateDevice(ctx, newDevice(id, uc, *client, *interval, time.Now().Add(time.Minute))); err != nil && !errors.Is(err, flow.ErrUserCodeTaken) {
 				log.Fatal(err)
 			}
 		}
@@ -293,12 +302,12 @@ func main() {
 // newDevice is a pending code like the one the device endpoint creates.
 // Its seal key is random bytes: the store cannot tell, and deriving 1M
 // X25519 keys would time the key derivation, not the store.
-func newDevice(id, client string, interval time.Duration, expires time.Time) *flow.Device {
+func newDevice(id, userCode, client string, interval time.Duration, expires time.Time) *flow.Device {
 	key := make([]byte, 32)
 	crand.Read(key)
 	return &flow.Device{
 		ID:        id,
-		UserCode:  flow.Base20.New(),
+		UserCode:  userCode,
 		ClientID:  client,
 		Scope:     "openid profile",
 		Status:    flow.Pending,
@@ -307,6 +316,16 @@ func newDevice(id, client string, interval time.Duration, expires time.Time) *fl
 		Interval:  interval,
 		SealKey:   key,
 	}
+}
+
+// base20 writes v (mod 20^8) as a base20 user code: a bijection there.
+func base20(v uint64) string {
+	var b [8]byte
+	for i := range b {
+		b[i] = flow.Base20.Alphabet[v%20]
+		v /= 20
+	}
+	return string(b[:])
 }
 
 func parallel(n int, f func()) {

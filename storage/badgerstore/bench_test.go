@@ -56,7 +56,7 @@ func fill(b *testing.B, s *Store, n int) (ids, userCodes []string) {
 func createDevice(ctx context.Context, s *Store, d *flow.Device) error {
 	err := s.CreateDevice(ctx, d)
 	for errors.Is(err, flow.ErrUserCodeTaken) {
-		d.UserCode = flow.Base20.New()
+		storetest.SetUserCode(d, flow.Base20.New())
 		err = s.CreateDevice(ctx, d)
 	}
 	return err

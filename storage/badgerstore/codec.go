@@ -21,7 +21,10 @@ import (
 //
 //	byte     2 (the version)
 //	byte     Status (bits 0–1), and the flags retriedFlag, wideFlag,
-//	         lastPollFlag, extraFlag
+//	         lastPollFlag, extraFlag, grantFlag, hashFlag
+//	16 bytes with hashFlag only: the hash of the record's ID, a
+//	         flow.UserCodeID (the record is keyed by its user code, and
+//	         so holds the rest of its ID; see keys.go)
 //	times    compact (no wideFlag):
 //	           uvarint  CreatedAt as Unix nanoseconds
 //	           duration ExpiresAt − CreatedAt
@@ -43,7 +46,8 @@ import (
 // bytes (version 1: ~31) and its empty Reason and Sealed none, and every
 // time still reads back to the nanosecond.
 //
-// ID is the record's key and is not repeated. Version 1 records and JSON
+// ID is the record's key and is not repeated (but for a UserCodeID's
+// hash, with hashFlag). Version 1 records and JSON
 // ones (starting with '{'), written by earlier versions, are still read:
 // a store upgraded in place holds them until they expire.
 const (
@@ -58,6 +62,7 @@ const (
 	lastPollFlag = 0x20 // v2: LastPoll is set
 	extraFlag    = 0x10 // v2: Reason and Sealed follow
 	grantFlag    = 0x08 // v2: ClientID and Scope are a grant's number
+	hashFlag     = 0x04 // v2: the record of a flow.UserCodeID, whose hash follows the flags
 	statusMask   = 0x03
 )
 
@@ -99,7 +104,14 @@ func appendDevice(b []byte, d *flow.Device, grant int) []byte {
 	if grant >= 0 {
 		flags |= grantFlag
 	}
+	uc, hash, byUserCode := flow.SplitUserCodeID(d.ID)
+	if byUserCode && uc == d.UserCode {
+		flags |= hashFlag
+	}
 	b = append(b, deviceCodecV2, flags)
+	if flags&hashFlag != 0 {
+		b = append(b, hash...)
+	}
 	if compact {
 		b = binary.AppendUvarint(b, uint64(created))
 		b = appendDuration(b, expiresIn)
@@ -220,11 +232,18 @@ func decodeDevice(id string, b []byte, grants *grantTable) (*flow.Device, error)
 
 func decodeDeviceV2(id string, b []byte, grants *grantTable) (*flow.Device, error) {
 	flags := b[1]
-	if flags&statusMask > byte(flow.Denied) || flags&0x04 != 0 {
+	if flags&statusMask > byte(flow.Denied) {
 		return nil, errCorruptRecord
 	}
 	d := &flow.Device{ID: id, Status: flow.Status(flags & statusMask), Retried: flags&retriedFlag != 0}
 	r := reader{b: b, off: 2}
+	var hash []byte
+	if flags&hashFlag != 0 {
+		if len(b) < 2+userCodeIDHashLen {
+			return nil, errCorruptRecord
+		}
+		hash, r.off = b[2:2+userCodeIDHashLen], 2+userCodeIDHashLen
+	}
 	hasLastPoll, extra := flags&lastPollFlag != 0, flags&extraFlag != 0
 	if flags&wideFlag == 0 {
 		created := r.uvarint()
@@ -284,6 +303,12 @@ func decodeDeviceV2(id string, b []byte, grants *grantTable) (*flow.Device, erro
 	fillFields(d, b, texts[:nTexts], bins[:nBins])
 	if flags&grantFlag != 0 {
 		d.ClientID, d.Scope = grant.client, grant.scope
+	}
+	if hash != nil {
+		// The record knows its ID: its user code and the hash.
+		if d.ID = flow.UserCodeID(d.UserCode, hash); d.UserCode == "" {
+			return nil, errCorruptRecord
+		}
 	}
 	return d, nil
 }

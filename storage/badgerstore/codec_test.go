@@ -126,11 +126,19 @@ func TestDeviceCodecReadsV1(t *testing.T) {
 // The compact form of version 2 is what a live code costs on disk: a
 // pending code with a seal key, as most live codes are, takes at least
 // 20 bytes less than in version 1, and its times take the compact form.
+//
+// A record keyed by its user code (a flow.UserCodeID) holds the 16 bytes
+// of its ID's hash besides, and no other entry (keys.go).
 func TestDeviceCodecV2IsSmallerThanV1(t *testing.T) {
 	d := storetest.NewDevice(10 * time.Minute)
+	byUserCode := encodeDevice(d)
+	d.ID = flow.DeviceID(flow.NewDeviceCode()) // keyed by the ID, as v1 records were
 	v1, v2 := encodeDeviceV1(d), encodeDevice(d)
 	if len(v1)-len(v2) < 20 {
 		t.Errorf("v2 record is %d bytes, v1 %d: want 20 less at least", len(v2), len(v1))
+	}
+	if len(byUserCode) != len(v2)+userCodeIDHashLen {
+		t.Errorf("a record keyed by its user code is %d bytes, one keyed by its ID %d: want the hash's 16 more", len(byUserCode), len(v2))
 	}
 	if v2[1]&wideFlag != 0 {
 		t.Errorf("a record of today took the wide form")

@@ -59,6 +59,9 @@ type createCall struct {
 
 // CreateDevice queues rec for the next batch (see above).
 func (s *Store) CreateDevice(_ context.Context, rec *flow.Device) error {
+	if uc, ok := userCodeOfID(rec); ok && uc != rec.UserCode {
+		return errors.New("badgerstore: the record's ID (a flow.UserCodeID) names another user code than the record's")
+	}
 	call := &createCall{rec: rec, wake: make(chan struct{})}
 	q := &s.creates
 	q.mu.Lock()
@@ -154,8 +157,12 @@ func (s *Store) createInTxn(txn *badger.Txn, batch []*createCall) error {
 			testHookCreateRead(uc)
 		}
 		until := s.keepUntil(c.rec.ExpiresAt)
-		if err := txn.SetEntry(entry(userCodeKey(uc), idRef(c.rec.ID), until)); err != nil {
-			return err
+		if _, byUserCode := userCodeOfID(c.rec); !byUserCode {
+			// An ID of the previous shape: the record, and its user
+			// code's entry (keys.go).
+			if err := txn.SetEntry(entry(userCodeKey(uc), idRef(c.rec.ID), until)); err != nil {
+				return err
+			}
 		}
 		if err := txn.SetEntry(entry(deviceKey(c.rec.ID), s.encode(c.rec), until)); err != nil {
 			return err
@@ -183,4 +190,11 @@ func (s *Store) noteStoredCodes(batch []*createCall) {
 			s.log.Warn("rebuilding the user code filter failed; it goes on as it was", zap.Error(err))
 		}
 	}()
+}
+
+// userCodeOfID is the user code rec's ID names, if it is a
+// flow.UserCodeID: such a record is kept under its user code alone.
+func userCodeOfID(rec *flow.Device) (string, bool) {
+	uc, _, ok := flow.SplitUserCodeID(rec.ID)
+	return uc, ok
 }

@@ -57,13 +57,12 @@ func TestCreateBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	devs := make([]*flow.Device, 40)
-	want := make([]error, len(devs))
 	for i := range devs {
 		devs[i] = storetest.NewDevice(time.Hour)
 	}
-	devs[5].UserCode, want[5] = live.UserCode, flow.ErrUserCodeTaken
-	devs[9].UserCode, want[9] = devs[7].UserCode, flow.ErrUserCodeTaken // the earlier one wins
-	devs[30].UserCode, want[30] = devs[7].UserCode, flow.ErrUserCodeTaken
+	storetest.SetUserCode(devs[5], live.UserCode)
+	storetest.SetUserCode(devs[9], devs[7].UserCode) // the earlier one wins
+	storetest.SetUserCode(devs[30], devs[7].UserCode)
 	// The order in which the goroutines queue up is theirs; which of the
 	// three with devs[7]'s code wins is the first queued.
 	errs, commits := createTogether(t, s, devs)
@@ -108,7 +107,7 @@ func TestCreateBatchRetriesConflicts(t *testing.T) {
 	s := open(t, Options{InMemory: true})
 	devs := []*flow.Device{storetest.NewDevice(time.Hour), storetest.NewDevice(time.Hour), storetest.NewDevice(time.Hour)}
 	intruder := storetest.NewDevice(time.Hour)
-	intruder.UserCode = devs[1].UserCode
+	storetest.SetUserCode(intruder, devs[1].UserCode)
 	s.codes.add([]string{intruder.UserCode})
 	var once sync.Once
 	testHookCreateRead = func(uc string) {

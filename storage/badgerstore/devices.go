@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 
 	"github.com/dgraph-io/badger/v4"
@@ -47,6 +48,12 @@ func (s *Store) readDevice(txn *badger.Txn, key []byte, id string) (*flow.Device
 		d, err = decodeDevice(id, b, s.grants)
 		return err
 	})
+	if err == nil && subtle.ConstantTimeCompare([]byte(d.ID), []byte(id)) != 1 {
+		// Keyed by its user code, the record is another code's: a
+		// device code that unmasks to a live user code but is not the
+		// one issued with it.
+		return nil, flow.ErrNotFound
+	}
 	return d, err
 }
 
@@ -55,8 +62,12 @@ func (s *Store) encode(d *flow.Device) []byte {
 	return appendDevice(nil, d, s.grants.number(d.ClientID, d.Scope))
 }
 
-// userCodeKeyOf is the key of the user code entry that goes with rec.
+// userCodeKey is the key of the user code entry that goes with rec; nil
+// for a record keyed by its user code, which has none.
 func (rec stored) userCodeKey() []byte {
+	if rec.key[0] == userCodeRecordPrefix {
+		return nil
+	}
 	if rec.legacy {
 		return []byte(legacyUserCodePrefix + rec.d.UserCode)
 	}
@@ -81,8 +92,21 @@ func (s *Store) DeviceByUserCode(_ context.Context, userCode string) (*flow.Devi
 	return rec.d, nil
 }
 
-// deviceByUserCode reads the device that holds the user code.
+// deviceByUserCode reads the device that holds the user code: a record
+// keyed by it, else one of the previous layout that a user code entry
+// names.
 func (s *Store) deviceByUserCode(txn *badger.Txn, userCode string) (stored, error) {
+	key := userCodeRecordKey(userCode)
+	if item, err := txn.Get(key); err == nil {
+		var d *flow.Device
+		err := item.Value(func(b []byte) error {
+			d, err = decodeDevice("", b, s.grants)
+			return err
+		})
+		return stored{d: d, key: key}, err
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return stored{}, err
+	}
 	item, err := txn.Get(userCodeKey(userCode))
 	legacy := false
 	if errors.Is(err, badger.ErrKeyNotFound) && s.legacy.Load() {
@@ -135,7 +159,7 @@ func (s *Store) deviceByUserCode(txn *badger.Txn, userCode string) (stored, erro
 
 // userCodeTaken reports whether a live device holds the user code.
 func (s *Store) userCodeTaken(txn *badger.Txn, userCode string) (bool, error) {
-	keys := [][]byte{userCodeKey(userCode)}
+	keys := [][]byte{userCodeRecordKey(userCode), userCodeKey(userCode)}
 	if s.legacy.Load() {
 		keys = append(keys, []byte(legacyUserCodePrefix+userCode))
 	}
@@ -216,7 +240,10 @@ func (s *Store) UpdateDevice(_ context.Context, id string, fn func(*flow.Device)
 			if err := txn.Delete(rec.key); err != nil {
 				return err
 			}
-			return txn.Delete(rec.userCodeKey())
+			if uc := rec.userCodeKey(); uc != nil {
+				return txn.Delete(uc)
+			}
+			return nil
 		}); err != nil {
 			return err
 		}

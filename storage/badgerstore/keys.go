@@ -5,12 +5,23 @@ import (
 	"errors"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
-// Key spaces. Every live code is two Badger entries, its record and its
-// user code's, and each entry costs its key (plus Badger's ~30 bytes of
+// Key spaces. Every entry costs its key (plus Badger's ~30 bytes of
 // framing) in the memtable, in every table it is compacted through, on
-// disk and in the page cache of the memory-mapped tables. So device IDs,
+// disk and in the page cache of the memory-mapped tables, so a live code
+// is one entry: the device codes the flow makes carry their user code
+// (flow.DeviceCodes), and the record of such a code (its ID is a
+// flow.UserCodeID: the user code and 16 bytes of the code's hash) is kept
+// under 'V' and the user code, the hash in the record (codec.go). The
+// verification page finds it by the user code, a poll by the user code
+// its device code unmasks to; both answer only to the whole ID.
+//
+// Device codes of the previous version (their IDs are flow.DeviceID
+// values) were two entries, their record and their user code's, and a
+// store upgraded in place holds such records until they expire. Their IDs,
 // which are almost always flow.DeviceID values (base64url of a 16-byte
 // hash, 22 characters; 32 bytes, 43 characters, for device codes of
 // earlier versions), are stored as their raw bytes: the record's key is
@@ -30,6 +41,7 @@ import (
 // records until they expire, so while any is left (Store.legacy) lookups
 // fall back to them, and they are updated and deleted where they are.
 const (
+	userCodeRecordPrefix = 'V'  // + the user code of a flow.UserCodeID: its record
 	deviceKeyPrefix      = 'D'  // + the 16 (or 32) bytes of a flow.DeviceID
 	deviceTextPrefix     = "d:" // + an ID of another shape
 	userCodeKeyPrefix    = 'U'  // + the user code; the value is idRef(ID)
@@ -74,13 +86,23 @@ func isRawIDKey(key []byte) bool {
 	return len(key) > 0 && key[0] == deviceKeyPrefix && (len(key) == 1+rawIDLen || len(key) == 1+shortRawIDLen)
 }
 
+// userCodeIDHashLen is the length of a flow.UserCodeID's hash.
+const userCodeIDHashLen = 16
+
 // deviceKey is the key of the record with the given ID.
 func deviceKey(id string) []byte {
+	if userCode, _, ok := flow.SplitUserCodeID(id); ok {
+		return userCodeRecordKey(userCode)
+	}
 	var buf [rawIDLen]byte
 	if raw, ok := rawID(&buf, id); ok {
 		return append(append(make([]byte, 0, 1+len(raw)), deviceKeyPrefix), raw...)
 	}
 	return []byte(deviceTextPrefix + id)
+}
+
+func userCodeRecordKey(code string) []byte {
+	return append(append(make([]byte, 0, 1+len(code)), userCodeRecordPrefix), code...)
 }
 
 func userCodeKey(code string) []byte {

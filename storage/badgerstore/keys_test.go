@@ -143,7 +143,7 @@ func TestRecordsOfEarlierVersions(t *testing.T) {
 				t.Fatalf("DeviceByUserCode = %+v, %v", got, err)
 			}
 			taken := storetest.NewDevice(time.Hour)
-			taken.UserCode = old[0].UserCode
+			storetest.SetUserCode(taken, old[0].UserCode)
 			if err := s.CreateDevice(ctx, taken); !errors.Is(err, flow.ErrUserCodeTaken) {
 				t.Fatalf("CreateDevice with an old record's user code: %v", err)
 			}
@@ -173,5 +173,94 @@ func TestRecordsOfEarlierVersions(t *testing.T) {
 				t.Error("with no old record left, lookups still fall back to the old keys")
 			}
 		})
+	}
+}
+
+// liveKeys lists the store's keys of codes, grants aside.
+func liveKeys(t *testing.T, s *Store) []string {
+	t.Helper()
+	var keys []string
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if k := it.Item().Key(); k[0] != grantKeyPrefix {
+				keys = append(keys, string(k))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// A code of today (its ID a flow.UserCodeID) is one entry, its record
+// under its user code; the record answers only to its whole ID, and its
+// user code is taken for codes of either shape while it lives.
+func TestOneEntryPerCode(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, Options{InMemory: true})
+	d := storetest.NewDevice(time.Hour)
+	if err := s.CreateDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if keys := liveKeys(t, s); len(keys) != 1 || keys[0] != string(userCodeRecordKey(d.UserCode)) {
+		t.Fatalf("a code is stored as %q, want its record under its user code alone", keys)
+	}
+	got, err := s.DeviceByUserCode(ctx, d.UserCode)
+	if err != nil || got.ID != d.ID {
+		t.Fatalf("DeviceByUserCode = %+v, %v; want ID %s", got, err, d.ID)
+	}
+
+	// Another code that names the same user code, with another hash.
+	uc, hash, _ := flow.SplitUserCodeID(d.ID)
+	hash[0] ^= 1
+	impostor := flow.UserCodeID(uc, hash)
+	for range 2 { // the first read fills the poll clock's entry for d.ID, if any
+		mustUpdate(t, s, impostor, func(rec *flow.Device) (flow.Verdict, error) {
+			if rec != nil {
+				t.Errorf("ID %s was given %s's record", impostor, d.ID)
+			}
+			return flow.Delete, nil
+		})
+	}
+	if inBadger(t, s, d.ID) == nil {
+		t.Fatalf("an update under another ID deleted the record")
+	}
+
+	other := storetest.NewDevice(time.Hour)
+	storetest.SetUserCode(other, d.UserCode)
+	if err := s.CreateDevice(ctx, other); !errors.Is(err, flow.ErrUserCodeTaken) {
+		t.Errorf("CreateDevice with a live user code: %v, want ErrUserCodeTaken", err)
+	}
+	earlier := storetest.NewDevice(time.Hour)
+	earlier.ID = flow.DeviceID(flow.NewDeviceCode())
+	earlier.UserCode = d.UserCode
+	if err := s.CreateDevice(ctx, earlier); !errors.Is(err, flow.ErrUserCodeTaken) {
+		t.Errorf("CreateDevice of an earlier code's record with a live user code: %v, want ErrUserCodeTaken", err)
+	}
+
+	mustUpdate(t, s, d.ID, func(*flow.Device) (flow.Verdict, error) { return flow.Delete, nil })
+	if keys := liveKeys(t, s); len(keys) != 0 {
+		t.Fatalf("after Delete the store holds %q", keys)
+	}
+	if err := s.CreateDevice(ctx, earlier); err != nil {
+		t.Errorf("the user code is not free after Delete: %v", err)
+	}
+}
+
+// A record whose ID names another user code than its own is refused: it
+// would be stored where its user code cannot find it.
+func TestIDMustNameTheUserCode(t *testing.T) {
+	s := open(t, Options{InMemory: true})
+	d := storetest.NewDevice(time.Hour)
+	d.UserCode = flow.Base20.New()
+	if err := s.CreateDevice(context.Background(), d); err == nil || errors.Is(err, flow.ErrUserCodeTaken) {
+		t.Fatalf("CreateDevice = %v, want an error", err)
+	}
+	if keys := liveKeys(t, s); len(keys) != 0 {
+		t.Fatalf("the store holds %q", keys)
 	}
 }

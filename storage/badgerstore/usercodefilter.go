@@ -109,10 +109,14 @@ func (f *userCodeFilter) add(codes []string) (rebuild bool) {
 func (f *userCodeFilter) build(db *badger.DB) error {
 	var codes []string
 	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{userCodeKeyPrefix}}) // keys only
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			codes = append(codes, string(it.Item().Key()[1:]))
+		// Records keyed by their user code, and the user code entries
+		// of the previous layout (keys.go).
+		for _, prefix := range []byte{userCodeRecordPrefix, userCodeKeyPrefix} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}}) // keys only
+			for it.Rewind(); it.Valid(); it.Next() {
+				codes = append(codes, string(it.Item().Key()[1:]))
+			}
+			it.Close()
 		}
 		return nil
 	})

@@ -25,7 +25,7 @@ func BenchmarkPollPendingParallel(b *testing.B) {
 		d := storetest.NewDevice(time.Hour)
 		err := s.CreateDevice(ctx, d)
 		for errors.Is(err, flow.ErrUserCodeTaken) {
-			d.UserCode = flow.Base20.New()
+			storetest.SetUserCode(d, flow.Base20.New())
 			err = s.CreateDevice(ctx, d)
 		}
 		if err != nil {

@@ -216,7 +216,7 @@ func TestOrphanedIndex(t *testing.T) {
 		t.Fatalf("DeviceByUserCode(orphan) = %v, want ErrNotFound", err)
 	}
 	d := storetest.NewDevice(time.Minute)
-	d.UserCode = code
+	storetest.SetUserCode(d, code)
 	if err := s.CreateDevice(ctx, d); !errors.Is(err, flow.ErrUserCodeTaken) {
 		t.Fatalf("CreateDevice over an orphan = %v, want ErrUserCodeTaken", err)
 	}
@@ -512,7 +512,7 @@ func BenchmarkCreateDevice(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		err := s.CreateDevice(ctx, devs[i])
 		for errors.Is(err, flow.ErrUserCodeTaken) { // two of b.N random codes may be equal: draw again, as the flow does
-			devs[i].UserCode = flow.Base20.New()
+			storetest.SetUserCode(devs[i], flow.Base20.New())
 			err = s.CreateDevice(ctx, devs[i])
 		}
 		if err != nil {

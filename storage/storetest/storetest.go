@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,7 +78,21 @@ func Run(t *testing.T, open func(t *testing.T) flow.Store) {
 			tc.fn(t, open(t))
 		})
 	}
+	// Stores upgraded in place hold records of device codes of earlier
+	// versions (flow.DeviceID) next to today's (flow.UserCodeID) until
+	// they expire: the device tests again, with such IDs.
+	earlierIDs.Store(true)
+	defer earlierIDs.Store(false)
+	for _, tc := range tests[:8] {
+		t.Run("EarlierIDs/"+tc.name, func(t *testing.T) {
+			tc.fn(t, open(t))
+		})
+	}
 }
+
+// earlierIDs: NewDevice makes IDs of earlier versions' device codes (Run
+// sets it for its second round; the tests do not run in parallel).
+var earlierIDs atomic.Bool
 
 // RunExpiry checks that devices, logins and counters vanish once their time
 // has passed, and that devices stay through their grace period. open must
@@ -113,9 +128,16 @@ func NewDevice(ttl time.Duration) *flow.Device {
 	now := time.Now()
 	var client [1]byte
 	rand.Read(client[:])
+	userCode := flow.Base20.New()
+	id := flow.DeviceID(flow.NewDeviceCode())
+	if !earlierIDs.Load() {
+		hash := make([]byte, 16)
+		rand.Read(hash)
+		id = flow.UserCodeID(userCode, hash)
+	}
 	return &flow.Device{
-		ID:        flow.DeviceID(flow.NewDeviceCode()),
-		UserCode:  flow.Base20.New(),
+		ID:        id,
+		UserCode:  userCode,
 		ClientID:  fmt.Sprintf("client-%d", client[0]%8),
 		Scope:     "openid profile",
 		Status:    flow.Pending,
@@ -124,6 +146,15 @@ func NewDevice(ttl time.Duration) *flow.Device {
 		Interval:  5 * time.Second,
 		SealKey:   bytes.Repeat([]byte{0xAB}, 32),
 	}
+}
+
+// SetUserCode gives d another user code, and with it the ID that names it
+// when d's ID is a flow.UserCodeID.
+func SetUserCode(d *flow.Device, userCode string) {
+	if _, hash, ok := flow.SplitUserCodeID(d.ID); ok {
+		d.ID = flow.UserCodeID(userCode, hash)
+	}
+	d.UserCode = userCode
 }
 
 func newLogin(ttl time.Duration) *flow.Login {
@@ -348,7 +379,7 @@ func testUserCodeTaken(t *testing.T, s flow.Store) {
 	mustCreate(t, s, a)
 
 	b := NewDevice(10 * time.Minute)
-	b.UserCode = a.UserCode
+	SetUserCode(b, a.UserCode)
 	if err := s.CreateDevice(ctx(t), b); !errors.Is(err, flow.ErrUserCodeTaken) {
 		t.Fatalf("CreateDevice with a live user code: %v, want ErrUserCodeTaken", err)
 	}
@@ -359,7 +390,7 @@ func testUserCodeTaken(t *testing.T, s flow.Store) {
 	wantPeek(t, s, a)
 
 	// The refused ID can still be used with another code.
-	b.UserCode = flow.Base20.New()
+	SetUserCode(b, flow.Base20.New())
 	mustCreate(t, s, b)
 	wantByCode(t, s, b)
 	wantByCode(t, s, a)
@@ -372,7 +403,7 @@ func testUserCodeTakenConcurrent(t *testing.T, s flow.Store) {
 	var wg sync.WaitGroup
 	for i := range devs {
 		devs[i] = NewDevice(10 * time.Minute)
-		devs[i].UserCode = code
+		SetUserCode(devs[i], code)
 		wg.Go(func() { errs[i] = s.CreateDevice(ctx(t), devs[i]) })
 	}
 	wg.Wait()
@@ -420,12 +451,12 @@ func testVerdicts(t *testing.T, s flow.Store) {
 			wantGone(t, s, orig)
 			// The user code is free again.
 			again := NewDevice(10 * time.Minute)
-			again.UserCode = orig.UserCode
+			SetUserCode(again, orig.UserCode)
 			mustCreate(t, s, again)
 			wantByCode(t, s, again)
 			wantPeek(t, s, again)
 			// And the deleted ID can be created again too.
-			orig.UserCode = flow.Base20.New()
+			SetUserCode(orig, flow.Base20.New())
 			mustCreate(t, s, orig)
 			wantPeek(t, s, orig)
 		}},
@@ -920,7 +951,7 @@ func testExpiry(t *testing.T, s flow.Store, wait func(time.Duration)) {
 	}
 	// The expired record's user code is free again.
 	again := NewDevice(time.Hour)
-	again.UserCode = short.UserCode
+	SetUserCode(again, short.UserCode)
 	mustCreate(t, s, again)
 	wantByCode(t, s, again)
 

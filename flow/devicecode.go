@@ -1,0 +1,151 @@
+package flow
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"strings"
+)
+
+// Device codes carry their user code, masked under a server key:
+//
+//	base64url(r) "." base64url(userCode XOR HMAC-SHA256(maskKey, r))
+//
+// with r 24 random bytes (192 bits: RFC 6749 §10.10 asks for 160) and
+// maskKey derived from the server secret. The store can then keep a code
+// as one entry, its record, found by the user code both from the
+// verification page and, once unmasked, from the device's poll: there is
+// no second entry from user code to device to write, compact and hold in
+// memory (a quarter of the bytes Badger wrote per code, and of the
+// memory of a million live codes).
+//
+// The record's ID (UserCodeID) is the user code and 128 bits of the
+// code's SHA-256; the store answers only to the whole ID, so a poll must
+// hold the code itself, as before. The mask is what keeps the token
+// endpoint from telling whether a user code is live: without the key, a
+// forged code unmasks to a user code its forger cannot choose or know
+// (and mostly to bytes that are no user code at all, refused here), so
+// answering it faster or slower when that user code is live gives nothing
+// away. A person's user code, shown on the device, tells nothing about
+// the device code: r is secret.
+//
+// Codes of earlier versions (43 or 44 base64url characters, no ".") are
+// read as before: DeviceID, and the two-entry layout their stores used.
+type DeviceCodes struct {
+	maskKey []byte
+}
+
+const (
+	deviceCodeRandom = 24
+	deviceCodeSep    = "."
+	// maxUserCodeLen bounds the masked part: no user code format is
+	// longer.
+	maxUserCodeLen = 32
+)
+
+// NewDeviceCodes makes and reads device codes under the server secret
+// (ServerSecret in the store).
+func NewDeviceCodes(secret []byte) DeviceCodes {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("device-code-mask-v1"))
+	return DeviceCodes{maskKey: m.Sum(nil)}
+}
+
+// New returns a new device code for the normalized user code, and the ID
+// of the record that goes with it.
+func (c DeviceCodes) New(userCode string) (code, id string) {
+	var r [deviceCodeRandom]byte
+	rand.Read(r[:])
+	return c.NewFrom(r, userCode)
+}
+
+// NewFrom is New with the random part given: for tools that must make the
+// same code again (bench/livecodes).
+func (c DeviceCodes) NewFrom(r [deviceCodeRandom]byte, userCode string) (code, id string) {
+	masked := c.mask(r[:], []byte(userCode))
+	code = base64.RawURLEncoding.EncodeToString(r[:]) + deviceCodeSep + base64.RawURLEncoding.EncodeToString(masked)
+	return code, UserCodeID(userCode, codeHash(code))
+}
+
+// ID is the ID of the record a device code names; false when the code
+// cannot name one (not one of ours: the caller answers invalid_grant).
+// Codes of earlier versions name theirs by DeviceID.
+func (c DeviceCodes) ID(code string) (string, bool) {
+	rPart, mPart, ours := strings.Cut(code, deviceCodeSep)
+	if !ours {
+		return DeviceID(code), true
+	}
+	var r [deviceCodeRandom]byte
+	var masked [maxUserCodeLen]byte
+	if base64.RawURLEncoding.EncodedLen(len(r)) != len(rPart) || len(mPart) == 0 ||
+		base64.RawURLEncoding.DecodedLen(len(mPart)) > len(masked) {
+		return "", false
+	}
+	if n, err := base64.RawURLEncoding.Strict().Decode(r[:], []byte(rPart)); err != nil || n != len(r) {
+		return "", false
+	}
+	n, err := base64.RawURLEncoding.Strict().Decode(masked[:], []byte(mPart))
+	if err != nil || n == 0 {
+		return "", false
+	}
+	userCode := c.mask(r[:], masked[:n])
+	if !isUserCode(userCode) {
+		return "", false // not made here
+	}
+	return UserCodeID(string(userCode), codeHash(code)), true
+}
+
+// isUserCode: what a normalized user code can be, upper-case letters and
+// digits (UserCodeFormat), at most maxUserCodeLen of them.
+func isUserCode(b []byte) bool {
+	if len(b) == 0 || len(b) > maxUserCodeLen {
+		return false
+	}
+	for _, c := range b {
+		if !('A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// mask XORs b with the key stream for r (b is at most 32 bytes, one
+// HMAC-SHA256 output).
+func (c DeviceCodes) mask(r, b []byte) []byte {
+	m := hmac.New(sha256.New, c.maskKey)
+	m.Write(r)
+	stream := m.Sum(nil)
+	out := make([]byte, len(b))
+	subtle.XORBytes(out, b, stream[:len(b)])
+	return out
+}
+
+// codeHash is the 128 bits of a device code's SHA-256 that its ID holds.
+func codeHash(code string) []byte {
+	h := sha256.Sum256([]byte(code))
+	return h[:16]
+}
+
+// UserCodeID is the ID of the record of a device code made by
+// DeviceCodes: the normalized user code, ".", and the base64url of the
+// code's hash. Stores may key the record by the user code alone
+// (SplitUserCodeID) as long as they answer only to the whole ID.
+func UserCodeID(userCode string, hash []byte) string {
+	return userCode + deviceCodeSep + base64.RawURLEncoding.EncodeToString(hash)
+}
+
+// SplitUserCodeID takes a UserCodeID apart: the user code and the raw
+// hash; false for an ID of another shape (DeviceID's, say).
+func SplitUserCodeID(id string) (userCode string, hash []byte, ok bool) {
+	userCode, encoded, ok := strings.Cut(id, deviceCodeSep)
+	if !ok || !isUserCode([]byte(userCode)) || len(encoded) != base64.RawURLEncoding.EncodedLen(16) {
+		return "", nil, false
+	}
+	hash, err := base64.RawURLEncoding.Strict().DecodeString(encoded)
+	if err != nil || len(hash) != 16 {
+		return "", nil, false
+	}
+	return userCode, hash, true
+}
