@@ -100,3 +100,20 @@ func BenchmarkReadForm(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkDeviceCodesNew(b *testing.B) {
+	codes := NewDeviceCodes([]byte("secret"))
+	b.ReportAllocs()
+	for b.Loop() {
+		codes.New("BCDFGHJK")
+	}
+}
+
+func BenchmarkDeviceCodesID(b *testing.B) {
+	codes := NewDeviceCodes([]byte("secret"))
+	code, _ := codes.New("BCDFGHJK")
+	b.ReportAllocs()
+	for b.Loop() {
+		codes.ID(code)
+	}
+}

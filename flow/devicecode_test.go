@@ -2,7 +2,9 @@ package flow
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -22,7 +24,7 @@ func TestDeviceCodeRoundTrip(t *testing.T) {
 			t.Fatalf("ID(%q) = %q, %v; want %q", code, got, ok, id)
 		}
 		uc, hash, ok := SplitUserCodeID(id)
-		if !ok || uc != userCode || !bytes.Equal(hash, codeHash(code)) {
+		if want := codeHash(code); !ok || uc != userCode || !bytes.Equal(hash, want[:]) {
 			t.Fatalf("SplitUserCodeID(%q) = %q, %x, %v", id, uc, hash, ok)
 		}
 		if strings.Contains(code, userCode) || len(code) > 46 {
@@ -127,4 +129,23 @@ func FuzzDeviceCodeID(f *testing.F) {
 			}
 		}
 	})
+}
+
+// mask is HMAC-SHA256 under the mask key, as crypto/hmac computes it.
+func TestMaskIsHMAC(t *testing.T) {
+	secret := []byte("a server secret of the tests")
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("device-code-mask-v1"))
+	maskKey := m.Sum(nil)
+	for range 20 {
+		var r [24]byte
+		rand.Read(r[:])
+		want := hmac.New(sha256.New, maskKey)
+		want.Write(r[:])
+		got := make([]byte, 32)
+		testCodes.mask(&r, got)
+		if !bytes.Equal(got, want.Sum(nil)) {
+			t.Fatalf("mask(%x) = %x, want HMAC-SHA256 %x", r, got, want.Sum(nil))
+		}
+	}
 }

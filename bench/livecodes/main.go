@@ -19,6 +19,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -92,11 +93,16 @@ func main() {
 	report("open", *dir)
 
 	// ---- fill ----
-	// Code i is made as the device endpoint makes codes, under the store's
-	// server secret (so that a Caddy opening the store takes them), from i
-	// alone: its user code is i scrambled over the base20 codes (distinct
-	// for distinct i), its random part a hash of i. So the tool holds no
-	// list of a million codes, which would count as the store's memory.
+	// Code i's ID is made from i alone, so that the tool holds no list of
+	// a million IDs, which would count as the store's memory: its user
+	// code is i scrambled over the base20 codes (distinct for distinct
+	// i), and its hash (flow.UserCodeID) 128 bits mixed from i. The store
+	// takes IDs as they come. The codes written for Caddy (-codes) are
+	// real ones, made as the device endpoint makes them under the store's
+	// server secret so that Caddy takes them, and their records are kept
+	// under their real IDs; the timed polls leave them out, as making
+	// their IDs again (an HMAC and two hashes) would cost this tool more
+	// than the store's poll.
 	secret, err := store.Secret(ctx, flow.ServerSecret, func() ([]byte, error) {
 		b := make([]byte, 32)
 		_, err := crand.Read(b)
@@ -107,11 +113,24 @@ func main() {
 	}
 	codes := flow.NewDeviceCodes(secret)
 	userCode := func(i int) string { return base20(uint64(i)*2654435761 + 12345) }
+	realCodes := 0
+	if *codesOut != "" {
+		realCodes = min(*codesN, *n)
+	}
 	code := func(i int) (code, id string) {
 		h := sha256.Sum256([]byte("livecodes-" + strconv.Itoa(i)))
 		return codes.NewFrom([24]byte(h[:24]), userCode(i))
 	}
-	id := func(i int) string { _, id := code(i); return id }
+	id := func(i int) string {
+		if i < realCodes {
+			_, id := code(i)
+			return id
+		}
+		var hash [16]byte
+		binary.LittleEndian.PutUint64(hash[:], mix(uint64(i)))
+		binary.LittleEndian.PutUint64(hash[8:], mix(^uint64(i)))
+		return flow.UserCodeID(userCode(i), hash[:])
+	}
 	if *codesOut != "" {
 		var b strings.Builder
 		for i := range min(*codesN, *n) {
@@ -172,9 +191,9 @@ func main() {
 	// answered from the poll clock. Devices poll every few seconds for
 	// minutes, so the timed polls below are what nearly all polls cost;
 	// the first ones are timed apart.
-	pollOnce := func(i int) error {
+	pollOnce := func(id string) error {
 		t0 := time.Now()
-		return store.UpdateDevice(ctx, id(i), func(d *flow.Device) (flow.Verdict, error) {
+		return store.UpdateDevice(ctx, id, func(d *flow.Device) (flow.Verdict, error) {
 			if d == nil || d.Status != flow.Pending {
 				return flow.Keep, errors.New("a live code is missing")
 			}
@@ -191,7 +210,7 @@ func main() {
 				if i >= *n {
 					return
 				}
-				if err := pollOnce(i); err != nil {
+				if err := pollOnce(id(i)); err != nil {
 					log.Fatal(err)
 				}
 			}
@@ -208,6 +227,10 @@ func main() {
 		pprof.StartCPUProfile(f)
 	}
 	lat := make([]histogram, *workers)
+	polled := realCodes // the timed polls leave the real codes out (see the fill)
+	if polled == *n {
+		polled = 0
+	}
 	cpu0 := cpuTime()
 	deadline := time.Now().Add(*pollFor)
 	var w atomic.Int64
@@ -215,8 +238,9 @@ func main() {
 		me := int(w.Add(1) - 1)
 		rnd := rand.New(rand.NewPCG(uint64(me), uint64(time.Now().UnixNano())))
 		for time.Now().Before(deadline) {
+			id := id(polled + rnd.IntN(*n-polled))
 			t0 := time.Now()
-			if err := pollOnce(rnd.IntN(*n)); err != nil {
+			if err := pollOnce(id); err != nil {
 				log.Fatal(err)
 			}
 			lat[me].add(time.Since(t0))
@@ -240,9 +264,9 @@ func main() {
 	// CPU time per poll (the whole process: the store's compactions
 	// included) is the figure to compare across sizes: it does not depend
 	// on what else the machine runs, as polls/s does.
-	fmt.Printf("polled %d times in %s by %d workers: %.0f polls/s, p50 %s, p99 %s, CPU %.1f µs/poll\n", all.n, *pollFor, *workers,
+	fmt.Printf("polled %d times in %s by %d workers: %.0f polls/s, p50 %s, p99 %s, CPU %.2f µs/poll\n", all.n, *pollFor, *workers,
 		float64(all.n)/pollFor.Seconds(), all.percentile(50), all.percentile(99),
-		float64(cpuUsed.Microseconds())/float64(all.n))
+		float64(cpuUsed.Nanoseconds())/1000/float64(all.n))
 	report("polls", *dir)
 	if *levels {
 		for _, l := range store.DB().Levels() {
@@ -316,6 +340,15 @@ func newDevice(id, userCode, client string, interval time.Duration, expires time
 		Interval:  interval,
 		SealKey:   key,
 	}
+}
+
+// mix is splitmix64's finalizer: distinct inputs, distinct outputs.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // base20 writes v (mod 20^8) as a base20 user code: a bijection there.

@@ -171,7 +171,7 @@ func Open(o Options) (*Store, error) {
 // (pollclock.go). What is left of it is mostly the Go heap's headroom
 // (the GC lets the heap grow to twice what is live, and the index
 // builders' garbage fills it); the file-backed part is the tables
-// themselves (~140 bytes per live code).
+// themselves (~109 bytes per live code, one entry each: keys.go).
 func tunedOptions(o Options) badger.Options {
 	opts := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
