@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -36,8 +35,7 @@ func (s *Service) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oerr)
 		return
 	}
-	body, _ := json.Marshal(resp)
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, resp.appendJSON(make([]byte, 0, 512)))
 }
 
 func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuthorization, *oauthError) {

@@ -113,12 +113,12 @@ func (c DeviceCodes) ID(code string) (string, bool) {
 
 // isUserCode: what a normalized user code can be, upper-case letters and
 // digits (UserCodeFormat), at most maxUserCodeLen of them.
-func isUserCode(b []byte) bool {
+func isUserCode[T string | []byte](b T) bool {
 	if len(b) == 0 || len(b) > maxUserCodeLen {
 		return false
 	}
-	for _, c := range b {
-		if !('A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+	for i := range len(b) {
+		if c := b[i]; !('A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
 			return false
 		}
 	}
@@ -168,14 +168,14 @@ func UserCodeID(userCode string, hash []byte) string {
 
 // SplitUserCodeID takes a UserCodeID apart: the user code and the raw
 // hash; false for an ID of another shape (DeviceID's, say).
-func SplitUserCodeID(id string) (userCode string, hash []byte, ok bool) {
+func SplitUserCodeID(id string) (userCode string, hash [16]byte, ok bool) {
 	userCode, encoded, ok := strings.Cut(id, deviceCodeSep)
-	if !ok || !isUserCode([]byte(userCode)) || len(encoded) != base64.RawURLEncoding.EncodedLen(16) {
-		return "", nil, false
+	if !ok || !isUserCode(userCode) || len(encoded) != base64.RawURLEncoding.EncodedLen(len(hash)) {
+		return "", hash, false
 	}
-	hash, err := base64.RawURLEncoding.Strict().DecodeString(encoded)
-	if err != nil || len(hash) != 16 {
-		return "", nil, false
+	var src [22]byte // decoded from a stack copy: []byte(s) would allocate
+	if n, err := base64.RawURLEncoding.Strict().Decode(hash[:], src[:copy(src[:], encoded)]); err != nil || n != len(hash) {
+		return "", hash, false
 	}
 	return userCode, hash, true
 }

@@ -24,7 +24,7 @@ func TestDeviceCodeRoundTrip(t *testing.T) {
 			t.Fatalf("ID(%q) = %q, %v; want %q", code, got, ok, id)
 		}
 		uc, hash, ok := SplitUserCodeID(id)
-		if want := codeHash(code); !ok || uc != userCode || !bytes.Equal(hash, want[:]) {
+		if !ok || uc != userCode || hash != codeHash(code) {
 			t.Fatalf("SplitUserCodeID(%q) = %q, %x, %v", id, uc, hash, ok)
 		}
 		if strings.Contains(code, userCode) || len(code) > 46 {
@@ -106,7 +106,7 @@ func TestSplitUserCodeID(t *testing.T) {
 			t.Errorf("SplitUserCodeID(%q) took it", id)
 		}
 	}
-	if uc, h, ok := SplitUserCodeID(good); !ok || uc != "BCDFGHJK" || !bytes.Equal(h, hash) {
+	if uc, h, ok := SplitUserCodeID(good); !ok || uc != "BCDFGHJK" || !bytes.Equal(h[:], hash) {
 		t.Errorf("SplitUserCodeID(%q) = %q %x %v", good, uc, h, ok)
 	}
 }

@@ -39,14 +39,17 @@ func badRequest(code, description string) *oauthError {
 
 // noStore marks a response that carries, or may carry, a code or a token
 // (RFC 6749 §5.1).
+// The keys are written canonical, as Header.Set would make them, without
+// its work on every answer. (Each answer gets slices of its own: other
+// handlers, Caddy's header directive say, may change them in place.)
 func noStore(h http.Header) {
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	h["Cache-Control"] = []string{"no-store"}
+	h["Pragma"] = []string{"no-cache"}
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = []string{"application/json"}
 	noStore(h)
 	w.WriteHeader(status)
 	w.Write(body)

@@ -110,7 +110,7 @@ func appendDevice(b []byte, d *flow.Device, grant int) []byte {
 	}
 	b = append(b, deviceCodecV2, flags)
 	if flags&hashFlag != 0 {
-		b = append(b, hash...)
+		b = append(b, hash[:]...)
 	}
 	if compact {
 		b = binary.AppendUvarint(b, uint64(created))

@@ -217,7 +217,7 @@ func TestOneEntryPerCode(t *testing.T) {
 	// Another code that names the same user code, with another hash.
 	uc, hash, _ := flow.SplitUserCodeID(d.ID)
 	hash[0] ^= 1
-	impostor := flow.UserCodeID(uc, hash)
+	impostor := flow.UserCodeID(uc, hash[:])
 	for range 2 { // the first read fills the poll clock's entry for d.ID, if any
 		mustUpdate(t, s, impostor, func(rec *flow.Device) (flow.Verdict, error) {
 			if rec != nil {

@@ -152,7 +152,7 @@ func NewDevice(ttl time.Duration) *flow.Device {
 // when d's ID is a flow.UserCodeID.
 func SetUserCode(d *flow.Device, userCode string) {
 	if _, hash, ok := flow.SplitUserCodeID(d.ID); ok {
-		d.ID = flow.UserCodeID(userCode, hash)
+		d.ID = flow.UserCodeID(userCode, hash[:])
 	}
 	d.UserCode = userCode
 }
