@@ -245,7 +245,12 @@ run_store() { # NAME STORAGE_LINE [EXTRA_PID]
 	start_caddy "$name" "$(device_flow_sites "$port" "$port_limits" "$storage")"
 	local pid=$caddy_pid admin=$caddy_admin url="http://127.0.0.1:$port"
 	measure "issue code" "$name" issue "$url" "$pid" "$admin" - "$extra_pid"
-	measure "issue code, limits on" "$name" issue "http://127.0.0.1:$port_limits" "$pid" "$admin" - "$extra_pid"
+	# With limits on (the default configuration) on Badger only: on Redis
+	# it is the same round trips again, and the run must stay under 5
+	# minutes.
+	if [ "$name" = badger ]; then
+		measure "issue code, limits on" "$name" issue "http://127.0.0.1:$port_limits" "$pid" "$admin" - "$extra_pid"
+	fi
 	say "issuing $POOL codes to poll"
 	"$tmp/issuecodes" -url "$url/device/code" -n "$POOL" -client bench >"$tmp/$name/codes"
 	measure "poll, pending" "$name" pending "$url" "$pid" "$admin" "$tmp/$name/codes" "$extra_pid"
@@ -328,7 +333,7 @@ if [ "${LIVE:-1}" != 0 ]; then
 	# mechanism, sooner. 300k codes, so that the tree has several levels
 	# (a store of a few MiB is all on one, and Flatten leaves it be).
 	say "live codes: 300000 codes living 15s, then expiry and reclaim"
-	"$tmp/livecodes" -n 300000 -poll 2s -ttl 15s -grace 1s -gc 1s -reclaim -traffic=false >"$tmp/live-reclaim.txt" 2>&1 || {
+	"$tmp/livecodes" -n 300000 -first=false -poll 2s -ttl 15s -grace 1s -gc 1s -reclaim -traffic=false >"$tmp/live-reclaim.txt" 2>&1 || {
 		cat "$tmp/live-reclaim.txt" >&2
 		die "livecodes -reclaim failed"
 	}
