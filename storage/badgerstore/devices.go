@@ -100,7 +100,9 @@ func (s *Store) deviceByUserCode(txn *badger.Txn, userCode string) (stored, erro
 	if item, err := txn.Get(key); err == nil {
 		var d *flow.Device
 		err := item.Value(func(b []byte) error {
-			d, err = decodeDevice("", b, s.grants)
+			if d, err = decodeDevice("", b, s.grants); err == nil && d.ID == "" {
+				err = errCorruptRecord // a record under a user code holds its ID's hash
+			}
 			return err
 		})
 		return stored{d: d, key: key}, err
