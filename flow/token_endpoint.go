@@ -64,8 +64,11 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 	if deviceCode == "" || clientID == "" {
 		return nil, badRequest(ErrInvalidRequest, "device_code and client_id are required")
 	}
+	if len(deviceCode) > 128 {
+		return nil, badRequest(ErrInvalidGrant, "unknown or already used device_code")
+	}
 	id, ours := s.secrets.deviceCodes().ID(deviceCode)
-	if len(deviceCode) > 128 || !ours {
+	if !ours {
 		return nil, badRequest(ErrInvalidGrant, "unknown or already used device_code")
 	}
 	var (
