@@ -1,10 +1,13 @@
 package flow
 
 import (
+	"crypto/subtle"
 	"errors"
 	"net/http"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow/seal"
 )
 
 // serveCallback is the upstream's redirect_uri: it checks the state against
@@ -57,11 +60,11 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var clientID string
-	var live, hasKey bool
-	if err := s.cfg.Store.UpdateDevice(ctx, login.DeviceID, func(d *Device) (Verdict, error) {
-		live = d != nil && d.Status == Pending && s.cfg.Now().Before(d.ExpiresAt)
-		if d != nil {
-			clientID, hasKey = d.ClientID, d.SealKey != nil
+	live := false
+	if err := s.cfg.Store.UpdateDevice(ctx, login.UserCode, func(d *Device) (Verdict, error) {
+		live = s.isLoginFor(login, d) && d.Status == Pending
+		if live {
+			clientID = d.ClientID
 		}
 		return Keep, nil
 	}); err != nil {
@@ -72,28 +75,8 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.renderPage(w, r, http.StatusBadRequest, PageExpired, &PageData{})
 		return
 	}
-	if !hasKey {
-		// The device has not polled yet: wait for it before the code is
-		// redeemed (sealkey.go).
-		s.log.Debug("sign-in waits for the device's first poll", zap.String("client_id", clientID))
-		ready, gone, err := s.awaitSealKey(ctx, login.DeviceID)
-		switch {
-		case ctx.Err() != nil:
-			return // the browser left
-		case err != nil:
-			s.renderUnavailable(w, r, "read device", err)
-			return
-		case gone:
-			s.renderPage(w, r, http.StatusBadRequest, PageExpired, &PageData{})
-			return
-		case !ready:
-			s.log.Info("sign-in came back before the device polled; it did not poll in time", zap.String("client_id", clientID))
-			s.renderPage(w, r, http.StatusConflict, PageError, &PageData{Error: "device_silent"})
-			return
-		}
-	}
 
-	verifier, err := openVerifier(state, login.Verifier)
+	verifier, err := seal.OpenVerifier(state, login.Verifier)
 	if err != nil {
 		// Only a store that was tampered with gets here.
 		s.log.Error("stored PKCE verifier could not be opened", zap.Error(err))
@@ -119,12 +102,12 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 
 	approved := false
-	err = s.cfg.Store.UpdateDevice(ctx, login.DeviceID, func(d *Device) (Verdict, error) {
+	err = s.cfg.Store.UpdateDevice(ctx, login.UserCode, func(d *Device) (Verdict, error) {
 		approved = false
-		if d == nil || d.Status != Pending || !s.cfg.Now().Before(d.ExpiresAt) {
+		if !s.isLoginFor(login, d) || d.Status != Pending {
 			return Keep, nil
 		}
-		sealed, err := seal(d.SealKey, tokens)
+		sealed, err := seal.Seal(d.SealKey, tokens)
 		if err != nil {
 			return Keep, err
 		}
@@ -144,13 +127,19 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	s.renderPage(w, r, http.StatusOK, PageSuccess, &PageData{ClientID: clientID})
 }
 
+// isLoginFor reports whether d is the live authorization the login was
+// started for (and not another that has its user code since).
+func (s *Service) isLoginFor(login *Login, d *Device) bool {
+	return d != nil && subtle.ConstantTimeCompare(d.CodeHash, login.CodeHash) == 1 && s.cfg.Now().Before(d.ExpiresAt)
+}
+
 // upstreamSaidNo handles error=... at the callback: access_denied reaches
 // the device; any other error leaves the code pending so the person may
 // try again.
 func (s *Service) upstreamSaidNo(w http.ResponseWriter, r *http.Request, login *Login, code, description string) {
 	code = limitText(code, 64)
 	if code == ErrAccessDenied {
-		if err := s.deny(r.Context(), login.DeviceID, "the user or the authorization server denied the request"); err != nil {
+		if err := s.deny(r.Context(), login.UserCode, login.CodeHash, "the user or the authorization server denied the request"); err != nil {
 			s.renderUnavailable(w, r, "deny", err)
 			return
 		}

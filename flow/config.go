@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
 )
 
 // Config is everything the protocol core needs; module.go builds it from
@@ -28,12 +30,7 @@ type Config struct {
 
 	ExpiresIn time.Duration // lifetime of a device code (default 10 m)
 	Interval  time.Duration // polling interval (default 5 s)
-	UserCode  UserCodeFormat
-	// DeviceWait is how long a sign-in that comes back before the device
-	// has polled even once waits for that first poll (see sealkey.go):
-	// the interval plus 5 s by default, since an RFC 8628 client polls
-	// first after one interval.
-	DeviceWait time.Duration
+	UserCode  codes.UserCodeFormat
 
 	// Prefix is put before every path (e.g. "/oauth"); "" by default.
 	Prefix string
@@ -101,14 +98,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
 	}
-	if c.DeviceWait == 0 {
-		c.DeviceWait = c.Interval + 5*time.Second
-	}
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout
 	}
 	if c.UserCode.Length == 0 {
-		c.UserCode = Base20
+		c.UserCode = codes.Base20
 	}
 	if c.TokenAuth == "" {
 		c.TokenAuth = "basic"

@@ -40,9 +40,7 @@ type PageData struct {
 	// all), "csrf" (the form was stale or forged), "state" (the sign-in
 	// came back to another browser or was replayed), "upstream" (the
 	// sign-in service failed or timed out), "upstream_error" (it answered
-	// with an error), "device_silent" (the sign-in came back before the
-	// device polled even once, and it did not poll in time), "unavailable"
-	// (our storage is down), "bad_request".
+	// with an error), "unavailable" (our storage is down), "bad_request".
 	Error string
 	// ErrorDetail is an operator-facing detail safe to show (never a secret).
 	ErrorDetail string

@@ -6,49 +6,46 @@ import (
 	"time"
 )
 
-// Store keeps device authorizations, browser logins, counters and server
-// secrets. Every method is safe for concurrent use, and every method that
-// reads and then writes does so atomically, also across processes when the
-// backend is shared (Redis): two polls of one approved code never both win.
+// Store keeps one handler's device authorizations, browser logins,
+// counters and server secret. Every method is safe for concurrent use, and
+// every method that reads and then writes does so atomically, also across
+// processes when the backend is shared (Redis): two polls of one approved
+// code never both win.
 //
-// Keys handed to a Store are opaque, printable and short; they never contain
-// a device code, only its hash. A device's ID made by UserCodeID (every
-// code this version issues) holds the record's user code, so a store may
-// keep the record under its user code alone (badgerstore does), as long as
-// it answers only to the whole ID; CreateDevice may refuse a record whose
-// UserCodeID names another user code than its own.
+// A Store belongs to one device_flow handler: what it holds is invisible
+// to the Store of any other handler, even one on the same database (the
+// storage modules give each handler its own key space).
+//
+// A device authorization is keyed by its normalized user code. The device
+// code itself is never stored, only its hash (Device.CodeHash), which the
+// caller compares.
 type Store interface {
-	// CreateDevice stores a new pending authorization. It fails with
-	// ErrUserCodeTaken, storing nothing, when another live authorization
-	// holds the same user code, so the caller can draw a new one.
-	// Records are kept until rec.ExpiresAt plus a grace period, after which
-	// the store may drop them by itself.
-	CreateDevice(ctx context.Context, rec *Device) error
+	// CreateDevice stores a new pending authorization under d.UserCode.
+	// It fails with ErrUserCodeTaken, storing nothing, when another live
+	// authorization holds the same user code, so the caller can draw a
+	// new one. Records are kept until d.ExpiresAt plus a grace period,
+	// after which the store may drop them by itself.
+	CreateDevice(ctx context.Context, d *Device) error
 
-	// DeviceByUserCode returns the live authorization that holds the
-	// normalized user code, or ErrNotFound.
+	// DeviceByUserCode returns the authorization stored under the
+	// normalized user code, or ErrNotFound. It may have expired (the
+	// caller checks ExpiresAt against its own clock).
 	DeviceByUserCode(ctx context.Context, userCode string) (*Device, error)
 
-	// UpdateDevice reads the authorization with the given ID, hands a copy
-	// to fn and applies fn's verdict atomically: Keep writes nothing, Save
-	// writes the changed record, Delete removes it (and its user code).
-	// A missing record is passed to fn as nil. fn's error is returned as
-	// is, after fn's verdict was applied.
+	// UpdateDevice reads the authorization stored under the user code,
+	// hands it to fn (nil when there is none) and applies fn's verdict
+	// atomically: Keep writes nothing, Save writes the changed record,
+	// Delete removes it. fn's error is returned as is, after its verdict
+	// was applied.
 	//
-	// fn may be called more than once, and only its last call's verdict
-	// is applied, so fn must set everything it reports on every call. A
-	// store calls it again on the newer record when another writer got
-	// in between; and a store that keeps pending polls in memory
-	// (badgerstore's poll clock) may first call it on what it keeps of a
-	// pending record: ID, ClientID, Scope, Status, Interval, LastPoll and
-	// Retried as stored, ExpiresAt rounded down to the second, SealKey a
-	// non-nil stand-in, the rest empty. That call stands only if fn saved
-	// a change to LastPoll or Retried alone (or nothing); any other
-	// verdict is decided again on the record itself.
-	UpdateDevice(ctx context.Context, id string, fn func(*Device) (Verdict, error)) error
+	// fn always gets the record as stored (every field), and may be
+	// called again on a newer one when another writer got in between;
+	// only its last call's verdict is applied, so fn must set everything
+	// it reports on every call.
+	UpdateDevice(ctx context.Context, userCode string, fn func(*Device) (Verdict, error)) error
 
 	// PutLogin stores a browser login (the upstream round trip) under key,
-	// until expires.
+	// until login.ExpiresAt.
 	PutLogin(ctx context.Context, key string, login *Login) error
 
 	// TakeLogin returns and deletes the login under key in one step, so a
@@ -66,7 +63,8 @@ type Store interface {
 
 	// Secret returns the server secret named name, creating it from
 	// generate the first time. Every instance sharing the store gets the
-	// same value, so cookies and CSRF tokens work across instances.
+	// same value, so cookies, CSRF tokens and device codes work across
+	// instances.
 	Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error)
 }
 
@@ -112,27 +110,28 @@ func (s Status) String() string {
 
 // Device is one device authorization (RFC 8628 §3.2), as stored.
 type Device struct {
-	ID        string        `json:"id"`  // UserCodeID (DeviceID for codes of earlier versions); the device code itself is never stored
-	UserCode  string        `json:"uc"`  // normalized: upper case, no separators
+	UserCode  string        `json:"uc"`  // normalized (upper case, no separators); the record's key
+	CodeHash  []byte        `json:"ch"`  // codes.Hash of the device code: the code itself is never stored
 	ClientID  string        `json:"cid"` // the client that asked; polls must match
 	Scope     string        `json:"scope,omitempty"`
 	Status    Status        `json:"st"`
 	CreatedAt time.Time     `json:"ca"`
 	ExpiresAt time.Time     `json:"ea"`
 	Interval  time.Duration `json:"iv"` // grows by 5 s with every slow_down
-	LastPoll  time.Time     `json:"lp,omitempty"`
+	LastPoll  time.Time     `json:"lp,omitzero"`
 	// Retried: the last early poll was forgiven as a client's immediate
 	// retry (see poll); the next early one is slow_down.
 	Retried bool   `json:"rt,omitempty"`
-	SealKey []byte `json:"pk"`            // X25519 public key derived from the device code
+	SealKey []byte `json:"pk"`            // X25519 public key derived from the device code at issue
 	Sealed  []byte `json:"tok,omitempty"` // the upstream token response, sealed to SealKey
 	Reason  string `json:"why,omitempty"` // why it was denied, for the device's error_description
 }
 
 // Login is one trip of a person's browser to the upstream and back.
 type Login struct {
-	DeviceID  string    `json:"did"`
-	Verifier  string    `json:"pkce"` // the PKCE code_verifier, sealed under the state (see verifier_seal.go)
-	Browser   string    `json:"b"`    // hash of the browser's session cookie
+	UserCode  string    `json:"uc"`   // the authorization it is for
+	CodeHash  []byte    `json:"ch"`   // and that authorization's Device.CodeHash
+	Verifier  string    `json:"pkce"` // the PKCE code_verifier, sealed under the state (seal.SealVerifier)
+	Browser   string    `json:"b"`    // HMAC of the browser's session
 	ExpiresAt time.Time `json:"ea"`
 }

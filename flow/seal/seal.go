@@ -1,4 +1,8 @@
-package flow
+// Package seal encrypts what waits in the store for someone who holds a
+// secret the store never sees: a device's tokens, sealed to a key derived
+// from its device code, and a sign-in's PKCE verifier, sealed under its
+// state.
+package seal
 
 import (
 	"crypto/aes"
@@ -26,8 +30,8 @@ func sealSeed(deviceCode string) ([]byte, error) {
 	return hkdf.Key(sha256.New, []byte(deviceCode), nil, "caddy-device-flow seal key v1", 32)
 }
 
-// sealPrivateKey derives the device code's private key.
-func sealPrivateKey(deviceCode string) (*ecdh.PrivateKey, error) {
+// privateKey derives the device code's private key.
+func privateKey(deviceCode string) (*ecdh.PrivateKey, error) {
 	seed, err := sealSeed(deviceCode)
 	if err != nil {
 		return nil, err
@@ -35,16 +39,15 @@ func sealPrivateKey(deviceCode string) (*ecdh.PrivateKey, error) {
 	return ecdh.X25519().NewPrivateKey(seed)
 }
 
-// SealPublicKey is what the store keeps of the device code's key pair:
-// X25519(seed, 9), the same bytes as sealPrivateKey(code).PublicKey().
-// Every issued code pays for it, so it is computed on the birationally
-// equivalent Edwards curve, whose fixed-base multiplication uses
-// precomputed tables: about a third of the time of X25519's Montgomery
-// ladder, which was 40% of the CPU of issuing a code. The two agree
-// because X25519 clamping equals Ed25519's, the clamped scalar may be
-// reduced mod the group order (the base point has that order), and the
-// Montgomery u = (1+y)/(1-y) of the result is the X25519 public key.
-func SealPublicKey(deviceCode string) ([]byte, error) {
+// PublicKey is what the store keeps of the device code's key pair: the
+// X25519 public key of privateKey(code). Every issued code pays for it,
+// so it is computed on the birationally equivalent Edwards curve, whose
+// fixed-base multiplication uses precomputed tables: less than half the
+// time of crypto/ecdh's Montgomery ladder (BenchmarkPublicKey), a fifth
+// of the CPU of issuing a code. The two agree because X25519 clamping
+// equals Ed25519's and the Montgomery u = (1+y)/(1-y) of the result is the
+// X25519 public key (TestPublicKeyIsX25519).
+func PublicKey(deviceCode string) ([]byte, error) {
 	seed, err := sealSeed(deviceCode)
 	if err != nil {
 		return nil, err
@@ -56,8 +59,8 @@ func SealPublicKey(deviceCode string) ([]byte, error) {
 	return new(edwards25519.Point).ScalarBaseMult(k).BytesMontgomery(), nil
 }
 
-// seal encrypts plaintext to the public key: ephemeral public key ‖ ciphertext.
-func seal(publicKey, plaintext []byte) ([]byte, error) {
+// Seal encrypts plaintext to the public key: ephemeral public key ‖ ciphertext.
+func Seal(publicKey, plaintext []byte) ([]byte, error) {
 	pub, err := ecdh.X25519().NewPublicKey(publicKey)
 	if err != nil {
 		return nil, err
@@ -79,12 +82,12 @@ func seal(publicKey, plaintext []byte) ([]byte, error) {
 	return aead.Seal(eph.PublicKey().Bytes(), nonce, plaintext, nil), nil
 }
 
-// open reverses seal with the device code.
-func open(deviceCode string, sealed []byte) ([]byte, error) {
+// Open reverses Seal with the device code.
+func Open(deviceCode string, sealed []byte) ([]byte, error) {
 	if len(sealed) < 32 {
 		return nil, errors.New("sealed tokens too short")
 	}
-	priv, err := sealPrivateKey(deviceCode)
+	priv, err := privateKey(deviceCode)
 	if err != nil {
 		return nil, err
 	}

@@ -6,19 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"net/http"
 	"sync/atomic"
 	"time"
-)
 
-// A person's browser is known by a random session cookie. Forms carry a
-// CSRF token derived from it (HMAC under a server secret, so nothing is
-// stored per browser), and the upstream round trip is bound to it: a
-// callback that comes back to another browser is refused.
-
-const (
-	cookieName       = "device_flow_session"
-	secureCookieName = "__Host-device_flow_session" // over HTTPS: no Domain, Path=/, Secure
+	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
 )
 
 // secrets holds the server secret, the HMAC key for CSRF tokens, browser
@@ -30,8 +21,8 @@ const (
 // instead of staying apart for good.
 type secrets struct {
 	mac   atomic.Pointer[[]byte]
-	codes atomic.Pointer[DeviceCodes] // under mac (devicecode.go)
-	next  atomic.Int64                // when to read the store again, unix nanoseconds
+	codes atomic.Pointer[codes.DeviceCodes] // made and checked under mac
+	next  atomic.Int64                      // when to read the store again, unix nanoseconds
 }
 
 // ServerSecret is the name of the server secret in the store.
@@ -66,8 +57,8 @@ func (s *Service) loadSecrets(ctx context.Context) error {
 		s.log.Warn("the server secret in the store changed (lost and made again?); forms, sign-ins and device codes begun before must start over")
 	}
 	if old == nil || !hmac.Equal(*old, key) {
-		codes := NewDeviceCodes(key)
-		k.codes.Store(&codes)
+		dc := codes.NewDeviceCodes(key)
+		k.codes.Store(&dc)
 	}
 	k.mac.Store(&key)
 	k.next.Store(now + int64(secretRefresh))
@@ -84,9 +75,9 @@ func (k *secrets) sum(purpose, value string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// deviceCodes makes and reads device codes (devicecode.go); like sum,
+// deviceCodes makes and checks device codes; like sum,
 // only reached after loadSecrets succeeded.
-func (k *secrets) deviceCodes() DeviceCodes { return *k.codes.Load() }
+func (k *secrets) deviceCodes() codes.DeviceCodes { return *k.codes.Load() }
 
 // csrfToken is the token forms must carry for this browser session.
 func (k *secrets) csrfToken(session string) string { return k.sum("csrf", session) }
@@ -96,46 +87,3 @@ func (k *secrets) browserBinding(session string) string { return k.sum("browser"
 
 // stateKey is the store key of a login: the state is never stored as is.
 func (k *secrets) stateKey(state string) string { return k.sum("state", state) }
-
-func (s *Service) sessionCookieName(r *http.Request) string {
-	if s.isHTTPS(r) {
-		return secureCookieName
-	}
-	return cookieName
-}
-
-// browserSession returns the browser's session, starting one (and setting
-// its cookie) when it has none.
-func (s *Service) browserSession(w http.ResponseWriter, r *http.Request) string {
-	if v := s.existingSession(r); v != "" {
-		return v
-	}
-	v := randomToken(32)
-	http.SetCookie(w, &http.Cookie{
-		Name:     s.sessionCookieName(r),
-		Value:    v,
-		Path:     "/",
-		HttpOnly: true,
-		Secure:   s.isHTTPS(r),
-		SameSite: http.SameSiteLaxMode, // Lax: the upstream's redirect back is a top-level GET
-	})
-	return v
-}
-
-// existingSession is the browser's session, or "" when it has no valid one.
-func (s *Service) existingSession(r *http.Request) string {
-	c, err := r.Cookie(s.sessionCookieName(r))
-	if err != nil || len(c.Value) != 43 { // 32 bytes, base64url
-		return ""
-	}
-	return c.Value
-}
-
-// validCSRF checks a form's token against the browser's session.
-func (s *Service) validCSRF(r *http.Request, token string) bool {
-	session := s.existingSession(r)
-	if session == "" || token == "" {
-		return false
-	}
-	return hmac.Equal([]byte(token), []byte(s.secrets.csrfToken(session)))
-}

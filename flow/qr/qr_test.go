@@ -1,4 +1,4 @@
-package flow
+package qr
 
 import (
 	"bytes"
@@ -20,11 +20,11 @@ func TestQRPNG(t *testing.T) {
 	}
 	n := len(bitmap)
 	for _, tc := range []struct{ ask, want int }{
-		{256, 256}, {300, 300}, {QRMinSize, QRMinSize}, {1, QRMinSize}, {0, QRDefaultSize},
-		{-5, QRDefaultSize}, {QRMaxSize, QRMaxSize}, {100000, QRMaxSize},
+		{256, 256}, {300, 300}, {MinSize, MinSize}, {1, MinSize}, {0, DefaultSize},
+		{-5, DefaultSize}, {MaxSize, MaxSize}, {100000, MaxSize},
 	} {
 		t.Run(fmt.Sprint(tc.ask), func(t *testing.T) {
-			body, ct, err := QRCode(qrTestURI, "png", tc.ask)
+			body, ct, err := Image(qrTestURI, "png", tc.ask)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +77,7 @@ type svgDoc struct {
 }
 
 func TestQRSVG(t *testing.T) {
-	body, ct, err := QRCode(qrTestURI, "SVG", 320)
+	body, ct, err := Image(qrTestURI, "SVG", 320)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,21 +156,21 @@ func TestQRErrors(t *testing.T) {
 		"bad format":       {qrTestURI, "gif"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			body, ct, err := QRCode(tc.content, tc.format, 256)
+			body, ct, err := Image(tc.content, tc.format, 256)
 			if err == nil {
 				t.Fatalf("no error; %d bytes of %s", len(body), ct)
 			}
 			if body != nil || ct != "" {
 				t.Errorf("body/content type set with error: %d bytes, %q", len(body), ct)
 			}
-			if tc.format != "gif" && !errors.Is(err, ErrQRContent) {
-				t.Errorf("error %v is not ErrQRContent", err)
+			if tc.format != "gif" && !errors.Is(err, ErrContent) {
+				t.Errorf("error %v is not ErrContent", err)
 			}
 		})
 	}
 	// Just under the limit, the encoder itself decides; a byte-mode string
 	// of 2331 bytes fits version 40 at medium correction, 2332 does not.
-	if _, _, err := QRCode(strings.Repeat("x", 2331), "png", 64); err != nil {
+	if _, _, err := Image(strings.Repeat("x", 2331), "png", 64); err != nil {
 		t.Errorf("2331 bytes: %v", err)
 	}
 }
@@ -178,7 +178,7 @@ func TestQRErrors(t *testing.T) {
 func TestQRLargeSymbolSmallSize(t *testing.T) {
 	// More modules than pixels asked for: one pixel per module, not a
 	// smeared image.
-	body, _, err := QRCode(strings.Repeat("x", 2000), "png", 64)
+	body, _, err := Image(strings.Repeat("x", 2000), "png", 64)
 	if err != nil {
 		t.Fatal(err)
 	}

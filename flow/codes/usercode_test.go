@@ -1,4 +1,4 @@
-package flow
+package codes
 
 import (
 	"bytes"
@@ -79,58 +79,5 @@ func TestUserCodesHaveNoModuloBias(t *testing.T) {
 				t.Fatalf("%q drawn %d times, want %d: biased", f.Alphabet[i], counts[f.Alphabet[i]], want)
 			}
 		}
-	}
-}
-
-func TestDeviceCodes(t *testing.T) {
-	seen := map[string]bool{}
-	for range 1000 {
-		c := NewDeviceCode()
-		if len(c) != 44 || seen[c] { // 264 bits, base64url
-			t.Fatalf("device code %q: wrong length or repeated", c)
-		}
-		seen[c] = true
-		if strings.ContainsAny(c, "+/=") {
-			t.Fatalf("device code %q is not URL-safe", c)
-		}
-		if id := DeviceID(c); id == c || len(id) != 22 { // 128 bits of its hash
-			t.Fatalf("DeviceID(%q) = %q", c, id)
-		}
-	}
-	// A code of earlier versions (43 characters) keeps the ID it was
-	// stored under: its whole hash.
-	legacy := strings.Repeat("A", 43)
-	if id, want := DeviceID(legacy), "DwBzhbb51LfusnSGBa_hqYSgo7-j8BTQnip4TOnlzRo"; id != want {
-		t.Fatalf("DeviceID of a 43-character code = %q, want %q", id, want)
-	}
-}
-
-func TestSealOpens(t *testing.T) {
-	code := NewDeviceCode()
-	pub, err := SealPublicKey(code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := []byte(`{"access_token":"secret-access-token"}`)
-	sealed, err := seal(pub, tokens)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(sealed, []byte("secret-access-token")) {
-		t.Fatal("sealed tokens contain the plaintext")
-	}
-	got, err := open(code, sealed)
-	if err != nil || !bytes.Equal(got, tokens) {
-		t.Fatalf("open: %q %v", got, err)
-	}
-	if _, err := open(NewDeviceCode(), sealed); err == nil {
-		t.Fatal("another device code opened the tokens")
-	}
-	sealed[len(sealed)-1] ^= 1
-	if _, err := open(code, sealed); err == nil {
-		t.Fatal("tampered tokens opened")
-	}
-	if _, err := open(code, sealed[:10]); err == nil {
-		t.Fatal("truncated tokens opened")
 	}
 }

@@ -1,12 +1,15 @@
 package flow
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow/seal"
 )
 
 // deviceAuthorization is the §3.2 response.
@@ -35,7 +38,12 @@ func (s *Service) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oerr)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp.appendJSON(make([]byte, 0, 512)))
+	body, err := json.Marshal(resp)
+	if err != nil {
+		writeOAuthError(w, &oauthError{status: http.StatusInternalServerError, Code: ErrServerError})
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuthorization, *oauthError) {
@@ -66,8 +74,7 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 		return nil, refusal
 	}
 
-	// No SealKey yet: the device's first poll derives it (sealkey.go).
-	codes := s.secrets.deviceCodes()
+	deviceCodes := s.secrets.deviceCodes()
 	var deviceCode string
 	now := s.cfg.Now()
 	rec := &Device{
@@ -80,7 +87,14 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 	}
 	for draw := 0; ; draw++ {
 		rec.UserCode = s.cfg.UserCode.New()
-		deviceCode, rec.ID = codes.New(rec.UserCode) // the code carries its user code
+		deviceCode, rec.CodeHash = deviceCodes.New(rec.UserCode) // the code carries its user code
+		// The key the tokens will be sealed to: derived now, so the
+		// person may sign in whenever they like, before the device's
+		// first poll or long after its last.
+		if rec.SealKey, err = seal.PublicKey(deviceCode); err != nil {
+			s.log.Error("deriving the seal key failed", zap.Error(err))
+			return nil, &oauthError{status: http.StatusInternalServerError, Code: ErrServerError}
+		}
 		err = s.cfg.Store.CreateDevice(ctx, rec)
 		if !errors.Is(err, ErrUserCodeTaken) || draw == maxUserCodeDraws {
 			break

@@ -1,10 +1,14 @@
 package flow
 
 import (
+	"crypto/subtle"
 	"net/http"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
+	"github.com/caddy-device-flow/caddy-device-flow/flow/seal"
 )
 
 const deviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code"
@@ -64,26 +68,24 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 	if deviceCode == "" || clientID == "" {
 		return nil, badRequest(ErrInvalidRequest, "device_code and client_id are required")
 	}
-	if len(deviceCode) > 128 {
-		return nil, badRequest(ErrInvalidGrant, "unknown or already used device_code")
-	}
-	id, ours := s.secrets.deviceCodes().ID(deviceCode)
+	// A code this handler did not make is refused here, before the store.
+	userCode, ours := s.secrets.deviceCodes().Parse(deviceCode)
 	if !ours {
 		return nil, badRequest(ErrInvalidGrant, "unknown or already used device_code")
 	}
+	hash := codes.Hash(deviceCode)
 	var (
-		answer  *oauthError
-		sealed  []byte
-		event   string
-		sealKey []byte // derived once the record shows it has none (sealkey.go)
-		needKey bool
+		answer *oauthError
+		sealed []byte
+		event  string
 	)
 	now := s.cfg.Now()
-	update := func(d *Device) (Verdict, error) {
-		answer, sealed, event, needKey = nil, nil, "", false
+	err := s.cfg.Store.UpdateDevice(r.Context(), userCode, func(d *Device) (Verdict, error) {
+		answer, sealed, event = nil, nil, ""
 		switch {
-		case d == nil:
-			// Unknown, delivered or long expired: nothing is created.
+		case d == nil || subtle.ConstantTimeCompare(d.CodeHash, hash) != 1:
+			// Unknown, delivered or long expired, or its user code has
+			// gone to another authorization since: nothing is created.
 			answer = badRequest(ErrInvalidGrant, "unknown or already used device_code")
 			return Keep, nil
 		case d.ClientID != clientID:
@@ -104,13 +106,6 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			}
 			answer = badRequest(ErrAccessDenied, desc)
 			return Keep, nil
-		case d.SealKey == nil && sealKey == nil:
-			// The first poll of a live pending code: derive the key
-			// outside the store's update, then come back.
-			needKey = true
-			return Keep, nil
-		case d.SealKey == nil:
-			d.SealKey = sealKey
 		}
 		sinceLast := now.Sub(d.LastPoll)
 		early := !d.LastPoll.IsZero() && sinceLast < d.Interval-pollSlack(d.Interval)
@@ -132,15 +127,7 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			answer = errPending
 		}
 		return Save, nil
-	}
-	err := s.cfg.Store.UpdateDevice(r.Context(), id, update)
-	if err == nil && needKey {
-		if sealKey, err = SealPublicKey(deviceCode); err != nil {
-			s.log.Error("deriving the seal key failed", zap.Error(err))
-			return nil, &oauthError{status: http.StatusInternalServerError, Code: ErrServerError}
-		}
-		err = s.cfg.Store.UpdateDevice(r.Context(), id, update)
-	}
+	})
 	if err != nil {
 		s.storeFailed("poll", err)
 		return nil, unavailable()
@@ -151,7 +138,7 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 	if answer != nil {
 		return nil, answer
 	}
-	tokens, err := open(deviceCode, sealed)
+	tokens, err := seal.Open(deviceCode, sealed)
 	if err != nil {
 		// The record was approved with tokens for another key: impossible
 		// unless the store was tampered with.

@@ -2,12 +2,15 @@ package flow
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"net/http"
 	"net/url"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow/seal"
 )
 
 // serveVerify is the verification URI (RFC 8628 §3.3): GET shows the entry
@@ -168,7 +171,7 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 			s.renderPage(w, r, status, page, data)
 			return
 		}
-		if err := s.deny(r.Context(), d.ID, "the user denied the request"); err != nil {
+		if err := s.deny(r.Context(), d.UserCode, d.CodeHash, "the user denied the request"); err != nil {
 			s.renderUnavailable(w, r, "deny", err)
 			return
 		}
@@ -183,13 +186,14 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 // verifier, both one-time, bound to this browser.
 func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, session string) {
 	state, verifier := randomToken(32), randomToken(32)
-	sealed, err := sealVerifier(state, verifier)
+	sealed, err := seal.Verifier(state, verifier)
 	if err != nil {
 		s.renderPage(w, r, http.StatusInternalServerError, PageError, &PageData{Error: "unknown"})
 		return
 	}
 	login := &Login{
-		DeviceID:  d.ID,
+		UserCode:  d.UserCode,
+		CodeHash:  d.CodeHash,
 		Verifier:  sealed,
 		Browser:   s.secrets.browserBinding(session),
 		ExpiresAt: d.ExpiresAt,
@@ -202,11 +206,13 @@ func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, 
 	http.Redirect(w, r, s.authorizeURL(r, d, state, verifier), http.StatusSeeOther)
 }
 
-// deny marks a pending authorization denied; the device hears access_denied.
-func (s *Service) deny(ctx context.Context, id, reason string) error {
+// deny marks a pending authorization denied; the device hears
+// access_denied. codeHash names the authorization: its user code may have
+// gone to another since the person saw it.
+func (s *Service) deny(ctx context.Context, userCode string, codeHash []byte, reason string) error {
 	changed := false
-	err := s.cfg.Store.UpdateDevice(ctx, id, func(d *Device) (Verdict, error) {
-		if d == nil || d.Status != Pending {
+	err := s.cfg.Store.UpdateDevice(ctx, userCode, func(d *Device) (Verdict, error) {
+		if d == nil || subtle.ConstantTimeCompare(d.CodeHash, codeHash) != 1 || d.Status != Pending {
 			return Keep, nil
 		}
 		d.Status, d.Reason, changed = Denied, reason, true

@@ -1,4 +1,4 @@
-package flow
+package seal
 
 import (
 	"crypto/cipher"
@@ -15,8 +15,8 @@ func verifierAEAD(state string) (cipher.AEAD, error) {
 	return derivedAEAD([]byte(state), nil, "caddy-device-flow pkce verifier v1")
 }
 
-// sealVerifier encrypts the verifier for the login stored under state.
-func sealVerifier(state, verifier string) (string, error) {
+// Verifier encrypts the verifier for the login stored under state.
+func Verifier(state, verifier string) (string, error) {
 	aead, err := verifierAEAD(state)
 	if err != nil {
 		return "", err
@@ -26,8 +26,8 @@ func sealVerifier(state, verifier string) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(aead.Seal(nil, nonce, []byte(verifier), nil)), nil
 }
 
-// openVerifier recovers the verifier with the state the callback brought.
-func openVerifier(state, sealed string) (string, error) {
+// OpenVerifier recovers the verifier with the state the callback brought.
+func OpenVerifier(state, sealed string) (string, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(sealed)
 	if err != nil {
 		return "", errors.New("stored verifier is not base64url")

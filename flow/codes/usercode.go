@@ -1,9 +1,10 @@
-package flow
+// Package codes makes and reads the two codes of RFC 8628: the user code a
+// person types (UserCodeFormat) and the device code a device polls with
+// (DeviceCodes).
+package codes
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"io"
 	"strings"
 )
@@ -101,42 +102,4 @@ func (f UserCodeFormat) Display(code string) string {
 		b.WriteByte(code[i])
 	}
 	return b.String()
-}
-
-// NewDeviceCode draws 264 random bits, URL-safe: a device code as the
-// previous version made them (44 characters, one more than the 43 of the
-// versions before, so that DeviceID tells the two apart). Codes are now
-// made by DeviceCodes (devicecode.go); these are still read, and tests
-// use them where any code will do.
-func NewDeviceCode() string {
-	var b [33]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// legacyDeviceCodeLen is the length of the device codes of earlier
-// versions (256 bits, base64url), whose IDs are the whole hash.
-const legacyDeviceCodeLen = 43
-
-// DeviceID is the ID of a device code of earlier versions (DeviceCodes
-// makes today's, see UserCodeID): its SHA-256, cut to 128
-// bits. A copy of the store therefore holds no usable device code, and
-// finding a device code for a given ID is a second preimage of 128 bits.
-// The cut keeps every live code's key in the store 16 bytes shorter (the
-// Badger store holds a million live codes in its memory-mapped tables).
-// A code of earlier versions keeps its whole hash, the ID it was stored
-// under.
-func DeviceID(deviceCode string) string {
-	h := sha256.Sum256([]byte(deviceCode))
-	if len(deviceCode) == legacyDeviceCodeLen {
-		return base64.RawURLEncoding.EncodeToString(h[:])
-	}
-	return base64.RawURLEncoding.EncodeToString(h[:16])
-}
-
-// randomToken is a URL-safe random string of n bytes of entropy.
-func randomToken(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
