@@ -20,13 +20,10 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) 
 	if r.URL.RawQuery != "" {
 		return nil, badRequest(ErrInvalidRequest, "parameters must be sent in the request body, not the URL")
 	}
-	if ct := r.Header.Get("Content-Type"); ct != formContentType { // the usual exact header needs no parsing
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != formContentType {
-			return nil, badRequest(ErrInvalidRequest, "the body must be application/x-www-form-urlencoded")
-		}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, badRequest(ErrInvalidRequest, "the body must be application/x-www-form-urlencoded")
 	}
-	body, err := readBody(w, r)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -36,26 +33,6 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) 
 		return nil, badRequest(ErrInvalidRequest, "the request body could not be read")
 	}
 	return ParseForm(string(body))
-}
-
-const formContentType = "application/x-www-form-urlencoded"
-
-// readBody reads the whole body, at most MaxBodyBytes. A body that says
-// its length (every client's form does) is read into a buffer of exactly
-// that size, and must then be at its end.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength < 0 || r.ContentLength > MaxBodyBytes {
-		return io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	}
-	body := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, body); err != nil {
-		return nil, err
-	}
-	var more [1]byte
-	if n, err := r.Body.Read(more[:]); n > 0 || (err != nil && err != io.EOF) {
-		return nil, errors.New("the body is longer than its Content-Length")
-	}
-	return body, nil
 }
 
 // ParseForm parses an urlencoded body, refusing bad percent-encoding and

@@ -144,7 +144,7 @@ func FuzzNormalize(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	formats := map[string]flow.UserCodeFormat{"base20": flow.Base20, "digits": flow.Digits}
+	formats := map[string]codes.UserCodeFormat{"base20": codes.Base20, "digits": codes.Digits}
 	f.Fuzz(func(t *testing.T, typed string) {
 		for name, uf := range formats {
 			code := uf.Normalize(typed)

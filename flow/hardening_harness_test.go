@@ -33,6 +33,7 @@ const testIPHeader = "X-Test-Client-IP"
 type harness struct {
 	t     testing.TB
 	svc   *flow.Service
+	db    *badgerstore.DB
 	store *badgerstore.Store
 	srv   *httptest.Server
 	clock *testclock.Clock
@@ -58,10 +59,11 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		h.clock = testclock.New()
 	}
 	var err error
-	h.store, err = badgerstore.Open(badgerstore.Options{Dir: o.dir, InMemory: o.dir == "", GCInterval: -1})
+	h.db, err = badgerstore.Open(badgerstore.Options{Dir: o.dir, InMemory: o.dir == "", GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.store = h.db.Store("flow-test")
 	t.Cleanup(h.stop)
 	pages, err := templates.New("")
 	if err != nil {
@@ -107,7 +109,7 @@ func (h *harness) stop() {
 	if h.srv != nil {
 		h.srv.Close()
 	}
-	if err := h.store.Close(); err != nil {
+	if err := h.db.Close(); err != nil {
 		h.t.Errorf("closing the store: %v", err)
 	}
 }
@@ -177,20 +179,8 @@ func (h *harness) lookup(ip, code string) answer {
 	return h.do(http.DefaultClient, ip, http.MethodGet, "/device?code="+url.QueryEscape(code), "", "")
 }
 
-// newCode asks for a device code and returns the §3.2 answer, after the
-// device's first poll: a device polls from the moment it shows the code,
-// and that poll derives the key its tokens will be sealed to (sealkey.go).
+// newCode asks for a device code and returns the §3.2 answer.
 func (h *harness) newCode(ip, clientID string) map[string]any {
-	h.t.Helper()
-	auth := h.newCodeUnpolled(ip, clientID)
-	if status, out := h.poll(auth["device_code"].(string), clientID); out["error"] != "authorization_pending" {
-		h.t.Fatalf("first poll: %d %v", status, out)
-	}
-	return auth
-}
-
-// newCodeUnpolled is newCode without the device's first poll.
-func (h *harness) newCodeUnpolled(ip, clientID string) map[string]any {
 	h.t.Helper()
 	a := h.post(ip, "/device/code", url.Values{"client_id": {clientID}, "scope": {"openid"}})
 	if a.status != http.StatusOK {

@@ -37,36 +37,21 @@ func badRequest(code, description string) *oauthError {
 	return &oauthError{status: http.StatusBadRequest, Code: code, Description: description}
 }
 
-// noStore marks a response that carries, or may carry, a code or a token
-// (RFC 6749 §5.1).
-// The keys are written canonical, as Header.Set would make them, without
-// its work on every answer. (Each answer gets slices of its own: other
-// handlers, Caddy's header directive say, may change them in place.)
-func noStore(h http.Header) {
-	h["Cache-Control"] = []string{"no-store"}
-	h["Pragma"] = []string{"no-cache"}
-}
-
+// writeJSON answers a device. Every answer may carry a code or a token,
+// so none may be cached (RFC 6749 §5.1).
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	noStore(h)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
 	w.WriteHeader(status)
 	w.Write(body)
 }
 
-// errPending is the answer to almost every request a device flow serves:
-// its body is encoded once.
-var (
-	errPending        = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
-	errPendingBody, _ = json.Marshal(errPending)
-)
+// errPending is the answer to almost every request a device flow serves.
+var errPending = badRequest(ErrAuthorizationPending, "the user has not yet approved the request")
 
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {
-	if e == errPending {
-		writeJSON(w, http.StatusBadRequest, errPendingBody)
-		return
-	}
 	status := e.status
 	if status == 0 {
 		status = http.StatusBadRequest

@@ -81,3 +81,13 @@ func TestUserCodesHaveNoModuloBias(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkUserCodeNew(b *testing.B) {
+	for name, format := range map[string]UserCodeFormat{"base20": Base20, "digits": Digits} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				format.New()
+			}
+		})
+	}
+}
