@@ -133,45 +133,6 @@ func FuzzFormEndpoints(f *testing.F) {
 	})
 }
 
-// FuzzNormalize: a normalized user code is "" or exactly Length
-// characters of the alphabet; normalizing is idempotent, and the display
-// form (also in lower case) normalizes back to the code.
-func FuzzNormalize(f *testing.F) {
-	for _, seed := range []string{
-		"", "BCDF-GHJK", "bcdfghjk", "BCDF GHJK", " b.c.d.f-g h j k ", "BCDF-GHJKL", "BCD", "AEIO-UBCD",
-		"123-456-789", "123456789", "1234567890", "١٢٣٤٥٦٧٨٩", "ＢＣＤＦＧＨＪＫ", "BCDF\u00a0GHJK", "bcdf\x00ghjk",
-		strings.Repeat("-", 60) + "BCDFGHJK", strings.Repeat("B", 65),
-	} {
-		f.Add(seed)
-	}
-	formats := map[string]codes.UserCodeFormat{"base20": codes.Base20, "digits": codes.Digits}
-	f.Fuzz(func(t *testing.T, typed string) {
-		for name, uf := range formats {
-			code := uf.Normalize(typed)
-			if code == "" {
-				continue
-			}
-			if len(code) != uf.Length {
-				t.Fatalf("%s: %q normalized to %q, length %d", name, typed, code, len(code))
-			}
-			for i := 0; i < len(code); i++ {
-				if !strings.Contains(uf.Alphabet, code[i:i+1]) {
-					t.Fatalf("%s: %q normalized to %q, outside the alphabet", name, typed, code)
-				}
-			}
-			if again := uf.Normalize(code); again != code {
-				t.Fatalf("%s: not idempotent: %q → %q → %q", name, typed, code, again)
-			}
-			shown := uf.Display(code)
-			for _, back := range []string{shown, strings.ToLower(shown)} {
-				if got := uf.Normalize(back); got != code {
-					t.Fatalf("%s: %q displays as %q, which normalizes to %q", name, code, back, got)
-				}
-			}
-		}
-	})
-}
-
 // FuzzCallback: whatever comes back to the redirect URI (state, code,
 // error, with or without the browser that started), the person gets a
 // page, never a 5xx other than 502 for the upstream, and nothing from the
