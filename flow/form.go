@@ -32,12 +32,12 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) 
 		}
 		return nil, badRequest(ErrInvalidRequest, "the request body could not be read")
 	}
-	return ParseForm(string(body))
+	return parseForm(string(body))
 }
 
-// ParseForm parses an urlencoded body, refusing bad percent-encoding and
+// parseForm parses an urlencoded body, refusing bad percent-encoding and
 // repeated parameters.
-func ParseForm(body string) (url.Values, *oauthError) {
+func parseForm(body string) (url.Values, *oauthError) {
 	form, err := url.ParseQuery(body)
 	if err != nil {
 		return nil, badRequest(ErrInvalidRequest, "the request body is not valid form encoding")

@@ -1,0 +1,4 @@
+package flow
+
+// Test-only exports, for the tests of package flow_test.
+var ParseForm = parseForm
