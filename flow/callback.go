@@ -94,9 +94,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 			// (client secret, redirect URI) or a code used twice.
 			s.log.Warn("upstream refused the code exchange", zap.String("client_id", clientID), zap.Error(err))
 			data.Error, data.ErrorDetail = "upstream_error", ue.Code
-		} else {
-			s.log.Error("code exchange with the upstream failed", zap.String("client_id", clientID), zap.Error(err))
-		}
+		} // else tokenRequest logged the failure (see outage)
 		s.renderPage(w, r, http.StatusBadGateway, PageError, data)
 		return
 	}

@@ -47,7 +47,6 @@ func (s *Service) relayRefresh(w http.ResponseWriter, r *http.Request, form url.
 		writeOAuthError(w, &oauthError{status: ue.Status, Code: ue.Code, Description: ue.Description})
 		return
 	}
-	s.log.Error("refresh at the upstream failed", zap.String("client_id", clientID), zap.Error(err))
 	writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
 		Description: "the authorization server did not answer; try again", retryAfter: 5 * time.Second})
 }

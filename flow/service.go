@@ -19,6 +19,8 @@ type Service struct {
 	log     *zap.Logger
 	csp     string
 	secrets secrets // see loadSecrets
+	// storeDown and upstreamDown log outages without a line per request.
+	storeDown, upstreamDown *outage
 }
 
 // New checks the configuration and prepares the service. ctx bounds the
@@ -29,6 +31,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, paths: pathsFor(cfg.Prefix), log: cfg.Logger}
+	s.storeDown, s.upstreamDown = newOutage(s.log, "store"), newOutage(s.log, "upstream")
+	s.cfg.Store = watchedStore{Store: cfg.Store, outage: s.storeDown}
 	s.csp = contentSecurityPolicy(cfg.AuthorizationEndpoint)
 	if err := s.loadSecrets(ctx); err != nil {
 		if !errors.Is(err, ErrUnavailable) {
@@ -134,10 +138,7 @@ func contentSecurityPolicy(authorizationEndpoint string) string {
 		"; frame-ancestors 'none'; base-uri 'none'"
 }
 
-// storeFailed logs a store failure once, in a form an operator can act on.
+// storeFailed notes a store failure (see outage).
 func (s *Service) storeFailed(op string, err error) {
-	if errors.Is(err, context.Canceled) {
-		return
-	}
-	s.log.Error("device flow store failed", zap.String("op", op), zap.Error(err))
+	s.storeDown.failed(op, err)
 }

@@ -93,6 +93,11 @@ func (s *Service) tokenRequest(ctx context.Context, op, clientID string, form ur
 	case err != nil:
 		outcome = "failed"
 	}
+	if outcome == "failed" {
+		s.upstreamDown.failed(op, err)
+	} else {
+		s.upstreamDown.succeeded()
+	}
 	s.cfg.Observer.Upstream(op, outcome, time.Since(start))
 	return body, err
 }

@@ -1,0 +1,118 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// outage keeps a failing dependency (the store, the upstream) from writing
+// a log line per request while it is down: a flood answered 503 would
+// otherwise write thousands a second. The first failure is logged as it
+// happens, then one summary per outageSummaryEvery (how many failed, the
+// last error), and one line when a call succeeds again. The metrics keep
+// the exact counts.
+type outage struct {
+	log  *zap.Logger
+	what string // "store", "upstream": the start of every message
+
+	down atomic.Bool // read by every successful call, without the lock
+
+	mu          sync.Mutex
+	since       time.Time // when it went down
+	lastSummary time.Time
+	failures    int64 // since it went down
+	unlogged    int64 // since the last line
+	lastOp      string
+	lastErr     error
+}
+
+const outageSummaryEvery = 10 * time.Second
+
+func newOutage(log *zap.Logger, what string) *outage {
+	return &outage{log: log, what: what}
+}
+
+// failed notes one failure of op. Outages are timed by the wall clock:
+// they are about the machine, not the protocol's injectable clock.
+func (o *outage) failed(op string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client left; nothing is down
+	}
+	now := time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failures++
+	o.unlogged++
+	o.lastOp, o.lastErr = op, err
+	switch {
+	case !o.down.Load():
+		o.down.Store(true)
+		o.since, o.lastSummary, o.unlogged = now, now, 0
+		o.log.Error("device flow "+o.what+" failed", zap.String("op", op), zap.Error(err))
+	case now.Sub(o.lastSummary) >= outageSummaryEvery:
+		o.log.Error("device flow "+o.what+" still failing",
+			zap.Int64("failures", o.unlogged), zap.Duration("since_last_line", now.Sub(o.lastSummary)),
+			zap.Duration("down_for", now.Sub(o.since)), zap.String("last_op", op), zap.Error(err))
+		o.lastSummary, o.unlogged = now, 0
+	}
+}
+
+// succeeded notes a call that worked, ending an outage if there was one.
+func (o *outage) succeeded() {
+	if !o.down.Load() {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.down.Load() {
+		return
+	}
+	o.down.Store(false)
+	o.log.Info("device flow "+o.what+" recovered", zap.Int64("failures", o.failures),
+		zap.Duration("down_for", time.Since(o.since)), zap.String("last_op", o.lastOp), zap.NamedError("last_error", o.lastErr))
+	o.failures, o.unlogged = 0, 0
+}
+
+// watchedStore ends the store's outage at the first call on a record that
+// works (or fails for a reason of the caller's, such as ErrNotFound).
+// Counters and the secret do not count: a store may answer them from
+// memory while its database is down. Failures are reported by the
+// callers, who know what they were doing (storeFailed).
+type watchedStore struct {
+	Store
+	outage *outage
+}
+
+func (w watchedStore) answered(err error) error {
+	if !errors.Is(err, ErrUnavailable) {
+		w.outage.succeeded()
+	}
+	return err
+}
+
+func (w watchedStore) CreateDevice(ctx context.Context, d *Device) error {
+	return w.answered(w.Store.CreateDevice(ctx, d))
+}
+
+func (w watchedStore) DeviceByUserCode(ctx context.Context, userCode string) (*Device, error) {
+	d, err := w.Store.DeviceByUserCode(ctx, userCode)
+	return d, w.answered(err)
+}
+
+func (w watchedStore) UpdateDevice(ctx context.Context, userCode string, fn func(*Device) (Verdict, error)) error {
+	return w.answered(w.Store.UpdateDevice(ctx, userCode, fn))
+}
+
+func (w watchedStore) PutLogin(ctx context.Context, key string, login *Login) error {
+	return w.answered(w.Store.PutLogin(ctx, key, login))
+}
+
+func (w watchedStore) TakeLogin(ctx context.Context, key string) (*Login, error) {
+	login, err := w.Store.TakeLogin(ctx, key)
+	return login, w.answered(err)
+}
