@@ -3,59 +3,42 @@
 // one Redis or Valkey server, a Sentinel-managed primary, or a Redis
 // Cluster, through go-redis's UniversalClient.
 //
+// A Client is the connection; Client.Store(namespace) is one device_flow
+// handler's view of it. Stores of different namespaces never see each
+// other's records, logins, counters or secrets, even on one Redis under one
+// key prefix; Stores of the same namespace share them, whichever Client
+// (Caddy instance, config reload) they come from.
+//
 // # Keys
 //
-// Every key starts with Options.KeyPrefix (default "df:") and carries a
-// hash tag, so that all keys one Lua script touches live in one cluster
-// slot:
+// Every key is <prefix><ns>:<kind>:{<id>}, where prefix is
+// Options.KeyPrefix (default "df:") and ns is the first 8 bytes of the
+// SHA-256 of the namespace, in hex (16 characters):
 //
-//	<prefix>dev:{<device id>}   the device record (JSON), until ExpiresAt + Grace
-//	<prefix>uc:{<user code>}    the user code index: the device id holding it
-//	<prefix>login:{<key>}       a browser login (JSON), until its ExpiresAt
-//	<prefix>hit:{<key>}         a counter, until ttl after its first hit
-//	<prefix>secret:{<name>}     a server secret, forever
+//	<prefix><ns>:dev:{<user code>}  a device record (JSON), until ExpiresAt + Grace
+//	<prefix><ns>:login:{<key>}      a browser login (JSON), until its ExpiresAt
+//	<prefix><ns>:hit:{<key>}        a counter, until ttl after its first hit
+//	<prefix><ns>:secret:{<name>}    a server secret, forever
 //
-// A prefix that itself contains a hash tag ("{df}:") puts every key in one
-// slot; that works too, but on a cluster it forgoes spreading the load.
+// Every command and script touches a single key, so all of this works on a
+// Redis Cluster as it is. The braces are hash tags; a prefix that holds one
+// itself ("{df}:") puts every key in one slot, which works too but forgoes
+// spreading the load over the cluster.
 //
-// # Device record and user code index
+// # Device records
 //
-// A device record and its user code index have different hash tags (one is
-// looked up by device id, the other by user code), so on a cluster no
-// single script or transaction can touch both. They are therefore changed
-// in steps, in an order that keeps the one invariant that matters, "at most
-// one live record holds a user code":
+// A device record is one key, named by its normalized user code.
+// CreateDevice writes it with SET NX, so a user code held by a live record
+// is never given to another (flow.ErrUserCodeTaken). The key expires Grace
+// after the record's ExpiresAt; within the grace period DeviceByUserCode
+// and UpdateDevice still return the record, and callers compare ExpiresAt
+// themselves (a late poll is answered expired_token).
 //
-//   - CreateDevice first claims the index with SET NX, then writes the
-//     record with SET NX. Only the winner of the SET NX writes a record, so
-//     two records never share a code. If writing the record fails, the
-//     index is released again (compare-and-delete, so only our own claim).
-//   - Deleting (UpdateDevice's Delete verdict) removes the record first,
-//     then releases the index by compare-and-delete.
-//
-// Both keys expire at the same absolute time, so neither outlives the
-// other. A deadline already in the past simply drops the key. Within the
-// grace period DeviceByUserCode and UpdateDevice still return a record
-// whose ExpiresAt has passed; callers compare ExpiresAt themselves (a late
-// poll is answered expired_token).
-//
-// A crash between the steps leaves at worst an index entry that points to
-// no record. It is harmless: DeviceByUserCode treats it as not found, it
-// only keeps that one user code (of billions) from being drawn again, and
-// it expires with the TTL the record would have had. The reverse, a record
-// without its index, arises only if a Save moves ExpiresAt later and the
-// follow-up that moves the index's expiry fails; then the index may lapse
-// first. Even so DeviceByUserCode never returns a wrong record (it checks
-// the record's user code) and releases are compare-and-delete, so another
-// authorization's claim on the code is never removed.
-//
-// # Updates
-//
-// UpdateDevice is optimistic: it reads the record, runs fn on a copy, and
+// UpdateDevice is optimistic: it reads the record, runs fn on it, and
 // applies the verdict with a Lua compare-and-swap that succeeds only if the
-// record is still byte for byte what fn saw; otherwise it reads again and
-// calls fn again, with a short random back-off, at most MaxAttempts times.
-// The comparison is on the full value, so an interleaved change that left
+// key still holds byte for byte what fn saw; otherwise it reads again and
+// calls fn again, after a short random back-off, at most MaxAttempts times.
+// The comparison is on the full value, so an interleaved write that left
 // the record identical is not a conflict: fn's verdict depends only on the
 // record it was handed.
 //
@@ -69,7 +52,9 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,78 +119,92 @@ type Options struct {
 	MaxRetries int
 
 	// KeyPrefix starts every key (default DefaultKeyPrefix), so that
-	// several deployments can share one Redis.
+	// several deployments can share one Redis. Within one prefix, handlers
+	// are kept apart by their namespace (Client.Store).
 	KeyPrefix string
 	// Grace is how long a device record is kept after its ExpiresAt
 	// (default DefaultGrace).
 	Grace time.Duration
+
+	// EvictionWarning, when set, is called when a Redis server this
+	// client connects to may evict keys (see eviction.go), once per
+	// server and policy.
+	EvictionWarning func(addr, policy string)
 
 	// Configure, when set, is called last on the client options, for
 	// settings not covered above.
 	Configure func(*redis.UniversalOptions)
 }
 
-// Store is a flow.Store on Redis. It is safe for concurrent use.
-type Store struct {
-	client redis.UniversalClient
+// Client is a connection to Redis, shared by the Stores of any number of
+// handlers. It is safe for concurrent use.
+type Client struct {
+	rdb    redis.UniversalClient
 	prefix string
 	grace  time.Duration
 }
 
-var _ flow.Store = (*Store)(nil)
-
 // Open connects to Redis as opts say and checks the connection with PING.
-func Open(ctx context.Context, opts Options) (*Store, error) {
-	s, err := Connect(opts)
+func Open(ctx context.Context, opts Options) (*Client, error) {
+	c, err := Connect(opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Ping(ctx); err != nil {
-		s.Close()
+	if err := c.Ping(ctx); err != nil {
+		c.Close()
 		return nil, err
 	}
-	return s, nil
+	return c, nil
 }
 
 // Connect checks opts and makes the client without talking to Redis yet:
 // it fails only on a bad configuration, and a Redis that is down now is
 // reached once it is back. Ping says whether it is up.
-func Connect(opts Options) (*Store, error) {
+func Connect(opts Options) (*Client, error) {
 	uo, err := opts.universal()
 	if err != nil {
 		return nil, err
 	}
-	return New(redis.NewUniversalClient(uo), opts.KeyPrefix, opts.Grace), nil
+	c := &Client{rdb: redis.NewUniversalClient(uo), prefix: opts.KeyPrefix, grace: opts.Grace}
+	if c.prefix == "" {
+		c.prefix = DefaultKeyPrefix
+	}
+	if c.grace <= 0 {
+		c.grace = DefaultGrace
+	}
+	return c, nil
 }
 
 // Ping checks that Redis answers; the error wraps flow.ErrUnavailable.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.client.Ping(ctx).Err(); err != nil {
+func (c *Client) Ping(ctx context.Context) error {
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
 		return unavailable("connect", err)
 	}
 	return nil
 }
 
-// New wraps a client the caller made. Empty prefix and zero grace take the
-// defaults. Close closes the client.
-func New(client redis.UniversalClient, prefix string, grace time.Duration) *Store {
-	if prefix == "" {
-		prefix = DefaultKeyPrefix
-	}
-	if grace <= 0 {
-		grace = DefaultGrace
-	}
-	return &Store{client: client, prefix: prefix, grace: grace}
+// Redis returns the underlying go-redis client.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// Close closes the connections to Redis; the Stores made from c stop
+// working.
+func (c *Client) Close() error { return c.rdb.Close() }
+
+// Store returns the flow.Store of one handler, named by namespace: every
+// key it uses carries a hash of namespace (see the package documentation).
+func (c *Client) Store(namespace string) *Store {
+	sum := sha256.Sum256([]byte(namespace))
+	return &Store{c: c, prefix: c.prefix + hex.EncodeToString(sum[:8]) + ":"}
 }
 
-// Client returns the underlying client.
-func (s *Store) Client() redis.UniversalClient { return s.client }
+// Store is one namespace's flow.Store on a Client. It is safe for
+// concurrent use.
+type Store struct {
+	c      *Client
+	prefix string // the Client's prefix and the namespace hash
+}
 
-// Grace returns how long device records outlive their ExpiresAt.
-func (s *Store) Grace() time.Duration { return s.grace }
-
-// Close closes the connections to Redis.
-func (s *Store) Close() error { return s.client.Close() }
+var _ flow.Store = (*Store)(nil)
 
 // universal builds the go-redis options.
 func (o Options) universal() (*redis.UniversalOptions, error) {
@@ -258,6 +257,9 @@ func (o Options) universal() (*redis.UniversalOptions, error) {
 	}
 	if (len(uo.Addrs) > 1 || uo.IsClusterMode) && uo.MasterName == "" && uo.DB != 0 {
 		return nil, fmt.Errorf("redisstore: a Redis Cluster has only database 0, not %d", uo.DB)
+	}
+	if o.EvictionWarning != nil {
+		uo.OnConnect = (&evictionCheck{warn: o.EvictionWarning}).onConnect
 	}
 	if o.Configure != nil {
 		o.Configure(uo)
@@ -363,11 +365,10 @@ func ParseURL(s string) (*redis.UniversalOptions, error) {
 
 // ---- keys ----
 
-func (s *Store) deviceKey(id string) string     { return s.prefix + "dev:{" + id + "}" }
-func (s *Store) userCodeKey(code string) string { return s.prefix + "uc:{" + code + "}" }
-func (s *Store) loginKey(key string) string     { return s.prefix + "login:{" + key + "}" }
-func (s *Store) hitKey(key string) string       { return s.prefix + "hit:{" + key + "}" }
-func (s *Store) secretKey(name string) string   { return s.prefix + "secret:{" + name + "}" }
+func (s *Store) deviceKey(userCode string) string { return s.prefix + "dev:{" + userCode + "}" }
+func (s *Store) loginKey(key string) string       { return s.prefix + "login:{" + key + "}" }
+func (s *Store) hitKey(key string) string         { return s.prefix + "hit:{" + key + "}" }
+func (s *Store) secretKey(name string) string     { return s.prefix + "secret:{" + name + "}" }
 
 // ---- errors ----
 
@@ -378,10 +379,13 @@ func unavailable(op string, err error) error {
 }
 
 // ---- scripts ----
+//
+// redis.NewScript runs a script by its SHA (EVALSHA) and sends the source
+// only when the server does not know it yet.
 
-// compareAndSwap replaces (or, with an empty new value, deletes) KEYS[1]
-// only if it still holds ARGV[1]. ARGV[3] is the absolute expiry in unix
-// milliseconds.
+// compareAndSwap replaces KEYS[1] with ARGV[2], expiring at ARGV[3] (unix
+// ms), or deletes it when ARGV[2] is empty; only if it still holds ARGV[1].
+// It returns 1 when it did, 0 when the key held something else.
 var compareAndSwap = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 	return 0
@@ -392,23 +396,6 @@ else
 	redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 end
 return 1
-`)
-
-// compareAndDelete deletes KEYS[1] only if it holds ARGV[1].
-var compareAndDelete = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-	return redis.call('DEL', KEYS[1])
-end
-return 0
-`)
-
-// compareAndExpire sets KEYS[1]'s absolute expiry ARGV[2] (unix ms) only if
-// it holds ARGV[1].
-var compareAndExpire = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-	return redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-end
-return 0
 `)
 
 // hit increments KEYS[1] and gives it a TTL of ARGV[1] ms on the first hit
@@ -423,179 +410,106 @@ return n
 
 // ---- devices ----
 
-// deadline is when a device record and its index expire, as unix ms.
-func (s *Store) deadline(rec *flow.Device) int64 {
-	return rec.ExpiresAt.Add(s.grace).UnixMilli()
+// deadline is when a device record expires, as unix ms.
+func (s *Store) deadline(d *flow.Device) int64 {
+	return d.ExpiresAt.Add(s.c.grace).UnixMilli()
 }
 
-// cleanupContext outlives a cancelled request context for a short
-// compensating step.
-func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-}
-
-// CreateDevice claims the user code, then writes the record; see the
-// package documentation for why in that order.
-func (s *Store) CreateDevice(ctx context.Context, rec *flow.Device) error {
-	if rec.ID == "" || rec.UserCode == "" || rec.ExpiresAt.IsZero() {
-		return errors.New("redisstore: CreateDevice: record needs an ID, a user code and ExpiresAt")
+// CreateDevice stores the record under its user code with SET NX.
+func (s *Store) CreateDevice(ctx context.Context, d *flow.Device) error {
+	if d.UserCode == "" || d.ExpiresAt.IsZero() {
+		return errors.New("redisstore: CreateDevice: record needs a user code and ExpiresAt")
 	}
-	data, err := json.Marshal(rec)
+	data, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("redisstore: encoding device: %w", err)
 	}
-	at := time.UnixMilli(s.deadline(rec))
-	ucKey := s.userCodeKey(rec.UserCode)
-
-	ok, err := s.setNX(ctx, ucKey, rec.ID, at)
-	if err != nil {
-		return unavailable("create device: claim user code", err)
-	}
-	if !ok {
+	args := redis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(s.deadline(d))}
+	err = s.c.rdb.SetArgs(ctx, s.deviceKey(d.UserCode), data, args).Err()
+	if errors.Is(err, redis.Nil) {
 		return flow.ErrUserCodeTaken
 	}
-
-	ok, err = s.setNX(ctx, s.deviceKey(rec.ID), data, at)
-	if err == nil && ok {
-		return nil
-	}
-	// Release our claim on the user code; if even that fails, the orphaned
-	// index entry is harmless (see the package documentation).
-	cctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	compareAndDelete.Run(cctx, s.client, []string{ucKey}, rec.ID)
 	if err != nil {
-		return unavailable("create device: write record", err)
+		return unavailable("create device", err)
 	}
-	return fmt.Errorf("redisstore: CreateDevice: a device with ID %q already exists", rec.ID)
+	return nil
 }
 
-// setNX is SET key value NX PXAT at; it reports whether the key was set.
-func (s *Store) setNX(ctx context.Context, key string, value any, at time.Time) (bool, error) {
-	err := s.client.SetArgs(ctx, key, value, redis.SetArgs{Mode: "NX", ExpireAt: at}).Err()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// DeviceByUserCode follows the user code index to the record.
+// DeviceByUserCode reads the record.
 func (s *Store) DeviceByUserCode(ctx context.Context, userCode string) (*flow.Device, error) {
-	id, err := s.client.Get(ctx, s.userCodeKey(userCode)).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, flow.ErrNotFound
+	d, _, err := s.getDevice(ctx, userCode)
+	if err == nil && d == nil {
+		err = flow.ErrNotFound
 	}
-	if err != nil {
-		return nil, unavailable("device by user code", err)
-	}
-	rec, _, err := s.getDevice(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if rec == nil || rec.UserCode != userCode {
-		return nil, flow.ErrNotFound // an orphaned index entry
-	}
-	return rec, nil
+	return d, err
 }
 
 // getDevice reads and decodes a record; nil when there is none. raw is the
 // stored value, for compare-and-swap.
-func (s *Store) getDevice(ctx context.Context, id string) (rec *flow.Device, raw string, err error) {
-	raw, err = s.client.Get(ctx, s.deviceKey(id)).Result()
+func (s *Store) getDevice(ctx context.Context, userCode string) (d *flow.Device, raw string, err error) {
+	raw, err = s.c.rdb.Get(ctx, s.deviceKey(userCode)).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, "", nil
 	}
 	if err != nil {
 		return nil, "", unavailable("read device", err)
 	}
-	rec = new(flow.Device)
-	if err := json.Unmarshal([]byte(raw), rec); err != nil {
-		return nil, "", fmt.Errorf("redisstore: decoding device %q: %w", id, err)
+	d = new(flow.Device)
+	if err := json.Unmarshal([]byte(raw), d); err != nil {
+		return nil, "", fmt.Errorf("redisstore: decoding device %q: %w", userCode, err)
 	}
-	return rec, raw, nil
+	return d, raw, nil
 }
 
 // UpdateDevice reads, calls fn, and applies its verdict by compare-and-swap,
-// retrying on conflict.
-func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*flow.Device) (flow.Verdict, error)) error {
-	for attempt := 0; attempt < MaxAttempts; attempt++ {
+// calling fn again on conflict.
+func (s *Store) UpdateDevice(ctx context.Context, userCode string, fn func(*flow.Device) (flow.Verdict, error)) error {
+	for attempt := range MaxAttempts {
 		if attempt > 0 {
 			if err := backoff(ctx, attempt); err != nil {
 				return unavailable("update device", err)
 			}
 		}
-		rec, raw, err := s.getDevice(ctx, id)
+		d, raw, err := s.getDevice(ctx, userCode)
 		if err != nil {
 			return err
 		}
-		var (
-			userCode  string
-			expiresAt time.Time
-		)
-		if rec != nil {
-			userCode, expiresAt = rec.UserCode, rec.ExpiresAt
-		}
-		verdict, fnErr := fn(rec)
-		if rec == nil || verdict == flow.Keep {
+		verdict, fnErr := fn(d)
+		if d == nil || verdict == flow.Keep {
 			return fnErr // nothing to write
 		}
-
-		var (
-			newRaw   string
-			deadline int64
-		)
+		var newRaw string // empty: delete
 		switch verdict {
 		case flow.Save:
-			if rec.ID != id || rec.UserCode != userCode || rec.ExpiresAt.IsZero() {
-				return errors.New("redisstore: UpdateDevice: fn must not change ID or UserCode, nor clear ExpiresAt")
+			if d.UserCode != userCode || d.ExpiresAt.IsZero() {
+				return errors.New("redisstore: UpdateDevice: fn must not change UserCode nor clear ExpiresAt")
 			}
-			b, err := json.Marshal(rec)
+			b, err := json.Marshal(d)
 			if err != nil {
 				return fmt.Errorf("redisstore: encoding device: %w", err)
 			}
 			newRaw = string(b)
-			deadline = s.deadline(rec)
 		case flow.Delete:
-			// newRaw stays empty: delete
 		default:
 			return fmt.Errorf("redisstore: UpdateDevice: unknown verdict %d", verdict)
 		}
-
-		swapped, err := compareAndSwap.Run(ctx, s.client, []string{s.deviceKey(id)}, raw, newRaw, deadline).Int()
+		swapped, err := compareAndSwap.Run(ctx, s.c.rdb, []string{s.deviceKey(userCode)}, raw, newRaw, s.deadline(d)).Int()
 		if err != nil {
 			return unavailable("update device", err)
 		}
-		if swapped == 0 {
-			continue // someone else wrote in between: call fn again
+		if swapped == 1 {
+			return fnErr
 		}
-
-		// The verdict is applied. Follow-up steps on the user code index
-		// are best effort: when they fail, the index entry merely outlives
-		// the record (harmless, see the package documentation), and
-		// reporting an error would hide that the verdict took effect.
-		ucKey := s.userCodeKey(userCode)
-		switch {
-		case verdict == flow.Delete:
-			cctx, cancel := cleanupContext(ctx)
-			compareAndDelete.Run(cctx, s.client, []string{ucKey}, id)
-			cancel()
-		case !rec.ExpiresAt.Equal(expiresAt):
-			// ExpiresAt changed: move the index's expiry along.
-			cctx, cancel := cleanupContext(ctx)
-			compareAndExpire.Run(cctx, s.client, []string{ucKey}, id, deadline)
-			cancel()
-		}
-		return fnErr
+		// Another writer got in between: read again and call fn again.
 	}
-	return unavailable("update device", fmt.Errorf("record %q still changing after %d attempts", id, MaxAttempts))
+	return unavailable("update device", fmt.Errorf("record %q still changing after %d attempts", userCode, MaxAttempts))
 }
 
 // backoff waits a little, growing with attempt and jittered so that
 // contending writers spread out.
 func backoff(ctx context.Context, attempt int) error {
 	limit := time.Duration(min(attempt, 10)) * 500 * time.Microsecond
-	d := time.Duration(rand.Int64N(int64(limit) + 1))
-	t := time.NewTimer(d)
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(limit) + 1)))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -616,9 +530,9 @@ func (s *Store) PutLogin(ctx context.Context, key string, login *flow.Login) err
 	k := s.loginKey(key)
 	if !login.ExpiresAt.After(time.Now()) {
 		// Already expired: store nothing (and drop what was there).
-		err = s.client.Del(ctx, k).Err()
+		err = s.c.rdb.Del(ctx, k).Err()
 	} else {
-		err = s.client.SetArgs(ctx, k, data, redis.SetArgs{ExpireAt: login.ExpiresAt}).Err()
+		err = s.c.rdb.SetArgs(ctx, k, data, redis.SetArgs{ExpireAt: login.ExpiresAt}).Err()
 	}
 	if err != nil {
 		return unavailable("put login", err)
@@ -628,7 +542,7 @@ func (s *Store) PutLogin(ctx context.Context, key string, login *flow.Login) err
 
 // TakeLogin is GETDEL: the login is returned once.
 func (s *Store) TakeLogin(ctx context.Context, key string) (*flow.Login, error) {
-	data, err := s.client.GetDel(ctx, s.loginKey(key)).Bytes()
+	data, err := s.c.rdb.GetDel(ctx, s.loginKey(key)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, flow.ErrNotFound
 	}
@@ -650,7 +564,7 @@ func (s *Store) Hit(ctx context.Context, key string, ttl time.Duration) (int64, 
 	if ms < 1 {
 		ms = 1
 	}
-	n, err := hit.Run(ctx, s.client, []string{s.hitKey(key)}, ms).Int64()
+	n, err := hit.Run(ctx, s.c.rdb, []string{s.hitKey(key)}, ms).Int64()
 	if err != nil {
 		return 0, unavailable("hit", err)
 	}
@@ -659,7 +573,7 @@ func (s *Store) Hit(ctx context.Context, key string, ttl time.Duration) (int64, 
 
 // Count reads the counter.
 func (s *Store) Count(ctx context.Context, key string) (int64, error) {
-	n, err := s.client.Get(ctx, s.hitKey(key)).Int64()
+	n, err := s.c.rdb.Get(ctx, s.hitKey(key)).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -675,7 +589,7 @@ func (s *Store) Count(ctx context.Context, key string) (int64, error) {
 // back whichever value won.
 func (s *Store) Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
 	k := s.secretKey(name)
-	v, err := s.client.Get(ctx, k).Bytes()
+	v, err := s.c.rdb.Get(ctx, k).Bytes()
 	if err == nil {
 		return v, nil
 	}
@@ -689,10 +603,10 @@ func (s *Store) Secret(ctx context.Context, name string, generate func() ([]byte
 	if len(gen) == 0 {
 		return nil, fmt.Errorf("redisstore: generating secret %q: empty secret", name)
 	}
-	if err := s.client.SetNX(ctx, k, gen, 0).Err(); err != nil {
+	if err := s.c.rdb.SetNX(ctx, k, gen, 0).Err(); err != nil {
 		return nil, unavailable("secret", err)
 	}
-	v, err = s.client.Get(ctx, k).Bytes()
+	v, err = s.c.rdb.Get(ctx, k).Bytes()
 	if err != nil { // redis.Nil too: someone deleted it in between
 		return nil, unavailable("secret", err)
 	}
