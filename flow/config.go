@@ -131,12 +131,12 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("token_auth must be basic or post, not %q", c.TokenAuth))
 	}
 	for name, u := range map[string]string{"authorization_endpoint": c.AuthorizationEndpoint, "token_endpoint": c.TokenEndpoint} {
-		if err := checkEndpointURL(u); err != nil {
+		if err := CheckEndpointURL(u); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}
 	if c.BaseURL != "" {
-		if err := checkEndpointURL(c.BaseURL); err != nil {
+		if err := CheckEndpointURL(c.BaseURL); err != nil {
 			errs = append(errs, fmt.Errorf("base_url: %w", err))
 		}
 	}
@@ -149,8 +149,8 @@ func (c Config) withDefaults() (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// checkEndpointURL accepts absolute http(s) URLs without a fragment.
-func checkEndpointURL(s string) error {
+// CheckEndpointURL accepts absolute http(s) URLs without a fragment.
+func CheckEndpointURL(s string) error {
 	if s == "" {
 		return errors.New("missing")
 	}

@@ -25,7 +25,7 @@ type UpstreamMetadata struct {
 // document must name the same issuer (RFC 8414 §3.3), so a misconfigured
 // or spoofed metadata document is refused rather than trusted.
 func Discover(ctx context.Context, client *http.Client, issuer string) (*UpstreamMetadata, error) {
-	if err := checkEndpointURL(issuer); err != nil {
+	if err := CheckEndpointURL(issuer); err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
 	issuer = strings.TrimSuffix(issuer, "/")
@@ -44,10 +44,10 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*Upstrea
 		if strings.TrimSuffix(md.Issuer, "/") != issuer {
 			return nil, fmt.Errorf("%s names issuer %q, not %q", where, md.Issuer, issuer)
 		}
-		if err := checkEndpointURL(md.AuthorizationEndpoint); err != nil {
+		if err := CheckEndpointURL(md.AuthorizationEndpoint); err != nil {
 			return nil, fmt.Errorf("%s: authorization_endpoint: %w", where, err)
 		}
-		if err := checkEndpointURL(md.TokenEndpoint); err != nil {
+		if err := CheckEndpointURL(md.TokenEndpoint); err != nil {
 			return nil, fmt.Errorf("%s: token_endpoint: %w", where, err)
 		}
 		if len(md.CodeChallengeMethods) > 0 && !contains(md.CodeChallengeMethods, "S256") {
