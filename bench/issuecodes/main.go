@@ -1,11 +1,6 @@
 // Command issuecodes asks a running device_flow endpoint for n device codes
 // and prints them one per line: the pool that bench/run.sh's poll scenarios
-// poll. Each code is polled once right after it is issued, as a device
-// does from the moment it shows the code; that first poll derives the key
-// the tokens will be sealed to (flow/sealkey.go), so the poll scenarios
-// measure the polls that follow, which are all but one of a code's life
-// (BenchmarkFirstPoll in flow/ measures the first). It is a load-test
-// helper, so it prints device codes (secrets) on purpose; never point it
+// poll. It is a load-test helper, so it prints device codes (secrets) on purpose; never point it
 // at a production server.
 package main
 
@@ -28,9 +23,7 @@ func main() {
 	n := flag.Int("n", 10000, "how many codes to issue")
 	clientID := flag.String("client", "bench", "client_id to ask as")
 	workers := flag.Int("c", 32, "concurrent connections")
-	checkIn := flag.Bool("checkin", true, "poll each code once after issuing it, as a device does")
 	flag.Parse()
-	tokenEndpoint := strings.TrimSuffix(*endpoint, "/device/code") + "/device/token"
 
 	codes := make(chan string, 1024)
 	var left atomic.Int64
@@ -46,9 +39,6 @@ func main() {
 			defer wg.Done()
 			for left.Add(-1) >= 0 {
 				code, err := issue(client, *endpoint, body)
-				if err == nil && *checkIn {
-					err = firstPoll(client, tokenEndpoint, *clientID, code)
-				}
 				if err != nil {
 					failed.Store(err)
 					return
@@ -91,26 +81,4 @@ func issue(client *http.Client, endpoint, body string) (string, error) {
 		return "", fmt.Errorf("no device_code in %q", b)
 	}
 	return da.DeviceCode, nil
-}
-
-// firstPoll polls the code once; it must still be pending.
-func firstPoll(client *http.Client, endpoint, clientID, code string) error {
-	form := url.Values{
-		"grant_type":  {"urn:ietf:params:oauth:grant-type:device_code"},
-		"device_code": {code},
-		"client_id":   {clientID},
-	}
-	resp, err := client.Post(endpoint, "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if !strings.Contains(string(b), `"authorization_pending"`) {
-		return fmt.Errorf("first poll: %s: %s", resp.Status, b)
-	}
-	return nil
 }
