@@ -1,15 +1,19 @@
 // Command livecodes measures the Badger store with many live codes: it
 // fills a store with n pending codes through the store API (as fast as the
-// store takes them), then polls random ones for a while as the token
-// endpoint does (read, check, write LastPoll back), and reports throughput,
-// latency, memory and disk. Run it at two sizes to see whether a poll gets
-// dearer as codes pile up:
+// store takes them), polls each once (a device's first poll), then polls
+// random ones for a while as the token endpoint does (read, check, save
+// LastPoll), and reports throughput, CPU, latency, memory and disk. Run it
+// at two sizes to see whether a poll gets dearer as codes pile up:
 //
 //	go run ./bench/livecodes -n 10000
 //	go run ./bench/livecodes -n 1000000
 //
-// With -reclaim it then waits until every code has expired and shows the
-// store giving its disk and memory back (docs/performance.md).
+// With -writes every timed poll also changes the record, so that it is
+// written to Badger as a slow_down is: what every pending poll would cost
+// without the store's poll memory. With -reclaim it then waits until
+// every code has expired, and then for 200k new codes (a server's traffic
+// goes on), and shows what the store gives back: Badger drops expired
+// records as the compactions that new writes cause rewrite their tables.
 //
 // It measures this process: the store and the Go runtime, not Caddy's own
 // ~40 MiB (see bench/run.sh's baseline row for that).
@@ -18,7 +22,6 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -32,7 +35,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +42,7 @@ import (
 	"time"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
+	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
 )
 
@@ -48,10 +51,11 @@ func main() {
 	workers := flag.Int("c", 8, "concurrent writers and pollers")
 	pollFor := flag.Duration("poll", 5*time.Second, "how long to poll")
 	dir := flag.String("dir", "", "database folder (default: a new temporary one, removed at the end)")
+	namespace := flag.String("namespace", "livecodes", "the store's namespace (with -codes: the one Caddy gives the handler that is to take the codes)")
 	ttl := flag.Duration("ttl", 10*time.Minute, "lifetime of the codes (expires_in)")
 	reclaim := flag.Bool("reclaim", false, "after polling, wait for every code to expire and show what is given back")
 	grace := flag.Duration("grace", badgerstore.DefaultGrace, "how long the store keeps expired records")
-	noClock := flag.Bool("noclock", false, "badgerstore.Options.NoPollClock: every poll reads and writes Badger")
+	writes := flag.Bool("writes", false, "every timed poll also changes the record, which is then written to Badger")
 	client := flag.String("client", "tv", "client_id of the codes")
 	interval := flag.Duration("interval", 5*time.Second, "polling interval of the codes")
 	codesOut := flag.String("codes", "", "write the device codes of the first -codes-n codes to this file, one a line (for wrk: bench/scenario.lua)")
@@ -59,10 +63,7 @@ func main() {
 	settle := flag.Bool("settle", true, "before polling, wait until the fill's compactions are done")
 	levels := flag.Bool("levels", false, "after polling, print the tables on each level of Badger's tree")
 	first := flag.Bool("first", true, "before the timed polls, poll every code once, as its device does on its first poll")
-	quiet := flag.Duration("quiet", 0, "badgerstore.Options.QuietFlatten with -reclaim (default: ttl + grace + 2s, so that\n"+
-		"everything has expired when the store compacts, as 30 minutes ensures in production)")
-	gcEvery := flag.Duration("gc", 2*time.Second, "badgerstore.Options.GCInterval (with -reclaim)")
-	traffic := flag.Bool("traffic", true, "with -reclaim, end with 200k new codes, as traffic goes on")
+	gcEvery := flag.Duration("gc", 0, "badgerstore.Options.GCInterval (0: the default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the polls to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile after the polls to this file")
 	flag.Parse()
@@ -76,33 +77,23 @@ func main() {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	opts := badgerstore.Options{Dir: *dir, Grace: *grace, NoPollClock: *noClock}
-	if *reclaim {
-		if *quiet == 0 {
-			*quiet = *ttl + *grace + 2*time.Second
-		}
-		opts.GCInterval, opts.QuietFlatten = *gcEvery, *quiet
-	}
-	store, err := badgerstore.Open(opts)
+	db, err := badgerstore.Open(badgerstore.Options{Dir: *dir, Grace: *grace, GCInterval: *gcEvery})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer store.Close()
+	defer db.Close()
+	store := db.Store(*namespace)
 	ctx := context.Background()
 
 	report("open", *dir)
 
 	// ---- fill ----
-	// Code i's ID is made from i alone, so that the tool holds no list of
-	// a million IDs, which would count as the store's memory: its user
+	// Code i is made from i alone, so that the tool holds no list of a
+	// million codes, which would count as the store's memory: its user
 	// code is i scrambled over the base20 codes (distinct for distinct
-	// i), and its hash (flow.UserCodeID) 128 bits mixed from i. The store
-	// takes IDs as they come. The codes written for Caddy (-codes) are
-	// real ones, made as the device endpoint makes them under the store's
-	// server secret so that Caddy takes them, and their records are kept
-	// under their real IDs; the timed polls leave them out, as making
-	// their IDs again (an HMAC and two hashes) would cost this tool more
-	// than the store's poll.
+	// i), its code hash 128 bits mixed from i. The codes written for
+	// Caddy (-codes) are real ones, made as the device endpoint makes
+	// them under the namespace's server secret, so that Caddy takes them.
 	secret, err := store.Secret(ctx, flow.ServerSecret, func() ([]byte, error) {
 		b := make([]byte, 32)
 		_, err := crand.Read(b)
@@ -111,35 +102,23 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	codes := flow.NewDeviceCodes(secret)
+	deviceCodes := codes.NewDeviceCodes(secret)
 	userCode := func(i int) string { return base20(uint64(i)*2654435761 + 12345) }
 	realCodes := 0
 	if *codesOut != "" {
 		realCodes = min(*codesN, *n)
 	}
-	code := func(i int) (code, id string) {
-		h := sha256.Sum256([]byte("livecodes-" + strconv.Itoa(i)))
-		return codes.NewFrom([24]byte(h[:24]), userCode(i))
-	}
-	id := func(i int) string {
+	realOut := make([]string, realCodes)
+	codeHash := func(i int) []byte {
 		if i < realCodes {
-			_, id := code(i)
-			return id
+			code, hash := deviceCodes.New(userCode(i))
+			realOut[i] = code
+			return hash
 		}
-		var hash [16]byte
-		binary.LittleEndian.PutUint64(hash[:], mix(uint64(i)))
+		hash := make([]byte, 16)
+		binary.LittleEndian.PutUint64(hash, mix(uint64(i)))
 		binary.LittleEndian.PutUint64(hash[8:], mix(^uint64(i)))
-		return flow.UserCodeID(userCode(i), hash[:])
-	}
-	if *codesOut != "" {
-		var b strings.Builder
-		for i := range min(*codesN, *n) {
-			c, _ := code(i)
-			b.WriteString(c + "\n")
-		}
-		if err := os.WriteFile(*codesOut, []byte(b.String()), 0o600); err != nil {
-			log.Fatal(err)
-		}
+		return hash
 	}
 	start := time.Now()
 	expires := start.Add(*ttl)
@@ -150,13 +129,19 @@ func main() {
 			if i >= *n {
 				return
 			}
-			if err := store.CreateDevice(ctx, newDevice(id(i), userCode(i), *client, *interval, expires)); err != nil {
+			if err := store.CreateDevice(ctx, newDevice(userCode(i), codeHash(i), *client, *interval, expires)); err != nil {
 				log.Fatal(err)
 			}
 		}
 	})
 	took := time.Since(start)
 	fmt.Printf("filled %d codes in %s (%.0f/s)\n", *n, took.Round(time.Millisecond), float64(*n)/took.Seconds())
+	if *codesOut != "" {
+		if err := os.WriteFile(*codesOut, []byte(strings.Join(realOut, "\n")+"\n"), 0o600); err != nil {
+			log.Fatal(err)
+		}
+		realOut = nil
+	}
 	report("fill", *dir)
 
 	// ---- settle ----
@@ -186,21 +171,25 @@ func main() {
 		pprof.WriteHeapProfile(f)
 		f.Close()
 	}
-	// A device's first poll reads its record from Badger (and in
-	// production stores its seal key); from then on its polls are
-	// answered from the poll clock. Devices poll every few seconds for
-	// minutes, so the timed polls below are what nearly all polls cost;
-	// the first ones are timed apart.
-	pollOnce := func(id string) error {
-		t0 := time.Now()
-		return store.UpdateDevice(ctx, id, func(d *flow.Device) (flow.Verdict, error) {
+	// A pending poll as the token endpoint makes it: the record must be
+	// there and pending, and the poll time is saved. With -writes, the
+	// record changes too (as the interval does on slow_down).
+	pollOnce := func(userCode string, write bool) error {
+		now := time.Now()
+		return store.UpdateDevice(ctx, userCode, func(d *flow.Device) (flow.Verdict, error) {
 			if d == nil || d.Status != flow.Pending {
 				return flow.Keep, errors.New("a live code is missing")
 			}
-			d.LastPoll = t0
+			d.LastPoll = now
+			if write {
+				d.Interval ^= 1
+			}
 			return flow.Save, nil
 		})
 	}
+	// Each device's first poll puts it in the poll memory; devices poll
+	// for minutes, so the timed polls after are what nearly all polls
+	// cost, and the first ones are timed apart.
 	if *first {
 		cpu0, t0 := cpuTime(), time.Now()
 		next.Store(0)
@@ -210,7 +199,7 @@ func main() {
 				if i >= *n {
 					return
 				}
-				if err := pollOnce(id(i)); err != nil {
+				if err := pollOnce(userCode(i), false); err != nil {
 					log.Fatal(err)
 				}
 			}
@@ -227,10 +216,6 @@ func main() {
 		pprof.StartCPUProfile(f)
 	}
 	lat := make([]histogram, *workers)
-	polled := realCodes // the timed polls leave the real codes out (see the fill)
-	if polled == *n {
-		polled = 0
-	}
 	cpu0 := cpuTime()
 	deadline := time.Now().Add(*pollFor)
 	var w atomic.Int64
@@ -238,16 +223,15 @@ func main() {
 		me := int(w.Add(1) - 1)
 		rnd := rand.New(rand.NewPCG(uint64(me), uint64(time.Now().UnixNano())))
 		for time.Now().Before(deadline) {
-			id := id(polled + rnd.IntN(*n-polled))
+			uc := userCode(rnd.IntN(*n))
 			t0 := time.Now()
-			if err := pollOnce(id); err != nil {
+			if err := pollOnce(uc, *writes); err != nil {
 				log.Fatal(err)
 			}
 			lat[me].add(time.Since(t0))
 		}
 	})
 	cpuUsed := cpuTime() - cpu0
-	lastWrite := time.Now()
 	pprof.StopCPUProfile()
 	if *memProfile != "" {
 		f, err := os.Create(*memProfile)
@@ -269,7 +253,7 @@ func main() {
 		float64(cpuUsed.Nanoseconds())/1000/float64(all.n))
 	report("polls", *dir)
 	if *levels {
-		for _, l := range store.DB().Levels() {
+		for _, l := range db.Badger().Levels() {
 			fmt.Printf("   L%d tables %d size %d MiB target %d MiB\n", l.Level, l.NumTables, l.Size>>20, l.TargetSize>>20)
 		}
 	}
@@ -282,56 +266,30 @@ func main() {
 	fmt.Printf("waiting %s for every code to expire\n", gone.Round(time.Second))
 	time.Sleep(gone)
 	report("after expiry", *dir)
-	expiredDisk := du(*dir)
-	// The store compacts itself once nothing has been written for
-	// -quiet (30 minutes in production; shorter here to see it happen).
-	// The quiet spell began with the last poll.
-	wait := time.Until(lastWrite.Add(*quiet + 2**gcEvery + time.Second))
-	fmt.Printf("waiting %s more without writes, for the store to compact\n", wait.Round(time.Second))
-	time.Sleep(wait)
-	// On a busy machine the compaction may still be running: wait until
-	// the disk has moved and then held still for 2 s (at most 20 s more).
-	before, still := du(*dir), 0
-	for t0 := time.Now(); time.Since(t0) < 20*time.Second && (before == expiredDisk || still < 4); {
-		time.Sleep(500 * time.Millisecond)
-		now := du(*dir)
-		if now == before {
-			still++
-		} else {
-			still = 0
-		}
-		before = now
-	}
-	report("after the quiet compaction", *dir)
-	if !*traffic {
-		return
-	}
-	// A server keeps getting requests: new codes flow through the memtable
-	// and compactions drop what has expired on their way.
 	fresh := min(*n, 200_000)
 	next.Store(0)
 	parallel(*workers, func() {
 		for next.Add(1) <= int64(fresh) {
-			uc := flow.Base20.New()
-			_, id := codes.New(uc)
-			if err := store.CreateDevice(ctx, newDevice(id, uc, *client, *interval, time.Now().Add(time.Minute))); err != nil && !errors.Is(err, flow.ErrUserCodeTaken) {
+			uc := codes.Base20.New()
+			_, hash := deviceCodes.New(uc)
+			if err := store.CreateDevice(ctx, newDevice(uc, hash, *client, *interval, time.Now().Add(time.Minute))); err != nil && !errors.Is(err, flow.ErrUserCodeTaken) {
 				log.Fatal(err)
 			}
 		}
 	})
 	time.Sleep(5 * time.Second)
-	report(fmt.Sprintf("after %d new codes more (traffic goes on)", fresh), *dir)
+	report(fmt.Sprintf("after %d new codes", fresh), *dir)
 }
 
 // newDevice is a pending code like the one the device endpoint creates.
 // Its seal key is random bytes: the store cannot tell, and deriving 1M
 // X25519 keys would time the key derivation, not the store.
-func newDevice(id, userCode, client string, interval time.Duration, expires time.Time) *flow.Device {
+func newDevice(userCode string, codeHash []byte, client string, interval time.Duration, expires time.Time) *flow.Device {
 	key := make([]byte, 32)
 	crand.Read(key)
 	return &flow.Device{
-		ID:        id,
 		UserCode:  userCode,
+		CodeHash:  codeHash,
 		ClientID:  client,
 		Scope:     "openid profile",
 		Status:    flow.Pending,
@@ -355,7 +313,7 @@ func mix(x uint64) uint64 {
 func base20(v uint64) string {
 	var b [8]byte
 	for i := range b {
-		b[i] = flow.Base20.Alphabet[v%20]
+		b[i] = codes.Base20.Alphabet[v%20]
 		v /= 20
 	}
 	return string(b[:])

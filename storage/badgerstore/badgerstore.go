@@ -1,14 +1,20 @@
 // Package badgerstore keeps the device flow's state in an embedded Badger
 // database: the default store, for one Caddy instance.
+//
+// One DB (one folder) serves any number of device_flow handlers, each
+// through the Store of its own namespace (keys.go). Device records are
+// encoded as in codec.go, the poll fields of pending polls are kept in
+// memory (polls.go), and so are counters, written behind (counters.go).
 package badgerstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -18,68 +24,65 @@ import (
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
-// DefaultGrace is how long a record is kept after it expired, so a late poll
-// still gets expired_token instead of invalid_grant.
+// DefaultGrace is how long a device record outlives its ExpiresAt, so that
+// a late poll still gets expired_token rather than invalid_grant.
 const DefaultGrace = 5 * time.Minute
 
-// maxConflictRetries bounds the optimistic retries of one read-modify-write;
-// reaching it means hundreds of writers on one key, which a device flow
-// never has.
-const maxConflictRetries = 1000
+const (
+	defaultGCInterval = 5 * time.Minute
+	// sweepEvery: how often the memory of expired polls and counters is
+	// given back.
+	sweepEvery = 30 * time.Second
+	// closeTimeout bounds Close, so that Caddy can exit even when Badger
+	// cannot flush (a full or failing disk).
+	closeTimeout = 10 * time.Second
+	// maxRetries bounds the retries of a transaction after a conflict,
+	// each of which means that another writer of the same key won: there
+	// are never that many.
+	maxRetries = 100
+)
 
 // Options configure Open.
 type Options struct {
-	// Dir is the database folder; empty with InMemory.
-	Dir      string
+	Dir      string // the database folder; unused with InMemory
 	InMemory bool
-	// Grace is how long records outlive their ExpiresAt (DefaultGrace if 0).
+	// Grace is how long device records outlive their ExpiresAt
+	// (DefaultGrace when 0).
 	Grace  time.Duration
 	Logger *zap.Logger
-	// GCInterval is how often the value log is garbage collected
-	// (5 minutes if 0; negative turns it off).
+	// GCInterval is how often the value log is garbage collected (5
+	// minutes when 0; never when negative).
 	GCInterval time.Duration
-	// QuietFlatten: once no write has come for this long, the whole tree
-	// is compacted once, so that the disk of what expired meanwhile comes
-	// back (default 30 minutes; negative: never). See flattenWhenQuiet.
-	QuietFlatten time.Duration
-	// NoPollClock turns the poll clock off (see pollclock.go), so that
-	// every poll reads and writes Badger: for comparisons.
-	NoPollClock bool
 }
 
-// Store is a flow.Store on Badger.
+// DB is an open Badger database and what its Stores share: the poll
+// memory, the counters and the background work.
+type DB struct {
+	bdb      *badger.DB
+	grace    time.Duration
+	log      *zap.Logger
+	polls    *polls
+	counters counters
+
+	stop      chan struct{}
+	loops     sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Store is the flow.Store of one namespace of a DB.
 type Store struct {
-	db    *badger.DB
-	grace time.Duration
-	log   *zap.Logger
-
-	stopGC chan struct{}
-	gcDone sync.WaitGroup
-
-	counters counters // see counters.go
-
-	// writes counts transactions that wrote, for flattenWhenQuiet.
-	writes       atomic.Uint64
-	quietFlatten time.Duration
-
-	// stripes serialize device updates and hold the poll clock.
-	stripes [stripes]stripe
-	creates createQueue // see createbatch.go
-	// legacy: records of an earlier version may be left (see keys.go).
-	legacy atomic.Bool
-	// codes filters the user codes that may be taken (usercodefilter.go).
-	codes userCodeFilter
-	// grants numbers (client_id, scope) pairs for the records (grants.go).
-	grants *grantTable
-	// noClock: Options.NoPollClock.
-	noClock bool
+	db     *DB
+	ns     namespace
+	pollNS uint64 // its number in the poll memory
 }
 
 var _ flow.Store = (*Store)(nil)
 
-// Open opens (creating if needed) the database and starts its value-log
-// garbage collection.
-func Open(o Options) (*Store, error) {
+// Open opens (creating if needed) the database and starts its background
+// work: writing counters, sweeping what expired from memory, and garbage
+// collecting the value log.
+func Open(o Options) (*DB, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -87,313 +90,266 @@ func Open(o Options) (*Store, error) {
 		o.Grace = DefaultGrace
 	}
 	if o.GCInterval == 0 {
-		o.GCInterval = 5 * time.Minute
+		o.GCInterval = defaultGCInterval
 	}
-	if o.QuietFlatten == 0 {
-		o.QuietFlatten = 30 * time.Minute
-	}
-	db, err := badger.Open(tunedOptions(o))
+	bdb, err := badger.Open(badgerOptions(o))
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, grace: o.Grace, log: o.Logger, stopGC: make(chan struct{}), quietFlatten: o.QuietFlatten, noClock: o.NoPollClock}
-	legacy, err := hasPrefix(db, legacyDevicePrefix, legacyUserCodePrefix)
-	if err != nil {
-		db.Close()
-		return nil, err
+	db := &DB{bdb: bdb, grace: o.Grace, log: o.Logger, polls: newPolls(), stop: make(chan struct{})}
+	db.counters.seed = maphash.MakeSeed()
+	if o.InMemory {
+		o.GCInterval = -1 // there is no value log
 	}
-	s.legacy.Store(legacy)
-	if s.grants, err = loadGrants(db); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := s.codes.build(db); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if o.GCInterval > 0 && !o.InMemory {
-		s.gcDone.Add(1)
-		go s.collectGarbage(o.GCInterval)
-	}
-	s.gcDone.Add(2)
-	go s.sweepEvery(clockSweepEvery)
-	go s.flushCountersLoop()
-	return s, nil
+	db.loops.Go(func() { db.background(o.GCInterval) })
+	return db, nil
 }
 
-// tunedOptions sizes Badger for a web-server plugin rather than a database
-// server. Every figure below was measured with bench/livecodes (10k and 1M
-// live codes) and bench/run.sh; docs/performance.md has the numbers.
-//
-// Badger's defaults (64 MiB memtables ×5, a 256 MiB block cache, tables
-// that double in size per level) cost hundreds of MiB before the first
-// code. Most of what is left after shrinking those is table builders:
-// a memtable flush or a compaction builds each table whole in memory in
-// a buffer twice the configured table size, growing it as needed; Badger
-// keeps up to 8 of those buffers pooled for reuse; and each table's index
-// is built in a fresh 3 MiB flatbuffers builder (half of all bytes
-// allocated). So:
-//   - 2 MiB memtables, 3 of them: 6 MiB of skiplists. A flush writes a
-//     memtable's ~1.5 MiB of data into the 2 MiB buffer sized for 1 MiB
-//     tables. 4 MiB memtables made every pooled buffer grow to 14 MiB
-//     (34 MiB pooled against 14 at 1M live codes; the peak RSS while
-//     filling 1M codes 272-296 MiB against 232-259) for ~10% less CPU
-//     per poll that reads Badger; 1 MiB ones filled ~15% slower for no
-//     clear saving. (16 MiB ones saved ~11% more CPU, for ~3x the
-//     anonymous memory.)
-//   - up to 8 tables on level 0 before they are compacted into the next
-//     (Badger: 5), and writes stall at 18 (15): 2 MiB memtables fill
-//     level 0 twice as fast, and merging more of its tables at once
-//     halved the issue scenario's p99 (~22-37 ms -> ~16-20) and lowered
-//     its peak RSS by ~20 MiB (A/B, 6 runs each); a poll that reads
-//     Badger checks more level-0 bloom filters (~+1 µs at 1M codes).
-//   - 1 MiB tables on every level (TableSizeMultiplier 1): compaction
-//     buffers stay 2 MiB however big the store grows; at 1M live codes
-//     that is ~150 tables, which Badger handles without trouble. 4 MiB
-//     tables (fewer index builders per byte, but 8 MiB buffers) raised
-//     the peak RSS at 1M codes by ~50 MiB.
-//   - no compression, so no block cache: records are ~60 bytes, half of
-//     them random (the seal key, the key's hash), and with Snappy the
-//     tables were 22% smaller, but Badger then needs a block cache for
-//     the decompressed blocks, and with an 8 MiB one the peak RSS at 1M
-//     codes rose by ~70 MiB (the cache's own bookkeeping and the garbage
-//     of decompressing a 4 KiB block per read) and a poll cost ~25% more
-//     CPU. Uncompressed blocks are read straight from the memory-mapped
-//     tables (page cache, shared and reclaimable). The index cache only
-//     serves encrypted tables, so it is off too.
-//   - values up to 64 KiB stay in the LSM tree next to their keys (a
-//     device record, even with sealed tokens, is a few KiB); Badger
-//     requires the threshold below 15% of a memtable. The value log then
-//     only sees larger values, so its files can be small.
-//
-// Together (with grants.go): at 1M live codes 60-130 MiB of anonymous
-// memory at peak instead of ~540 MiB, the poll clock's ~29 MiB included
-// (pollclock.go). What is left of it is mostly the Go heap's headroom
-// (the GC lets the heap grow to twice what is live, and the index
-// builders' garbage fills it); the file-backed part is the tables
-// themselves (~109 bytes per live code, one entry each: keys.go).
-func tunedOptions(o Options) badger.Options {
+// badgerOptions size Badger for a plugin of a web server rather than for a
+// database server: Badger's defaults take hundreds of MiB before the first
+// code is stored.
+func badgerOptions(o Options) badger.Options {
 	opts := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
 		WithLogger(zapLogger{o.Logger.Sugar()}).
+		// Small memtables (not 5 of 64 MiB): records are small and short-lived.
 		WithMemTableSize(2 << 20).
 		WithNumMemtables(3).
+		// A table is built whole in a buffer twice its size, so small
+		// tables on every level keep flushes and compactions small.
 		WithBaseTableSize(1 << 20).
+		// Small, partly random records gain little from compression, which
+		// would need a block cache; uncompressed blocks are read straight
+		// from the memory-mapped tables.
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
-		WithIndexCacheSize(0).
+		// Values stay next to their keys in the tree (Badger wants this
+		// below 15% of a memtable); only larger ones go to the value log,
+		// whose files can then be small.
 		WithValueThreshold(64 << 10).
 		WithValueLogFileSize(16 << 20).
+		// Each compactor holds its own table buffers; two keep up.
 		WithNumCompactors(2).
+		// Small memtables fill level 0 quickly: merging more of its tables
+		// at a time keeps writes from stalling behind compactions.
 		WithNumLevelZeroTables(8).
 		WithNumLevelZeroTablesStall(18).
-		WithNumVersionsToKeep(1).
-		WithMetricsEnabled(false).
-		// Writes reach the memtable's write-ahead log through the page
-		// cache, so a crash of the process (even kill -9) loses nothing;
-		// only a power cut can cost the last writes, which for codes that
-		// live ten minutes is not worth an fsync per request.
-		WithSyncWrites(false)
+		// Nobody reads Badger's expvar metrics here.
+		WithMetricsEnabled(false)
 	opts.TableSizeMultiplier = 1
+	// Writes are not synced: a crash of the process loses nothing (the
+	// write-ahead log is in the page cache), and a power cut may lose the
+	// last codes issued, which are worth less than an fsync per request.
 	return opts
 }
 
-// Close stops the garbage collector and closes the database.
-func (s *Store) Close() error {
-	close(s.stopGC)
-	s.gcDone.Wait()
-	err := s.flushCounters(time.Now())
-	for i := range s.stripes {
-		st := &s.stripes[i]
-		st.mu.Lock()
-		st.polls.free()
-		st.mu.Unlock()
-	}
-	return errors.Join(err, s.db.Close())
+// Store returns the store of one device_flow handler. The same namespace
+// gives the same data (a handler reloaded with its config); different
+// namespaces never see each other's.
+func (db *DB) Store(namespace string) *Store {
+	ns := newNamespace(namespace)
+	return &Store{db: db, ns: ns, pollNS: db.polls.number(ns)}
 }
 
-// sweepEvery drops the poll clock's expired entries, and looks whether records of an
-// earlier version are left.
-func (s *Store) sweepEvery(every time.Duration) {
-	defer s.gcDone.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
+// Badger is the database itself, for tests and tools.
+func (db *DB) Badger() *badger.DB { return db.bdb }
+
+// Close stops the background work, writes the counters and closes the
+// database, giving up (and saying so) after closeTimeout.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		done := make(chan error, 1)
+		go func() {
+			close(db.stop)
+			db.loops.Wait()
+			done <- errors.Join(db.flushCounters(time.Now()), db.bdb.Close())
+		}()
+		select {
+		case db.closeErr = <-done:
+		case <-time.After(closeTimeout):
+			db.log.Error("the Badger database did not close in time; giving up on it (its write-ahead log has every write)", zap.Duration("waited", closeTimeout))
+			db.closeErr = fmt.Errorf("badgerstore: the database did not close within %s", closeTimeout)
+		}
+	})
+	return db.closeErr
+}
+
+func (db *DB) background(gcEvery time.Duration) {
+	flush := time.NewTicker(flushEvery)
+	defer flush.Stop()
+	sweep := time.NewTicker(sweepEvery)
+	defer sweep.Stop()
+	var gc <-chan time.Time
+	if gcEvery > 0 {
+		t := time.NewTicker(gcEvery)
+		defer t.Stop()
+		gc = t.C
+	}
 	for {
 		select {
-		case <-s.stopGC:
+		case <-db.stop:
 			return
-		case now := <-t.C:
-			s.sweep(now)
-		}
-	}
-}
-
-func (s *Store) sweep(now time.Time) {
-	s.sweepClock(now)
-	if s.legacy.Load() {
-		if left, err := hasPrefix(s.db, legacyDevicePrefix, legacyUserCodePrefix); err == nil && !left {
-			s.legacy.Store(false) // they have all expired or been deleted
-		}
-	}
-}
-
-// DB exposes the database for tests and tools.
-func (s *Store) DB() *badger.DB { return s.db }
-
-func (s *Store) collectGarbage(every time.Duration) {
-	defer s.gcDone.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var q quietness
-	for {
-		select {
-		case <-s.stopGC:
-			return
-		case now := <-t.C:
-			// Rewrite value-log files that are at least half garbage, as
-			// many as there are. (Only values over 64 KiB go there.)
-			for s.db.RunValueLogGC(0.5) == nil {
+		case now := <-flush.C:
+			if err := db.flushCounters(now); err != nil {
+				db.log.Error("writing the limit counters failed; they stay in memory and are written again", zap.Error(err))
 			}
-			if q.due(s.writes.Load(), now, s.quietFlatten) {
-				if err := s.db.Flatten(1); err != nil {
-					s.log.Warn("compacting the idle database failed", zap.Error(err))
-				}
+		case now := <-sweep.C:
+			db.sweep(now)
+		case <-gc:
+			// Rewrite the value-log files that are at least half garbage.
+			for db.bdb.RunValueLogGC(0.5) == nil {
 			}
 		}
 	}
 }
 
-// quietness decides when to compact the whole tree: once, when nothing
-// has been written for a while (QuietFlatten). Expired records leave the
-// disk only when a compaction rewrites their table, and Badger compacts
-// only as writes come in: after a burst of codes and then silence, their
-// tables would stay as they are. With no write for longer than codes and
-// counters live, everything written before has expired, and Flatten (~1 s
-// for a million codes) gives the disk back. (Flatten leaves alone a tree
-// that is all on one level, which only holds what fits in the first few
-// tables: a few MiB.)
-type quietness struct {
-	writes    uint64
-	since     time.Time // of the last write seen
-	flattened bool
+// sweep gives back the memory of polls and counters that have expired.
+func (db *DB) sweep(now time.Time) {
+	db.polls.sweep(now)
+	db.counters.sweep(now)
 }
 
-// due reports whether to flatten now, given the count of writes so far.
-func (q *quietness) due(writes uint64, now time.Time, after time.Duration) bool {
-	if writes != q.writes || q.since.IsZero() {
-		q.writes, q.since, q.flattened = writes, now, false
-		return false
-	}
-	if after < 0 || q.flattened || now.Sub(q.since) < after {
-		return false
-	}
-	q.flattened = true
-	return true
-}
+// keepUntil is when Badger drops d's record: ExpiresAt plus the grace
+// period, in the Unix seconds Badger counts.
+func (db *DB) keepUntil(d *flow.Device) uint64 { return ceilUnix(d.ExpiresAt.Add(db.grace)) }
 
-// keepUntil is when Badger may drop a record that expires at expiresAt, in
-// the whole Unix seconds Badger counts in, rounded up so nothing is
-// dropped early.
-func (s *Store) keepUntil(expiresAt time.Time) uint64 {
-	return ceilUnix(expiresAt.Add(s.grace))
-}
-
+// ceilUnix rounds up, so that nothing is dropped early.
 func ceilUnix(t time.Time) uint64 {
 	sec := t.Unix()
 	if t.Nanosecond() > 0 {
 		sec++
 	}
-	return uint64(sec)
+	return uint64(max(sec, 0))
 }
 
-// entry is a key-value pair that Badger drops after until.
-func entry(key, value []byte, until uint64) *badger.Entry {
-	e := badger.NewEntry(key, value)
-	e.ExpiresAt = until
-	return e
+// ---- transactions ----
+
+// unavailable marks a failure of Badger as the store's.
+func unavailable(err error) error {
+	return fmt.Errorf("%w: badger: %w", flow.ErrUnavailable, err)
 }
 
-// update runs fn in a read-write transaction, retrying on conflicts.
-func (s *Store) update(fn func(txn *badger.Txn) error) error {
-	s.writes.Add(1)
-	for range maxConflictRetries {
-		err := s.db.Update(fn)
-		if !errors.Is(err, badger.ErrConflict) {
+// update runs fn in a read-write transaction and commits it, again after
+// a conflict. fn's own errors are returned as they are; fn wraps Badger's
+// (get, set and del do).
+func (db *DB) update(fn func(txn *badger.Txn) error) error {
+	if db.bdb.IsClosed() {
+		return unavailable(badger.ErrDBClosed)
+	}
+	for range maxRetries {
+		txn := db.bdb.NewTransaction(true)
+		if err := fn(txn); err != nil {
+			txn.Discard()
 			return err
 		}
+		err := txn.Commit()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, badger.ErrConflict) {
+			return unavailable(err)
+		}
 	}
-	return fmt.Errorf("%w: too many write conflicts", flow.ErrUnavailable)
+	return unavailable(fmt.Errorf("%d conflicts in a row", maxRetries))
 }
 
-// getJSON reads key into v; flow.ErrNotFound when absent.
-func getJSON(txn *badger.Txn, key string, v any) error {
-	item, err := txn.Get([]byte(key))
+// view runs fn in a read-only transaction.
+func (db *DB) view(fn func(txn *badger.Txn) error) error {
+	err := db.bdb.View(fn)
+	if err != nil && !errors.Is(err, flow.ErrUnavailable) {
+		return unavailable(err)
+	}
+	return err
+}
+
+// get reads the value under key; found is false when there is none.
+func get(txn *badger.Txn, key []byte) (value []byte, found bool, err error) {
+	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return flow.ErrNotFound
+		return nil, false, nil
+	}
+	if err == nil {
+		value, err = item.ValueCopy(nil)
 	}
 	if err != nil {
-		return err
+		return nil, false, unavailable(err)
 	}
-	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+	return value, true, nil
 }
 
-// PutLogin keeps the login until its ExpiresAt, as flow.Store asks and
-// the Redis store does; the grace period is for device records only.
+// set writes value under key until the Unix second until (0: for good).
+func set(txn *badger.Txn, key, value []byte, until uint64) error {
+	e := badger.NewEntry(key, value)
+	e.ExpiresAt = until
+	if err := txn.SetEntry(e); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+func del(txn *badger.Txn, key []byte) error {
+	if err := txn.Delete(key); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// ---- logins and secrets ----
+
+// PutLogin keeps the login until its ExpiresAt (the grace period is for
+// device records only).
 func (s *Store) PutLogin(_ context.Context, key string, login *flow.Login) error {
 	b, err := json.Marshal(login)
 	if err != nil {
 		return err
 	}
-	return s.update(func(txn *badger.Txn) error {
-		return txn.SetEntry(entry([]byte(loginPrefix+key), b, ceilUnix(login.ExpiresAt)))
+	return s.db.update(func(txn *badger.Txn) error {
+		return set(txn, s.ns.key(kindLogin, key), b, ceilUnix(login.ExpiresAt))
 	})
 }
 
 func (s *Store) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
-	var login flow.Login
-	err := s.update(func(txn *badger.Txn) error {
-		if err := getJSON(txn, loginPrefix+key, &login); err != nil {
-			return err
+	k := s.ns.key(kindLogin, key)
+	var login *flow.Login
+	err := s.db.update(func(txn *badger.Txn) error {
+		b, found, err := get(txn, k)
+		if err != nil || !found {
+			return cmp.Or(err, flow.ErrNotFound)
 		}
-		return txn.Delete([]byte(loginPrefix + key))
+		login = new(flow.Login)
+		if err := json.Unmarshal(b, login); err != nil {
+			return fmt.Errorf("%w: a corrupt login: %w", flow.ErrUnavailable, err)
+		}
+		return del(txn, k)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &login, nil
-}
-
-// Hit: see counters.go.
-func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
-	return s.hit(key, ttl)
-}
-
-func (s *Store) Count(_ context.Context, key string) (int64, error) {
-	return s.count(key)
+	return login, nil
 }
 
 func (s *Store) Secret(_ context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
+	k := s.ns.key(kindSecret, name)
 	var secret []byte
-	err := s.update(func(txn *badger.Txn) error {
-		k := []byte(secretPrefix + name)
-		item, err := txn.Get(k)
-		if err == nil {
-			secret, err = item.ValueCopy(nil)
-			return err
-		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
+	err := s.db.update(func(txn *badger.Txn) error {
+		var found bool
+		var err error
+		if secret, found, err = get(txn, k); err != nil || found {
 			return err
 		}
 		if secret, err = generate(); err != nil {
 			return err
 		}
-		return txn.Set(k, secret)
+		return set(txn, k, secret, 0)
 	})
-	return secret, err
+	if err != nil {
+		return nil, err
+	}
+	return secret, nil
 }
 
 // zapLogger routes Badger's logging to Caddy's: its chatty Infof becomes
-// debug, so a normal log shows only what an operator may act on.
+// debug, so that a normal log shows only what an operator may act on.
 type zapLogger struct{ s *zap.SugaredLogger }
 
 func (l zapLogger) Errorf(f string, a ...any)   { l.s.Errorf(f, a...) }

@@ -1,127 +1,85 @@
 package badgerstore
 
 import (
+	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
-// Device records are kept in a compact binary form, not JSON: a record is
-// written once per code (and again only when something but the poll time
-// changes, see pollclock.go), and read by every poll; with JSON the
-// encoding was a fifth of a poll's CPU and the record three times bigger,
-// which Badger pays again in memtable flushes, compaction, disk and page
-// cache (the memory-mapped tables count in the process's RSS) for every
-// live code. Logins, written once and read once, stay JSON.
+// A device record is stored in a compact binary form: every poll reads
+// and decodes it, and Badger pays for its size in every memtable,
+// compaction, disk block and page of the memory-mapped tables (which
+// count in the process's RSS) for as long as the code lives.
 //
-// Version 2 (what encodeDevice writes), in order:
+//	byte      1, the format
+//	byte      flags: Status in bits 0–1, retriedFlag, wideFlag, lastPollFlag
+//	times     compact (no wideFlag):
+//	            uvarint   CreatedAt, Unix nanoseconds
+//	            duration  ExpiresAt − CreatedAt
+//	            duration  LastPoll − CreatedAt, with lastPollFlag only
+//	          wide (a time that compact cannot hold: zero, before 1970,
+//	          after 2116, or too far from CreatedAt):
+//	            varint Unix seconds then uvarint nanoseconds, of
+//	            CreatedAt, ExpiresAt and, with lastPollFlag, LastPoll
+//	duration  Interval
+//	fields    ClientID, Scope, Reason, CodeHash, SealKey, Sealed: each a
+//	          uvarint length and that many bytes
 //
-//	byte     2 (the version)
-//	byte     Status (bits 0–1), and the flags retriedFlag, wideFlag,
-//	         lastPollFlag, extraFlag, grantFlag, hashFlag
-//	16 bytes with hashFlag only: the hash of the record's ID, a
-//	         flow.UserCodeID (the record is keyed by its user code, and
-//	         so holds the rest of its ID; see keys.go)
-//	times    compact (no wideFlag):
-//	           uvarint  CreatedAt as Unix nanoseconds
-//	           duration ExpiresAt − CreatedAt
-//	           duration LastPoll − CreatedAt, with lastPollFlag only
-//	         wide (a time that compact cannot hold, the zero time say):
-//	           varint Unix seconds, uvarint nanoseconds, for CreatedAt,
-//	           ExpiresAt and (with lastPollFlag) LastPoll
-//	duration Interval
-//	uvarint  length, then bytes: UserCode, ClientID, Scope, then Reason
-//	         with extraFlag only; SealKey, then Sealed with extraFlag only.
-//	         With grantFlag, ClientID and Scope are instead one uvarint:
-//	         the number of their pair in the store's grant table
-//	         (grants.go), which a record can only be read with.
+// A duration is one uvarint, zigzag(d / unit) << 2 | tag, the tag naming
+// the unit (0 seconds, 1 milliseconds, 2 nanoseconds: most durations are
+// whole seconds), or the tag 3 alone followed by a varint of the
+// nanoseconds, for what the first form cannot hold. Every time reads back
+// to the nanosecond, and the encoding of a record is canonical: encoding
+// what was decoded gives the same bytes (UpdateDevice relies on it).
 //
-// A duration is one uvarint: zigzag(d / unit) << 2 | tag, with the tag
-// naming the unit (seconds, milliseconds, nanoseconds; durations are
-// mostly whole seconds: 5 s, 10 min), or tag 3 and then a varint of the
-// nanoseconds for what does not fit. So a pending code's times take ~12
-// bytes (version 1: ~31) and its empty Reason and Sealed none, and every
-// time still reads back to the nanosecond.
-//
-// ID is the record's key and is not repeated (but for a UserCodeID's
-// hash, with hashFlag). Version 1 records and JSON
-// ones (starting with '{'), written by earlier versions, are still read:
-// a store upgraded in place holds them until they expire.
-const (
-	deviceCodecV1 = 1
-	deviceCodecV2 = 2
-)
+// The user code is the record's key (keys.go) and is not repeated.
+const deviceFormat = 1
 
-// Flags sharing the Status byte (statuses are 0–2).
 const (
-	retriedFlag  = 0x80
-	wideFlag     = 0x40 // v2: times as seconds and nanoseconds
-	lastPollFlag = 0x20 // v2: LastPoll is set
-	extraFlag    = 0x10 // v2: Reason and Sealed follow
-	grantFlag    = 0x08 // v2: ClientID and Scope are a grant's number
-	hashFlag     = 0x04 // v2: the record of a flow.UserCodeID, whose hash follows the flags
 	statusMask   = 0x03
+	retriedFlag  = 0x80
+	wideFlag     = 0x40
+	lastPollFlag = 0x20
 )
 
 var errCorruptRecord = errors.New("badgerstore: corrupt device record")
 
-// Bounds of compact v2 records, so that no shift or sum overflows:
-// CreatedAt before 2116 (2^62 ns after 1970), offsets and durations within
-// ±2^60 units (±36 years in nanoseconds).
+// Bounds of the compact form, so that no shift or sum overflows:
+// CreatedAt before 2116 (2^62 ns after 1970), durations within ±2^60
+// units.
 const (
 	compactCreated = 1 << 62
-	compactNanos   = 1 << 60
+	compactUnits   = 1 << 60
 )
 
-// encodeDevice encodes d with its ClientID and Scope written out.
-func encodeDevice(d *flow.Device) []byte { return appendDevice(nil, d, -1) }
-
-// appendDevice appends d's encoding; with grant ≥ 0, as the number of
-// d's (ClientID, Scope) pair in the store's grant table.
-func appendDevice(b []byte, d *flow.Device, grant int) []byte {
-	if b == nil {
-		b = make([]byte, 0, 40+len(d.UserCode)+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.SealKey)+len(d.Sealed))
-	}
+func encodeDevice(d *flow.Device) []byte {
+	b := make([]byte, 0, 48+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.CodeHash)+len(d.SealKey)+len(d.Sealed))
 	flags := byte(d.Status) & statusMask
 	if d.Retried {
 		flags |= retriedFlag
 	}
-	hasLastPoll := !d.LastPoll.IsZero()
-	if hasLastPoll {
+	polled := !d.LastPoll.IsZero()
+	if polled {
 		flags |= lastPollFlag
-	}
-	extra := d.Reason != "" || len(d.Sealed) > 0
-	if extra {
-		flags |= extraFlag
 	}
 	created, expiresIn, polledAt, compact := compactTimes(d)
 	if !compact {
 		flags |= wideFlag
 	}
-	if grant >= 0 {
-		flags |= grantFlag
-	}
-	uc, hash, byUserCode := flow.SplitUserCodeID(d.ID)
-	if byUserCode && uc == d.UserCode {
-		flags |= hashFlag
-	}
-	b = append(b, deviceCodecV2, flags)
-	if flags&hashFlag != 0 {
-		b = append(b, hash[:]...)
-	}
+	b = append(b, deviceFormat, flags)
 	if compact {
 		b = binary.AppendUvarint(b, uint64(created))
 		b = appendDuration(b, expiresIn)
-		if hasLastPoll {
+		if polled {
 			b = appendDuration(b, polledAt)
 		}
 	} else {
-		times := []time.Time{d.CreatedAt, d.ExpiresAt}
-		if hasLastPoll {
-			times = append(times, d.LastPoll)
+		times := []time.Time{d.CreatedAt, d.ExpiresAt, d.LastPoll}
+		if !polled {
+			times = times[:2]
 		}
 		for _, t := range times {
 			b = binary.AppendVarint(b, t.Unix())
@@ -129,20 +87,11 @@ func appendDevice(b []byte, d *flow.Device, grant int) []byte {
 		}
 	}
 	b = appendDuration(b, int64(d.Interval))
-	b = appendField(b, d.UserCode)
-	if grant >= 0 {
-		b = binary.AppendUvarint(b, uint64(grant))
-	} else {
-		b = appendField(appendField(b, d.ClientID), d.Scope)
+	for _, s := range [...]string{d.ClientID, d.Scope, d.Reason} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
 	}
-	if extra {
-		b = appendField(b, d.Reason)
-	}
-	bins := [][]byte{d.SealKey, d.Sealed}
-	if !extra {
-		bins = bins[:1]
-	}
-	for _, s := range bins {
+	for _, s := range [...][]byte{d.CodeHash, d.SealKey, d.Sealed} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -150,18 +99,16 @@ func appendDevice(b []byte, d *flow.Device, grant int) []byte {
 }
 
 // compactTimes returns CreatedAt in Unix nanoseconds and ExpiresAt and
-// LastPoll as offsets from it, or compact false when a time does not fit
-// (zero, before 1970, or too far apart).
+// LastPoll as offsets from it; compact is false when one does not fit.
 func compactTimes(d *flow.Device) (created, expiresIn, polledAt int64, compact bool) {
-	if d.CreatedAt.IsZero() || d.ExpiresAt.IsZero() || d.CreatedAt.Unix() < 0 || d.CreatedAt.Unix() >= compactCreated/int64(time.Second) {
+	if d.CreatedAt.IsZero() || d.CreatedAt.Unix() < 0 || d.CreatedAt.Unix() >= compactCreated/int64(time.Second) || d.ExpiresAt.IsZero() {
 		return 0, 0, 0, false
 	}
-	created = d.CreatedAt.UnixNano()
-	base := d.CreatedAt.Round(0) // wall clock: Sub would use the monotonic one
+	base := d.CreatedAt.Round(0) // the wall clock: Sub would use the monotonic one
 	offset := func(t time.Time) (int64, bool) {
 		t = t.Round(0)
-		delta := t.Sub(base) // saturates, so check it lands back on t
-		return int64(delta), delta > -compactNanos && delta < compactNanos && base.Add(delta).Equal(t)
+		delta := t.Sub(base) // saturates: check that it lands back on t
+		return int64(delta), delta > -compactUnits && delta < compactUnits && base.Add(delta).Equal(t)
 	}
 	var ok bool
 	if expiresIn, ok = offset(d.ExpiresAt); !ok {
@@ -172,18 +119,18 @@ func compactTimes(d *flow.Device) (created, expiresIn, polledAt int64, compact b
 			return 0, 0, 0, false
 		}
 	}
-	return created, expiresIn, polledAt, true
+	return base.UnixNano(), expiresIn, polledAt, true
 }
 
-// Units of a duration's tag (see the format above).
+// durationUnits are the units of a duration's tags 0–2.
 var durationUnits = [3]int64{int64(time.Second), int64(time.Millisecond), 1}
 
-const durationRaw = 3 // the tag of a duration written as a plain varint
+const durationRaw = 3 // the tag of a duration written as a varint of nanoseconds
 
 func appendDuration(b []byte, d int64) []byte {
 	for tag, unit := range durationUnits {
 		if d%unit == 0 {
-			if v := d / unit; v > -compactNanos && v < compactNanos {
+			if v := d / unit; v > -compactUnits && v < compactUnits {
 				return binary.AppendUvarint(b, zigzag(v)<<2|uint64(tag))
 			}
 			break
@@ -192,59 +139,22 @@ func appendDuration(b []byte, d int64) []byte {
 	return binary.AppendVarint(binary.AppendUvarint(b, durationRaw), d)
 }
 
-func (r *reader) duration() int64 {
-	v := r.uvarint()
-	tag := v & 3
-	if tag == durationRaw {
-		if v != durationRaw {
-			r.bad = true // non-canonical: a raw duration's prefix is 3 itself
-		}
-		return r.varint()
-	}
-	return unzigzag(v>>2) * durationUnits[tag]
-}
-
 func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
-// decodeDevice reads a record stored under id, of any version, with the
-// store's grant table (nil: a record naming a grant is corrupt). b belongs
-// to Badger and is only valid during the call: everything kept is copied.
-func decodeDevice(id string, b []byte, grants *grantTable) (*flow.Device, error) {
-	if len(b) > 0 && b[0] == '{' {
-		d := new(flow.Device)
-		if err := json.Unmarshal(b, d); err != nil {
-			return nil, err
-		}
-		return d, nil
-	}
-	if len(b) < 2 {
-		return nil, errCorruptRecord
-	}
-	switch b[0] {
-	case deviceCodecV1:
-		return decodeDeviceV1(id, b)
-	case deviceCodecV2:
-		return decodeDeviceV2(id, b, grants)
-	}
-	return nil, errCorruptRecord
-}
+// zeroUnix is time.Time{}.Unix(): the zero time reads back as zero.
+var zeroUnix = time.Time{}.Unix()
 
-func decodeDeviceV2(id string, b []byte, grants *grantTable) (*flow.Device, error) {
-	flags := b[1]
-	if flags&statusMask > byte(flow.Denied) {
+// decodeDevice reads the record stored under userCode. Everything it
+// returns is copied out of b, which may be Badger's.
+func decodeDevice(userCode string, b []byte) (*flow.Device, error) {
+	if len(b) < 2 || b[0] != deviceFormat || b[1]&statusMask > byte(flow.Denied) {
 		return nil, errCorruptRecord
 	}
-	d := &flow.Device{ID: id, Status: flow.Status(flags & statusMask), Retried: flags&retriedFlag != 0}
+	flags := b[1]
+	d := &flow.Device{UserCode: userCode, Status: flow.Status(flags & statusMask), Retried: flags&retriedFlag != 0}
 	r := reader{b: b, off: 2}
-	var hash []byte
-	if flags&hashFlag != 0 {
-		if len(b) < 2+userCodeIDHashLen {
-			return nil, errCorruptRecord
-		}
-		hash, r.off = b[2:2+userCodeIDHashLen], 2+userCodeIDHashLen
-	}
-	hasLastPoll, extra := flags&lastPollFlag != 0, flags&extraFlag != 0
+	polled := flags&lastPollFlag != 0
 	if flags&wideFlag == 0 {
 		created := r.uvarint()
 		if created >= compactCreated {
@@ -252,13 +162,13 @@ func decodeDeviceV2(id string, b []byte, grants *grantTable) (*flow.Device, erro
 		}
 		d.CreatedAt = time.Unix(0, int64(created))
 		d.ExpiresAt = d.CreatedAt.Add(time.Duration(r.duration()))
-		if hasLastPoll {
+		if polled {
 			d.LastPoll = d.CreatedAt.Add(time.Duration(r.duration()))
 		}
 	} else {
-		times := []*time.Time{&d.CreatedAt, &d.ExpiresAt}
-		if hasLastPoll {
-			times = append(times, &d.LastPoll)
+		times := []*time.Time{&d.CreatedAt, &d.ExpiresAt, &d.LastPoll}
+		if !polled {
+			times = times[:2]
 		}
 		for _, t := range times {
 			sec, nsec := r.varint(), r.uvarint()
@@ -271,122 +181,45 @@ func decodeDeviceV2(id string, b []byte, grants *grantTable) (*flow.Device, erro
 		}
 	}
 	d.Interval = time.Duration(r.duration())
-	nTexts, nBins := 3, 1
-	if extra {
-		nTexts, nBins = 4, 2
-	}
-	var texts [4][2]int // UserCode, ClientID, Scope, Reason
-	var grant grantPair
-	texts[0][0], texts[0][1] = r.field()
-	if flags&grantFlag != 0 {
-		var ok bool
-		if grant, ok = grants.pair(r.uvarint()); !ok {
-			r.bad = true
-		}
-		// ClientID and Scope are not in b: empty here, the grant's below
-		texts[1] = [2]int{r.off, r.off}
-		texts[2] = texts[1]
-	} else {
-		texts[1][0], texts[1][1] = r.field()
-		texts[2][0], texts[2][1] = r.field()
-	}
-	if extra {
-		texts[3][0], texts[3][1] = r.field()
-	}
-	var bins [2][2]int
-	for i := range nBins {
-		bins[i][0], bins[i][1] = r.field()
+	var f [6][2]int // where each field's bytes are in b
+	for i := range f {
+		f[i] = r.field()
 	}
 	if r.bad || r.off != len(b) {
 		return nil, errCorruptRecord
 	}
-	fillFields(d, b, texts[:nTexts], bins[:nBins])
-	if flags&grantFlag != 0 {
-		d.ClientID, d.Scope = grant.client, grant.scope
+	// One string for the three texts and one slice for the three byte
+	// fields: two allocations, whatever the record holds.
+	texts := string(b[f[0][0]:f[2][1]])
+	for i, p := range [...]*string{&d.ClientID, &d.Scope, &d.Reason} {
+		*p = texts[f[i][0]-f[0][0] : f[i][1]-f[0][0]]
 	}
-	if hash != nil {
-		// The record knows its ID: its user code and the hash.
-		if d.ID = flow.UserCodeID(d.UserCode, hash); d.UserCode == "" {
-			return nil, errCorruptRecord
+	raw := bytes.Clone(b[f[3][0]:f[5][1]])
+	for i, p := range [...]*[]byte{&d.CodeHash, &d.SealKey, &d.Sealed} {
+		if start, end := f[3+i][0]-f[3][0], f[3+i][1]-f[3][0]; end > start {
+			*p = raw[start:end:end]
 		}
 	}
 	return d, nil
 }
 
-// fillFields copies the text and byte fields out of b: one string holds
-// the text fields and one slice the byte fields (the length prefixes
-// between them come along), two allocations per record whatever its size.
-func fillFields(d *flow.Device, b []byte, texts, bins [][2]int) {
-	if len(texts) > 0 {
-		from := texts[0][0]
-		all := string(b[from:texts[len(texts)-1][1]])
-		for i, p := range []*string{&d.UserCode, &d.ClientID, &d.Scope, &d.Reason}[:len(texts)] {
-			*p = all[texts[i][0]-from : texts[i][1]-from]
-		}
-	}
-	if len(bins) > 0 {
-		from := bins[0][0]
-		raw := append([]byte(nil), b[from:bins[len(bins)-1][1]]...)
-		for i, p := range []*[]byte{&d.SealKey, &d.Sealed}[:len(bins)] {
-			if start, end := bins[i][0]-from, bins[i][1]-from; end > start {
-				*p = raw[start:end:end]
-			}
-		}
-	}
-}
-
-// decodeDeviceV1 reads the version 1 format:
-//
-//	byte     1 (the version)
-//	byte     Status, with retriedFlag set when Retried
-//	varint   CreatedAt, ExpiresAt, LastPoll: Unix seconds, then
-//	uvarint  their nanoseconds (each time is the pair)
-//	varint   Interval in nanoseconds
-//	uvarint  length, then bytes: UserCode, ClientID, Scope, Reason, SealKey, Sealed
-func decodeDeviceV1(id string, b []byte) (*flow.Device, error) {
-	if b[1]&^retriedFlag > byte(flow.Denied) {
-		return nil, errCorruptRecord
-	}
-	d := &flow.Device{ID: id, Status: flow.Status(b[1] &^ retriedFlag), Retried: b[1]&retriedFlag != 0}
-	r := reader{b: b, off: 2}
-	for _, t := range [...]*time.Time{&d.CreatedAt, &d.ExpiresAt, &d.LastPoll} {
-		sec, nsec := r.varint(), r.uvarint()
-		if nsec >= uint64(time.Second) {
-			r.bad = true
-		}
-		if sec != zeroUnix || nsec != 0 {
-			*t = time.Unix(sec, int64(nsec))
-		}
-	}
-	d.Interval = time.Duration(r.varint())
-	var texts [4][2]int
-	for i := range texts {
-		texts[i][0], texts[i][1] = r.field()
-	}
-	var bins [2][2]int
-	for i := range bins {
-		bins[i][0], bins[i][1] = r.field()
-	}
-	if r.bad || r.off != len(b) {
-		return nil, errCorruptRecord
-	}
-	fillFields(d, b, texts[:], bins[:])
-	return d, nil
-}
-
-// zeroUnix is time.Time{}.Unix(): the zero time round-trips as zero.
-var zeroUnix = time.Time{}.Unix()
-
-// reader walks an encoded record; an overrun sets bad instead of
-// panicking, so a damaged record is an error, never a crash.
+// reader walks an encoded record; running off its end sets bad instead of
+// panicking, so that a damaged record is an error, never a crash.
 type reader struct {
 	b   []byte
-	off int // the next byte to read
+	off int
 	bad bool
 }
 
 func (r *reader) varint() int64 {
 	v, n := binary.Varint(r.b[r.off:])
+	return int64(r.advance(uint64(v), n))
+}
+
+func (r *reader) uvarint() uint64 { return r.advance(binary.Uvarint(r.b[r.off:])) }
+
+// advance moves past a varint of n bytes (n <= 0: none could be read).
+func (r *reader) advance(v uint64, n int) uint64 {
 	if n <= 0 {
 		r.bad, r.off = true, len(r.b)
 		return 0
@@ -395,24 +228,26 @@ func (r *reader) varint() int64 {
 	return v
 }
 
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b[r.off:])
-	if n <= 0 {
-		r.bad, r.off = true, len(r.b)
-		return 0
+func (r *reader) duration() int64 {
+	v := r.uvarint()
+	tag := v & 3
+	if tag == durationRaw {
+		if v != durationRaw {
+			r.bad = true // not canonical
+		}
+		return r.varint()
 	}
-	r.off += n
-	return v
+	return unzigzag(v>>2) * durationUnits[tag]
 }
 
-// field reads a length-prefixed field and returns where its bytes are.
-func (r *reader) field() (start, end int) {
+// field reads a length and returns where that many bytes are.
+func (r *reader) field() [2]int {
 	n := r.uvarint()
 	if r.bad || n > uint64(len(r.b)-r.off) {
 		r.bad, r.off = true, len(r.b)
-		return r.off, r.off
+		return [2]int{r.off, r.off}
 	}
-	start = r.off
+	start := r.off
 	r.off += int(n)
-	return start, r.off
+	return [2]int{start, r.off}
 }

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"sync"
@@ -10,97 +11,89 @@ import (
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
-// memStore is a minimal reference implementation that lets the suite test
-// itself. Its UpdateDevice runs fn outside the lock and compares versions,
-// like the optimistic backends do, so the suite's retry tests mean something.
-type memStore struct {
+// memBackend is a minimal reference implementation that lets the suite
+// test itself. Its UpdateDevice runs fn outside the lock and compares
+// versions, like the optimistic backends do, so the suite's retry tests
+// mean something.
+type memBackend struct {
 	grace time.Duration
 
 	mu      sync.Mutex
-	devices map[string]memDevice
-	codes   map[string]string
-	logins  map[string][]byte
-	loginEx map[string]time.Time
-	hits    map[string]int64
-	hitEx   map[string]time.Time
+	devices map[string]memEntry // every map is by namespace + "\x00" + key
+	logins  map[string]memEntry
+	hits    map[string]memEntry
 	secrets map[string][]byte
 }
 
-type memDevice struct {
+type memEntry struct {
 	data    []byte
-	version int
+	n       int64 // hits, or a device's version
 	expires time.Time
 }
 
-func newMemStore(grace time.Duration) *memStore {
-	return &memStore{
+func newMemBackend(grace time.Duration) *memBackend {
+	return &memBackend{
 		grace:   grace,
-		devices: map[string]memDevice{},
-		codes:   map[string]string{},
-		logins:  map[string][]byte{},
-		loginEx: map[string]time.Time{},
-		hits:    map[string]int64{},
-		hitEx:   map[string]time.Time{},
+		devices: map[string]memEntry{},
+		logins:  map[string]memEntry{},
+		hits:    map[string]memEntry{},
 		secrets: map[string][]byte{},
 	}
 }
 
-// device returns the live record under id; call with mu held.
-func (s *memStore) device(id string) (memDevice, bool) {
-	d, ok := s.devices[id]
-	if ok && time.Now().After(d.expires) {
-		delete(s.devices, id)
-		var rec flow.Device
-		json.Unmarshal(d.data, &rec)
-		if s.codes[rec.UserCode] == id {
-			delete(s.codes, rec.UserCode)
-		}
-		return memDevice{}, false
+// live returns the unexpired entry under key; call with mu held.
+func live(m map[string]memEntry, key string) (memEntry, bool) {
+	e, ok := m[key]
+	if ok && !time.Now().Before(e.expires) {
+		delete(m, key)
+		return memEntry{}, false
 	}
-	return d, ok
+	return e, ok
 }
 
-func (s *memStore) CreateDevice(_ context.Context, rec *flow.Device) error {
+type memStore struct {
+	b  *memBackend
+	ns string
+}
+
+func (s memStore) key(k string) string { return s.ns + "\x00" + k }
+
+func (s memStore) CreateDevice(_ context.Context, rec *flow.Device) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if id, ok := s.codes[rec.UserCode]; ok {
-		if _, live := s.device(id); live {
-			return flow.ErrUserCodeTaken
-		}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	k := s.key(rec.UserCode)
+	if _, ok := live(s.b.devices, k); ok {
+		return flow.ErrUserCodeTaken
 	}
-	s.codes[rec.UserCode] = rec.ID
-	s.devices[rec.ID] = memDevice{data: data, version: 1, expires: rec.ExpiresAt.Add(s.grace)}
+	s.b.devices[k] = memEntry{data: data, n: time.Now().UnixNano(), expires: rec.ExpiresAt.Add(s.b.grace)}
 	return nil
 }
 
-func (s *memStore) DeviceByUserCode(_ context.Context, code string) (*flow.Device, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id, ok := s.codes[code]
-	if !ok {
-		return nil, flow.ErrNotFound
-	}
-	d, ok := s.device(id)
+func (s memStore) DeviceByUserCode(_ context.Context, code string) (*flow.Device, error) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	e, ok := live(s.b.devices, s.key(code))
 	if !ok {
 		return nil, flow.ErrNotFound
 	}
 	var rec flow.Device
-	return &rec, json.Unmarshal(d.data, &rec)
+	return &rec, json.Unmarshal(e.data, &rec)
 }
 
-func (s *memStore) UpdateDevice(_ context.Context, id string, fn func(*flow.Device) (flow.Verdict, error)) error {
+func (s memStore) UpdateDevice(_ context.Context, code string, fn func(*flow.Device) (flow.Verdict, error)) error {
+	k := s.key(code)
 	for {
-		s.mu.Lock()
-		d, ok := s.device(id)
-		s.mu.Unlock()
+		s.b.mu.Lock()
+		e, ok := live(s.b.devices, k)
+		s.b.mu.Unlock()
 		var rec *flow.Device
 		if ok {
 			rec = new(flow.Device)
-			if err := json.Unmarshal(d.data, rec); err != nil {
+			if err := json.Unmarshal(e.data, rec); err != nil {
 				return err
 			}
 		}
@@ -109,102 +102,92 @@ func (s *memStore) UpdateDevice(_ context.Context, id string, fn func(*flow.Devi
 		if rec == nil || v == flow.Keep {
 			return fnErr
 		}
-		s.mu.Lock()
-		cur, ok := s.device(id)
-		if !ok || cur.version != d.version {
-			s.mu.Unlock()
+		s.b.mu.Lock()
+		if cur, ok := live(s.b.devices, k); !ok || cur.n != e.n {
+			s.b.mu.Unlock()
 			continue
 		}
 		switch v {
 		case flow.Save:
 			data, err := json.Marshal(rec)
 			if err != nil {
-				s.mu.Unlock()
+				s.b.mu.Unlock()
 				return err
 			}
-			s.devices[id] = memDevice{data: data, version: d.version + 1, expires: rec.ExpiresAt.Add(s.grace)}
+			s.b.devices[k] = memEntry{data: data, n: e.n + 1, expires: rec.ExpiresAt.Add(s.b.grace)}
 		case flow.Delete:
-			delete(s.devices, id)
-			if s.codes[rec.UserCode] == id {
-				delete(s.codes, rec.UserCode)
-			}
+			delete(s.b.devices, k)
 		}
-		s.mu.Unlock()
+		s.b.mu.Unlock()
 		return fnErr
 	}
 }
 
-func (s *memStore) PutLogin(_ context.Context, key string, l *flow.Login) error {
+func (s memStore) PutLogin(_ context.Context, key string, l *flow.Login) error {
 	data, err := json.Marshal(l)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.logins[key] = data
-	s.loginEx[key] = l.ExpiresAt
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	s.b.logins[s.key(key)] = memEntry{data: data, expires: l.ExpiresAt}
 	return nil
 }
 
-func (s *memStore) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	data, ok := s.logins[key]
-	live := ok && time.Now().Before(s.loginEx[key])
-	delete(s.logins, key)
-	delete(s.loginEx, key)
-	if !live {
+func (s memStore) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	e, ok := live(s.b.logins, s.key(key))
+	if !ok {
 		return nil, flow.ErrNotFound
 	}
+	delete(s.b.logins, s.key(key))
 	var l flow.Login
-	return &l, json.Unmarshal(data, &l)
+	return &l, json.Unmarshal(e.data, &l)
 }
 
-func (s *memStore) count(key string) int64 {
-	if time.Now().After(s.hitEx[key]) {
-		delete(s.hits, key)
-		delete(s.hitEx, key)
+func (s memStore) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	e, ok := live(s.b.hits, s.key(key))
+	if !ok {
+		e.expires = time.Now().Add(ttl)
 	}
-	return s.hits[key]
+	e.n++
+	s.b.hits[s.key(key)] = e
+	return e.n, nil
 }
 
-func (s *memStore) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.count(key) == 0 {
-		s.hitEx[key] = time.Now().Add(ttl)
-	}
-	s.hits[key]++
-	return s.hits[key], nil
+func (s memStore) Count(_ context.Context, key string) (int64, error) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	e, _ := live(s.b.hits, s.key(key))
+	return e.n, nil
 }
 
-func (s *memStore) Count(_ context.Context, key string) (int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.count(key), nil
-}
-
-func (s *memStore) Secret(_ context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
-	s.mu.Lock()
-	v, ok := s.secrets[name]
-	s.mu.Unlock()
+func (s memStore) Secret(_ context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
+	s.b.mu.Lock()
+	v, ok := s.b.secrets[s.key(name)]
+	s.b.mu.Unlock()
 	if ok {
-		return append([]byte(nil), v...), nil
+		return bytes.Clone(v), nil
 	}
 	gen, err := generate()
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if v, ok := s.secrets[name]; ok {
-		return append([]byte(nil), v...), nil
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	if v, ok := s.b.secrets[s.key(name)]; ok {
+		return bytes.Clone(v), nil
 	}
-	s.secrets[name] = append([]byte(nil), gen...)
+	s.b.secrets[s.key(name)] = bytes.Clone(gen)
 	return gen, nil
 }
 
 func TestMemStore(t *testing.T) {
-	Run(t, func(t *testing.T) flow.Store { return newMemStore(time.Minute) })
-	RunExpiry(t, func(t *testing.T) flow.Store { return newMemStore(ExpiryGrace) }, time.Sleep)
+	b := newMemBackend(time.Minute)
+	Run(t, func(t *testing.T, ns string) flow.Store { return memStore{b, ns} })
+	short := newMemBackend(ExpiryGrace)
+	RunExpiry(t, func(t *testing.T, ns string) flow.Store { return memStore{short, ns} }, time.Sleep)
 }
