@@ -30,6 +30,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	device_flow {
+//		name <name>                      # identifies this handler's records in the store; default: from the upstream, base_url and prefix
+//
 //		# the upstream: both endpoints, or an issuer to discover them from
 //		authorization_endpoint <url>
 //		token_endpoint         <url>
@@ -65,107 +67,63 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for d.NextBlock(0) {
-		sub := d.Val()
-		switch sub {
-		case "authorization_endpoint", "token_endpoint", "issuer", "base_url":
-			u, err := urlArg(d)
-			if err != nil {
-				return err
-			}
-			*h.urlField(sub) = u
+		var err error
+		switch d.Val() {
+		case "name":
+			h.Name, err = singleArg(d)
+		case "authorization_endpoint":
+			h.AuthorizationEndpoint, err = urlArg(d)
+		case "token_endpoint":
+			h.TokenEndpoint, err = urlArg(d)
+		case "issuer":
+			h.Issuer, err = urlArg(d)
+		case "base_url":
+			h.BaseURL, err = urlArg(d)
 		case "token_auth":
-			v, err := oneOf(d, "basic", "post")
-			if err != nil {
-				return err
-			}
-			h.TokenAuth = v
+			h.TokenAuth, err = oneOf(d, "basic", "post")
+		case "upstream_timeout":
+			h.UpstreamTimeout, err = durationArg(d)
+		case "expires_in":
+			h.ExpiresIn, err = durationArg(d)
+		case "interval":
+			h.Interval, err = durationArg(d)
 		case "user_code":
-			v, err := oneOf(d, "base20", "digits")
-			if err != nil {
-				return err
-			}
-			h.UserCode = v
-		case "upstream_timeout", "expires_in", "interval":
-			dur, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			*h.durationField(sub) = dur
+			h.UserCode, err = oneOf(d, "base20", "digits")
 		case "prefix":
-			v, err := singleArg(d)
-			if err != nil {
-				return err
+			if h.Prefix, err = singleArg(d); err == nil {
+				if bad := checkPrefix(h.Prefix); bad != nil {
+					err = d.Err(bad.Error())
+				}
 			}
-			if !strings.HasPrefix(v, "/") || strings.HasSuffix(v, "/") || strings.ContainsAny(v, "?#") {
-				return d.Errf("prefix must start with / and not end with /, like /oauth: %q", v)
-			}
-			h.Prefix = v
 		case "templates":
-			v, err := singleArg(d)
-			if err != nil {
-				return err
-			}
-			h.Templates = v
+			h.Templates, err = singleArg(d)
 		case "storage":
-			if err := h.unmarshalStorage(d); err != nil {
-				return err
-			}
+			err = h.unmarshalStorage(d)
 		case "client":
-			if err := h.unmarshalClient(d); err != nil {
-				return err
-			}
-		case "guess_limit", "issue_limit":
-			if err := h.unmarshalRateLimit(d, sub); err != nil {
-				return err
-			}
-		case "guess_limit_total", "max_live_codes":
-			n, err := countArg(d)
-			if err != nil {
-				return err
-			}
-			if sub == "guess_limit_total" {
-				h.limits().GuessesTotal = n
-			} else {
-				h.limits().LiveCodes = n
-			}
+			err = h.unmarshalClient(d)
+		case "guess_limit":
+			h.limits().GuessLimit, err = rateLimitArg(d)
+		case "guess_limit_total":
+			h.limits().GuessLimitTotal, err = countArg(d)
+		case "issue_limit":
+			h.limits().IssueLimit, err = rateLimitArg(d)
+		case "max_live_codes":
+			h.limits().MaxLiveCodes, err = countArg(d)
 		case "limits":
-			if _, err := oneOf(d, "off"); err != nil {
-				return err
+			if _, err = oneOf(d, "off"); err == nil {
+				h.limits().Off = true
 			}
-			h.limits().Off = true
 		default:
-			return d.Errf("unrecognized device_flow subdirective %q", sub)
+			return d.Errf("unrecognized device_flow subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if h.Issuer != "" && (h.AuthorizationEndpoint != "" || h.TokenEndpoint != "") {
-		return d.Err("give either issuer or authorization_endpoint and token_endpoint, not both")
-	}
-	if h.Issuer == "" && (h.AuthorizationEndpoint == "" || h.TokenEndpoint == "") {
-		return d.Err("device_flow needs the upstream: issuer <url>, or both authorization_endpoint and token_endpoint")
+	if err := h.Validate(); err != nil {
+		return d.Err(err.Error())
 	}
 	return nil
-}
-
-func (h *Handler) urlField(name string) *string {
-	switch name {
-	case "authorization_endpoint":
-		return &h.AuthorizationEndpoint
-	case "token_endpoint":
-		return &h.TokenEndpoint
-	case "issuer":
-		return &h.Issuer
-	}
-	return &h.BaseURL
-}
-
-func (h *Handler) durationField(name string) *caddy.Duration {
-	switch name {
-	case "upstream_timeout":
-		return &h.UpstreamTimeout
-	case "expires_in":
-		return &h.ExpiresIn
-	}
-	return &h.Interval
 }
 
 func (h *Handler) limits() *LimitsConfig {
@@ -186,7 +144,7 @@ func (h *Handler) unmarshalStorage(d *caddyfile.Dispenser) error {
 	if h.StorageRaw != nil {
 		return d.Err("storage given twice")
 	}
-	mod, err := caddyfile.UnmarshalModule(d, "device_flow.storage."+name)
+	mod, err := caddyfile.UnmarshalModule(d, "http.device_flow.storage."+name)
 	if err != nil {
 		return err
 	}
@@ -209,47 +167,40 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "name":
-			if c.Name, err = singleArg(d); err != nil {
-				return err
-			}
+			c.Name, err = singleArg(d)
 		case "secret":
-			if c.Secret, err = singleArg(d); err != nil {
-				return err
-			}
+			c.Secret, err = singleArg(d)
 		case "scopes":
-			c.Scopes = d.RemainingArgs()
-			if len(c.Scopes) == 0 {
-				return d.ArgErr()
+			if c.Scopes = d.RemainingArgs(); len(c.Scopes) == 0 {
+				err = d.ArgErr()
 			}
 		default:
 			return d.Errf("unrecognized client subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	h.Clients[id] = c
 	return nil
 }
 
-// unmarshalRateLimit reads `<name> <n> per <duration>`.
-func (h *Handler) unmarshalRateLimit(d *caddyfile.Dispenser, name string) error {
+// rateLimitArg reads `<n> per <duration>`.
+func rateLimitArg(d *caddyfile.Dispenser) (*RateLimit, error) {
+	name := d.Val()
 	args := d.RemainingArgs()
 	if len(args) != 3 || args[1] != "per" {
-		return d.Errf("%s wants: %s <n> per <duration>", name, name)
+		return nil, d.Errf("%s wants: %s <n> per <duration>", name, name)
 	}
 	n, err := strconv.Atoi(args[0])
 	if err != nil || n < 1 {
-		return d.Errf("%s: %q is not a positive whole number", name, args[0])
+		return nil, d.Errf("%s: %q is not a positive whole number", name, args[0])
 	}
 	dur, err := caddy.ParseDuration(args[2])
 	if err != nil || dur <= 0 {
-		return d.Errf("%s: %q is not a positive duration", name, args[2])
+		return nil, d.Errf("%s: %q is not a positive duration", name, args[2])
 	}
-	l := h.limits()
-	if name == "guess_limit" {
-		l.GuessesPerIP, l.GuessWindow = n, caddy.Duration(dur)
-	} else {
-		l.IssuePerIP, l.IssueWindow = n, caddy.Duration(dur)
-	}
-	return nil
+	return &RateLimit{Count: n, Per: caddy.Duration(dur)}, nil
 }
 
 // singleArg reads exactly one argument and no block.
@@ -271,6 +222,15 @@ func singleArgKeepBlock(d *caddyfile.Dispenser) (string, error) {
 		return "", d.ArgErr()
 	}
 	return v, nil
+}
+
+// flagArg reads a subdirective that takes no arguments: true, or an error.
+func flagArg(d *caddyfile.Dispenser) (bool, error) {
+	name := d.Val()
+	if d.NextArg() {
+		return false, d.Errf("%s takes no arguments", name)
+	}
+	return true, nil
 }
 
 func urlArg(d *caddyfile.Dispenser) (string, error) {
@@ -328,23 +288,4 @@ func oneOf(d *caddyfile.Dispenser, allowed ...string) (string, error) {
 	return "", d.Errf("%s must be %s, not %q", name, strings.Join(allowed, " or "), v)
 }
 
-// UnmarshalCaddyfile reads `badger [<dir>]`.
-func (b *BadgerStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // "badger"
-	if d.NextArg() {
-		b.Dir = d.Val()
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	// A block would be ignored, and `dir` in it silently with it.
-	if d.NextBlock(0) {
-		return d.Errf("storage badger takes no block; give the folder on the line: storage badger <dir>")
-	}
-	return nil
-}
-
-var (
-	_ caddyfile.Unmarshaler = (*Handler)(nil)
-	_ caddyfile.Unmarshaler = (*BadgerStorage)(nil)
-)
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

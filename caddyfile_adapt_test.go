@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard" // the directives the golden files use besides ours
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden adapt files with the current output")
@@ -84,7 +84,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad user_code", ok + "\t\tuser_code emoji", "user_code must be base20 or digits", 5},
 		{"bad token_auth", ok + "\t\ttoken_auth jwt", "token_auth must be basic or post", 5},
 		{"bad prefix", ok + "\t\tprefix oauth/", "prefix must start with /", 5},
-		{"unknown storage", ok + "\t\tstorage floppy", "device_flow.storage.floppy", 5},
+		{"unknown storage", ok + "\t\tstorage floppy", "http.device_flow.storage.floppy", 5},
 		{"storage twice", ok + "\t\tstorage badger /a\n\t\tstorage badger /b", "storage given twice", 6},
 		{"badger with two dirs", ok + "\t\tstorage badger /a /b", "wrong argument count", 5},
 		{"client without id", ok + "\t\tclient", "wrong argument count", 5},
@@ -97,6 +97,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"max_live_codes", ok + "\t\tmax_live_codes 0", "not a positive whole number", 5},
 		{"limits on", ok + "\t\tlimits on", "limits must be off", 5},
 		{"templates twice", ok + "\t\ttemplates /a /b", "wrong argument count", 5},
+		{"name without a value", ok + "\t\tname", "wrong argument count", 5},
+		{"name twice over", ok + "\t\tname a b", "wrong argument count", 5},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

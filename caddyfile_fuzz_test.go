@@ -39,6 +39,8 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"device_flow {\n" + up + "issue_limit 1 per 1d\n}",
 		"device_flow {\n" + up + "expires_in 10m\ninterval 5s\nupstream_timeout 1s\nuser_code digits\ntoken_auth post\n}",
 		"device_flow {\n" + up + "prefix /oauth\nbase_url https://auth.example\ntemplates /etc/pages\n}",
+		"device_flow {\n" + up + "name tv-site\n}",
+		"device_flow {\n" + up + "name\n}",
 		"device_flow {\n" + up + "prefix /\n}",
 		"device_flow {\n" + up + "prefix\n}",
 		"device_flow {\n" + up + "interval {\n}\n}",

@@ -9,8 +9,10 @@ package deviceflow
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,6 +21,7 @@ import (
 
 	_ "github.com/caddy-device-flow/caddy-device-flow/devicelogin" // the `caddy device-login` command
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
+	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
 	"github.com/caddy-device-flow/caddy-device-flow/templates"
 )
 
@@ -29,39 +32,63 @@ func init() {
 // Handler is the device_flow HTTP handler. It answers its own paths (see
 // flow.Paths) and passes every other request to the next handler.
 type Handler struct {
-	// The upstream's endpoints. Give both, or Issuer instead.
+	// Name identifies this handler's records (pending codes, sign-ins,
+	// limit counters, server secret) in the store. Handlers with the same
+	// name share them: the same site on several instances, or across
+	// config reloads. Handlers with different names on one store never see
+	// each other's. When empty, the name is made from the settings that
+	// decide where people are sent: issuer (or authorization_endpoint and
+	// token_endpoint), base_url and prefix, with placeholders resolved; a
+	// reload that changes anything else keeps the pending codes.
+	Name string `json:"name,omitempty"`
+
+	// AuthorizationEndpoint is the upstream's authorization endpoint, where
+	// people sign in. Give it with TokenEndpoint, or Issuer instead.
 	AuthorizationEndpoint string `json:"authorization_endpoint,omitempty"`
-	TokenEndpoint         string `json:"token_endpoint,omitempty"`
-	// Issuer is read for its OpenID Connect / RFC 8414 metadata at every
-	// provision (so a reload picks up changes) to fill both endpoints.
+	// TokenEndpoint is the upstream's token endpoint, where the
+	// authorization code is exchanged and refresh tokens are relayed.
+	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// Issuer is the upstream's issuer URL. Its OpenID Connect (or RFC
+	// 8414) metadata is read at every provision, so a reload picks up
+	// changes, to find both endpoints.
 	Issuer string `json:"issuer,omitempty"`
-	// TokenAuth is how client secrets reach the upstream: "basic"
-	// (default) or "post".
-	TokenAuth       string         `json:"token_auth,omitempty"`
+	// TokenAuth is how client secrets reach the upstream token endpoint:
+	// "basic" (HTTP Basic, the default) or "post" (in the form).
+	TokenAuth string `json:"token_auth,omitempty"`
+	// UpstreamTimeout bounds every call to the upstream. Default: 10s.
 	UpstreamTimeout caddy.Duration `json:"upstream_timeout,omitempty"`
 
-	ExpiresIn caddy.Duration `json:"expires_in,omitempty"` // default 10m
-	Interval  caddy.Duration `json:"interval,omitempty"`   // default 5s
-	// UserCode is "base20" (default, XXXX-XXXX) or "digits" (XXX-XXX-XXX).
+	// ExpiresIn is the lifetime of a device code. Default: 10m.
+	ExpiresIn caddy.Duration `json:"expires_in,omitempty"`
+	// Interval is how long a device waits between polls. Default: 5s.
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// UserCode is the user code format: "base20" (the default,
+	// XXXX-XXXX) or "digits" (XXX-XXX-XXX).
 	UserCode string `json:"user_code,omitempty"`
 
-	// Prefix goes before every path; BaseURL overrides the public origin
-	// taken from requests.
-	Prefix  string `json:"prefix,omitempty"`
+	// Prefix goes before every path ("/oauth" makes /oauth/device/code);
+	// it starts with a slash and does not end with one. Default: none.
+	Prefix string `json:"prefix,omitempty"`
+	// BaseURL is the public origin ("https://auth.example.com") used in
+	// the URLs given to devices and the upstream. Default: each request's
+	// own scheme and host.
 	BaseURL string `json:"base_url,omitempty"`
 
-	// Templates is a folder of page overrides (same names as the embedded
-	// pages, plus messages.<lang>.json catalogues).
+	// Templates is a folder of page overrides: the embedded pages' file
+	// names, plus messages.<lang>.json catalogues.
 	Templates string `json:"templates,omitempty"`
 
-	// Clients is the allow-list by client_id; empty lets every client in.
+	// Clients is the allow-list, by client_id. Empty lets every client_id
+	// in.
 	Clients map[string]*ClientConfig `json:"clients,omitempty"`
 
+	// Limits are the guess and flood limits; unset ones take the defaults.
 	Limits *LimitsConfig `json:"limits,omitempty"`
 
-	// StorageRaw picks the store: {"backend": "badger", ...} (default) or
-	// {"backend": "redis", ...}.
-	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=device_flow.storage inline_key=backend"`
+	// StorageRaw is the store, a module in the http.device_flow.storage
+	// namespace named by "backend": "badger" (the default, an embedded
+	// database) or "redis" (shared by several instances).
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=http.device_flow.storage inline_key=backend"`
 
 	service *flow.Service
 	logger  *zap.Logger
@@ -69,20 +96,49 @@ type Handler struct {
 
 // ClientConfig is one allowed client.
 type ClientConfig struct {
-	Name   string   `json:"name,omitempty"`
-	Secret string   `json:"secret,omitempty"`
+	// Name is the client's display name, shown on the confirmation page.
+	Name string `json:"name,omitempty"`
+	// Secret is the client's secret at the upstream, for a confidential
+	// client; the device never gets it.
+	Secret string `json:"secret,omitempty"`
+	// Scopes are the scopes the client may ask for (and the default when
+	// it asks for none); empty allows any.
 	Scopes []string `json:"scopes,omitempty"`
 }
 
-// LimitsConfig sets the guess and flood limits (see flow.Limits).
+// LimitsConfig sets the guess and flood limits (see flow.Limits); zero
+// values take the defaults.
 type LimitsConfig struct {
-	GuessesPerIP int            `json:"guesses_per_ip,omitempty"`
-	GuessesTotal int            `json:"guesses_total,omitempty"`
-	GuessWindow  caddy.Duration `json:"guess_window,omitempty"`
-	IssuePerIP   int            `json:"issue_per_ip,omitempty"`
-	IssueWindow  caddy.Duration `json:"issue_window,omitempty"`
-	LiveCodes    int            `json:"live_codes,omitempty"`
-	Off          bool           `json:"off,omitempty"`
+	// GuessLimit is how many wrong user codes one client address may
+	// enter per window. Default: 20 per 15m.
+	GuessLimit *RateLimit `json:"guess_limit,omitempty"`
+	// GuessLimitTotal is how many wrong user codes the whole handler
+	// accepts per guess window, from every address together. Default:
+	// 2000.
+	GuessLimitTotal int `json:"guess_limit_total,omitempty"`
+	// IssueLimit is how many device codes one client address may get per
+	// window. Default: 600 per 1m.
+	IssueLimit *RateLimit `json:"issue_limit,omitempty"`
+	// MaxLiveCodes caps the device codes alive at once. Default: 2000000.
+	MaxLiveCodes int `json:"max_live_codes,omitempty"`
+	// Off turns every limit off (for load tests).
+	Off bool `json:"off,omitempty"`
+}
+
+// RateLimit is a count per window.
+type RateLimit struct {
+	// Count is how many are allowed per window.
+	Count int `json:"count"`
+	// Per is the window.
+	Per caddy.Duration `json:"per"`
+}
+
+// StorageProvider is a guest module in the http.device_flow.storage
+// namespace: it opens its database in Provision and lets go of it in
+// Cleanup. Store returns one handler's view of it; views of different
+// namespaces never see each other's records.
+type StorageProvider interface {
+	Store(namespace string) flow.Store
 }
 
 // CaddyModule returns the Caddy module information.
@@ -92,9 +148,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 		New: func() caddy.Module { return new(Handler) },
 	}
 }
-
-// clock is the time source; tests replace it before starting Caddy.
-var clock = time.Now
 
 // Provision sets the handler up: upstream endpoints, store, pages.
 func (h *Handler) Provision(ctx caddy.Context) error {
@@ -110,7 +163,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading storage: %v", err)
 	}
-	cfg.Store = mod.(StorageProvider).Store()
+	cfg.Store = mod.(StorageProvider).Store(h.namespace())
 	if cfg.Pages, err = templates.New(h.Templates); err != nil {
 		return fmt.Errorf("templates: %v", err)
 	}
@@ -120,12 +173,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// namespace is what identifies this handler's records in the store (see
+// Name). Provision calls it after placeholders are resolved.
+func (h *Handler) namespace() string {
+	if h.Name != "" {
+		return "name " + h.Name
+	}
+	upstream := h.Issuer
+	if upstream == "" {
+		upstream = h.AuthorizationEndpoint + " " + h.TokenEndpoint
+	}
+	return strings.Join([]string{"upstream " + upstream, "base_url " + strings.TrimSuffix(h.BaseURL, "/"), "prefix " + h.Prefix}, "\n")
+}
+
 // flowConfig turns the JSON configuration into the protocol core's.
 func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	// {env.*} placeholders keep URLs and secrets out of the Caddyfile.
 	repl := caddy.NewReplacer()
-	for _, field := range []*string{&h.AuthorizationEndpoint, &h.TokenEndpoint, &h.Issuer, &h.BaseURL, &h.Templates} {
+	for _, field := range []*string{&h.Name, &h.AuthorizationEndpoint, &h.TokenEndpoint, &h.Issuer, &h.BaseURL, &h.Templates} {
 		*field = repl.ReplaceKnown(*field, "")
+	}
+	now, err := clock(ctx)
+	if err != nil {
+		return flow.Config{}, err
 	}
 	cfg := flow.Config{
 		AuthorizationEndpoint: h.AuthorizationEndpoint,
@@ -138,7 +208,7 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		BaseURL:               h.BaseURL,
 		Logger:                h.logger,
 		ClientIP:              caddyClientIP,
-		Now:                   func() time.Time { return clock() },
+		Now:                   now,
 		Observer:              newMetrics(ctx, h.logger),
 	}
 	cfg.HTTPClient = &http.Client{
@@ -147,9 +217,9 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	}
 	switch h.UserCode {
 	case "", "base20":
-		cfg.UserCode = flow.Base20
+		cfg.UserCode = codes.Base20
 	case "digits":
-		cfg.UserCode = flow.Digits
+		cfg.UserCode = codes.Digits
 	default:
 		return cfg, fmt.Errorf("user_code must be base20 or digits, not %q", h.UserCode)
 	}
@@ -163,15 +233,16 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		}
 	}
 	if l := h.Limits; l != nil {
-		cfg.Limits = flow.Limits{
-			GuessesPerIP: l.GuessesPerIP, GuessesTotal: l.GuessesTotal, GuessWindow: time.Duration(l.GuessWindow),
-			IssuePerIP: l.IssuePerIP, IssueWindow: time.Duration(l.IssueWindow), LiveCodes: l.LiveCodes, Off: l.Off,
+		cfg.Limits = flow.Limits{GuessesTotal: l.GuessLimitTotal, LiveCodes: l.MaxLiveCodes, Off: l.Off}
+		if g := l.GuessLimit; g != nil {
+			cfg.Limits.GuessesPerIP, cfg.Limits.GuessWindow = g.Count, time.Duration(g.Per)
+		}
+		if i := l.IssueLimit; i != nil {
+			cfg.Limits.IssuePerIP, cfg.Limits.IssueWindow = i.Count, time.Duration(i.Per)
 		}
 	}
-	if h.Issuer != "" {
-		if h.AuthorizationEndpoint != "" || h.TokenEndpoint != "" {
-			return cfg, fmt.Errorf("issuer and explicit endpoints exclude each other; give one or the other")
-		}
+	// With endpoints given as well, Validate refuses the configuration.
+	if h.Issuer != "" && h.AuthorizationEndpoint == "" && h.TokenEndpoint == "" {
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		md, err := flow.Discover(dctx, cfg.HTTPClient, h.Issuer)
@@ -184,6 +255,56 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 			zap.String("authorization_endpoint", md.AuthorizationEndpoint), zap.String("token_endpoint", md.TokenEndpoint))
 	}
 	return cfg, nil
+}
+
+// clock is the handler's time source: time.Now, unless the running config
+// has an app named device_flow_clock with a Now method. Only the
+// integration tests register such an app (with a global option of that
+// name), to move time by hand instead of sleeping; no build for production
+// has one.
+func clock(ctx caddy.Context) (func() time.Time, error) {
+	app, err := ctx.AppIfConfigured("device_flow_clock")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return time.Now, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, ok := app.(interface{ Now() time.Time })
+	if !ok {
+		return nil, fmt.Errorf("the device_flow_clock app %T has no Now method", app)
+	}
+	return c.Now, nil
+}
+
+// Validate checks the settings that only make sense together.
+func (h *Handler) Validate() error {
+	var errs []error
+	switch {
+	case h.Issuer != "" && (h.AuthorizationEndpoint != "" || h.TokenEndpoint != ""):
+		errs = append(errs, errors.New("give either issuer or authorization_endpoint and token_endpoint, not both"))
+	case h.Issuer == "" && (h.AuthorizationEndpoint == "" || h.TokenEndpoint == ""):
+		errs = append(errs, errors.New("device_flow needs the upstream: issuer, or both authorization_endpoint and token_endpoint"))
+	}
+	if err := checkPrefix(h.Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if l := h.Limits; l != nil {
+		for name, r := range map[string]*RateLimit{"guess_limit": l.GuessLimit, "issue_limit": l.IssueLimit} {
+			if r != nil && (r.Count < 1 || r.Per <= 0) {
+				errs = append(errs, fmt.Errorf("%s needs a positive count and window, not %d per %s", name, r.Count, time.Duration(r.Per)))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkPrefix accepts "" and paths like /oauth.
+func checkPrefix(p string) error {
+	if p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#")) {
+		return fmt.Errorf("prefix must start with / and not end with /, like /oauth: %q", p)
+	}
+	return nil
 }
 
 // caddyClientIP is the client address as Caddy determined it, honouring
@@ -205,5 +326,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // Interface guards.
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -57,32 +57,37 @@ type RedisStorage struct {
 	// are then the sentinels'.
 	MasterName string `json:"master_name,omitempty"`
 
-	// Username and Password override the URL's.
+	// Username is the Redis ACL user; it overrides the URL's.
 	Username string `json:"username,omitempty"`
+	// Password overrides the URL's; {env.REDIS_PASSWORD} keeps it out of
+	// the config.
 	Password string `json:"password,omitempty"`
 	// TLS turns on TLS for addresses (a rediss:// URL does by itself).
 	TLS bool `json:"tls,omitempty"`
 
 	// KeyPrefix starts every key (default "df:"). Every instance of one
-	// deployment must use the same prefix; different deployments sharing
-	// a Redis use different ones.
+	// site must use the same prefix. Different handlers may share one: each
+	// has its own records under it (see Handler.Name).
 	KeyPrefix string `json:"key_prefix,omitempty"`
 
-	// Timeouts and pool size; zero keeps go-redis's defaults (5s dial, 3s
-	// read and write, 10 connections per CPU).
-	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
-	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
+	// DialTimeout bounds connecting to Redis. Default: 5s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	// ReadTimeout bounds waiting for a reply. Default: 3s.
+	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+	// WriteTimeout bounds sending a command. Default: 3s.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
-	PoolSize     int            `json:"pool_size,omitempty"`
+	// PoolSize is the most connections kept per node. Default: 10 per
+	// CPU.
+	PoolSize int `json:"pool_size,omitempty"`
 
-	key   string
-	store *redisstore.Store
+	key    string
+	client *redisstore.Client
 }
 
 // CaddyModule returns the Caddy module information.
 func (RedisStorage) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
-		ID:  "device_flow.storage.redis",
+		ID:  "http.device_flow.storage.redis",
 		New: func() caddy.Module { return new(RedisStorage) },
 	}
 }
@@ -107,21 +112,28 @@ func (r *RedisStorage) Provision(ctx caddy.Context) error {
 	}
 	key := r.poolKey()
 	logger := ctx.Logger()
+	// Pending codes and the server secret must not be evicted: every
+	// connection reads the server's policy (at start, and after a
+	// reconnect or failover) and a risky one is logged.
+	opts.EvictionWarning = func(server, policy string) {
+		logger.Warn("Redis may evict the device flow's keys; set maxmemory-policy noeviction",
+			zap.String("server", server), zap.String("maxmemory_policy", policy))
+	}
 	val, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		st, err := redisstore.Connect(opts)
+		c, err := redisstore.Connect(opts)
 		if err != nil {
 			return nil, r.redact(err)
 		}
-		return redisDestructor{st}, nil
+		return redisDestructor{c}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("storage redis: %v", err)
 	}
-	r.key, r.store = key, val.(redisDestructor).Store
+	r.key, r.client = key, val.(redisDestructor).Client
 	if !loaded {
 		pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 		defer cancel()
-		if err := r.store.Ping(pctx); err != nil {
+		if err := r.client.Ping(pctx); err != nil {
 			logger.Error("Redis is unreachable; the device flow answers 503 until it is back",
 				zap.Strings("addresses", r.where()), zap.Error(r.redact(err)))
 		} else {
@@ -285,8 +297,8 @@ func (r *RedisStorage) poolKey() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Store returns the store.
-func (r *RedisStorage) Store() flow.Store { return r.store }
+// Store returns one handler's store on the shared connection.
+func (r *RedisStorage) Store(namespace string) flow.Store { return r.client.Store(namespace) }
 
 // Cleanup lets go of the client; the last user closes it. A second call
 // does nothing.
@@ -299,9 +311,9 @@ func (r *RedisStorage) Cleanup() error {
 	return err
 }
 
-type redisDestructor struct{ *redisstore.Store }
+type redisDestructor struct{ *redisstore.Client }
 
-func (d redisDestructor) Destruct() error { return d.Store.Close() }
+func (d redisDestructor) Destruct() error { return d.Client.Close() }
 
 // UnmarshalCaddyfile reads the storage line of device_flow:
 //
@@ -341,9 +353,8 @@ func (r *RedisStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("storage redis: %v", err)
 	}
 	for d.NextBlock(0) {
-		sub := d.Val()
 		var err error
-		switch sub {
+		switch d.Val() {
 		case "key_prefix":
 			if r.KeyPrefix, err = singleArg(d); err == nil && strings.ContainsAny(r.KeyPrefix, " \t\r\n") {
 				return d.Errf("key_prefix %q must not contain white space", r.KeyPrefix)
@@ -354,23 +365,20 @@ func (r *RedisStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			r.Password, err = singleArg(d)
 		case "master_name":
 			r.MasterName, err = singleArg(d)
-		case "tls", "cluster":
-			if d.NextArg() {
-				return d.Errf("%s takes no arguments", sub)
-			}
-			if sub == "tls" {
-				r.TLS = true
-			} else {
-				r.Cluster = true
-			}
-		case "dial_timeout", "read_timeout", "write_timeout":
-			var dur caddy.Duration
-			dur, err = durationArg(d)
-			*r.timeoutField(sub) = dur
+		case "tls":
+			r.TLS, err = flagArg(d)
+		case "cluster":
+			r.Cluster, err = flagArg(d)
+		case "dial_timeout":
+			r.DialTimeout, err = durationArg(d)
+		case "read_timeout":
+			r.ReadTimeout, err = durationArg(d)
+		case "write_timeout":
+			r.WriteTimeout, err = durationArg(d)
 		case "pool_size":
 			r.PoolSize, err = countArg(d)
 		default:
-			return d.Errf("unrecognized storage redis subdirective %q", sub)
+			return d.Errf("unrecognized storage redis subdirective %q", d.Val())
 		}
 		if err != nil {
 			return err
@@ -385,16 +393,7 @@ func (r *RedisStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func (r *RedisStorage) timeoutField(name string) *caddy.Duration {
-	switch name {
-	case "dial_timeout":
-		return &r.DialTimeout
-	case "read_timeout":
-		return &r.ReadTimeout
-	}
-	return &r.WriteTimeout
-}
-
+// Interface guards.
 var (
 	_ caddy.Provisioner     = (*RedisStorage)(nil)
 	_ caddy.CleanerUpper    = (*RedisStorage)(nil)

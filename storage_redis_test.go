@@ -149,19 +149,19 @@ func TestRedisStoragePool(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if a.store != b.store {
+	if a.client != b.client {
 		t.Error("equal settings got two clients")
 	}
-	if a.store == other.store {
-		t.Error("different key prefixes share a store")
+	if a.client == other.client {
+		t.Error("different key prefixes share a client")
 	}
 	a.Cleanup()
 	ctx := context.Background()
-	if _, err := b.Store().Count(ctx, "k"); err != nil {
+	if _, err := b.Store("ns").Count(ctx, "k"); err != nil {
 		t.Fatalf("the second config lost its client when the first cleaned up: %v", err)
 	}
 	b.Cleanup()
-	if _, err := b.Store().Count(ctx, "k"); err == nil {
+	if _, err := b.Store("ns").Count(ctx, "k"); err == nil {
 		t.Fatal("the client is still open after the last Cleanup")
 	}
 }

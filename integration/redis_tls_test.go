@@ -1,4 +1,4 @@
-package deviceflow
+package integration
 
 import (
 	"crypto/ecdsa"
@@ -49,10 +49,10 @@ func TestRedisTLS(t *testing.T) {
 			if status != http.StatusOK {
 				t.Fatalf("device code over TLS to Redis: %d %v", status, out)
 			}
-			// The record is in Redis: read through the plain port.
-			keys, err := redistest.Do(srv.Addr, "KEYS", tc.prefix+"dev:*")
+			// The code is in Redis: read through the plain port.
+			keys, err := redistest.Do(srv.Addr, "KEYS", tc.prefix+"*")
 			if err != nil || keys == "" {
-				t.Fatalf("no device record under %s in Redis: %q %v", tc.prefix, keys, err)
+				t.Fatalf("nothing under %s in Redis: %q %v", tc.prefix, keys, err)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package deviceflow
+package integration
 
 import (
 	"context"
@@ -24,9 +24,9 @@ func buildCaddy(t *testing.T) string {
 	t.Helper()
 	caddyBinOnce.Do(func() {
 		caddyBin = filepath.Join(testData, "caddy")
-		out, err := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", caddyBin, "github.com/caddy-device-flow/caddy-device-flow/cmd/caddy").CombinedOutput()
 		if err != nil {
-			caddyBinErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+			caddyBinErr = fmt.Errorf("go build cmd/caddy: %v\n%s", err, out)
 		}
 	})
 	if caddyBinErr != nil {

@@ -1,12 +1,12 @@
 //go:build nodeclients
 
-package deviceflow
+package integration
 
 // Runs the openid-client sample of docs/clients.md (Node) against the
 // module. Not part of the default run, which needs no Node:
 //
-//	(cd testdata/openid-client && npm install --no-save openid-client@6)
-//	go test -tags nodeclients -run TestOpenIDClient .
+//	(cd integration/testdata/openid-client && npm install --no-save openid-client@6)
+//	go test -tags nodeclients -run TestOpenIDClient ./integration/
 
 import (
 	"bufio"
@@ -22,7 +22,7 @@ import (
 func TestOpenIDClient(t *testing.T) {
 	dir := filepath.Join("testdata", "openid-client")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openid-client")); err != nil {
-		t.Skip("openid-client is not installed: (cd testdata/openid-client && npm install --no-save openid-client@6)")
+		t.Skip("openid-client is not installed: (cd integration/testdata/openid-client && npm install --no-save openid-client@6)")
 	}
 	up := startUpstream(t)
 	startCaddy(t, siteConfig(t, up, ""))

@@ -1,4 +1,8 @@
-package deviceflow
+// Package integration runs the device_flow module end to end: Caddy
+// in-process (caddytest), or as a process of its own, in front of mockoidc,
+// a real OpenID Connect server library that checks client credentials and
+// PKCE. It uses the module only as Caddy does, through its configuration.
+package integration
 
 import (
 	"encoding/json"
@@ -10,22 +14,22 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	_ "github.com/caddy-device-flow/caddy-device-flow" // the device_flow handler, as a Caddy build has it
 	"github.com/caddy-device-flow/caddy-device-flow/internal/testclock"
 	"github.com/caddy-device-flow/caddy-device-flow/internal/testupstream"
 )
-
-// The end-to-end tests run Caddy in-process (caddytest) with the module in
-// front of mockoidc, a real OpenID Connect server library that checks
-// client credentials and PKCE.
 
 // Ports are picked free at start, so several test processes (developers
 // running the package at once) do not collide.
@@ -44,15 +48,33 @@ func freePort() int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// fakeClock drives the module's clock in every test of this package.
-var (
-	fakeClock     = testclock.New()
-	fakeClockOnce sync.Once
-)
+// fakeClock is the handler's clock in the in-process tests. Their
+// Caddyfiles have the global option device_flow_clock, which puts a
+// clockApp into the config; a device_flow handler takes its time from an
+// app of that name when there is one (module.go).
+var fakeClock = testclock.New()
 
-func useFakeClock() {
-	fakeClockOnce.Do(func() { clock = fakeClock.Now })
+func init() {
+	caddy.RegisterModule(new(clockApp))
+	httpcaddyfile.RegisterGlobalOption("device_flow_clock", func(d *caddyfile.Dispenser, _ any) (any, error) {
+		d.Next() // the option's name
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		return httpcaddyfile.App{Name: "device_flow_clock", Value: caddyconfig.JSON(new(clockApp), nil)}, nil
+	})
 }
+
+// clockApp is the device_flow_clock app: fakeClock, for the handlers.
+type clockApp struct{}
+
+func (*clockApp) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "device_flow_clock", New: func() caddy.Module { return new(clockApp) }}
+}
+
+func (*clockApp) Start() error   { return nil }
+func (*clockApp) Stop() error    { return nil }
+func (*clockApp) Now() time.Time { return fakeClock.Now() }
 
 // upstream is the test's authorization server (mockoidc).
 type upstream = testupstream.Upstream
@@ -88,6 +110,7 @@ func siteCaddyfile(upstream, storage, clientID, secret, clientExtra, extra strin
 	http_port %d
 	auto_https off
 	skip_install_trust
+	device_flow_clock
 }
 %s {
 	device_flow {
@@ -116,6 +139,8 @@ func TestMain(m *testing.M) {
 	if testData, err = os.MkdirTemp("", "device-flow-test-"); err != nil {
 		panic(err)
 	}
+	// Caddy's data directory, where the default Badger folder is.
+	os.Setenv("XDG_DATA_HOME", filepath.Join(testData, "data"))
 	// Every test loads a new config: a connection kept alive to the
 	// previous config's server may be closed under the next request (a
 	// POST, which is not retried: EOF). Fresh connections each time.
@@ -152,7 +177,6 @@ func startCaddyJSON(t *testing.T, config string) *caddytest.Tester {
 
 func startCaddyAs(t *testing.T, config, adapter string) *caddytest.Tester {
 	t.Helper()
-	useFakeClock()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(config, adapter)
 	if t.Failed() {
@@ -199,20 +223,8 @@ func postFormAt(t *testing.T, site, endpoint string, form url.Values) (int, map[
 	return resp.StatusCode, out, resp.Header
 }
 
-// newDevice asks for a device code and polls once, as a device does from
-// the moment it shows the code: that first poll derives the key its tokens
-// will be sealed to, which a sign-in waits for (flow/sealkey.go).
+// newDevice asks for a device code.
 func newDevice(t *testing.T, clientID, scope string) *device {
-	t.Helper()
-	d := newDeviceUnpolled(t, clientID, scope)
-	if status, out := d.poll(); out["error"] != "authorization_pending" {
-		t.Fatalf("first poll: %d %v", status, out)
-	}
-	return d
-}
-
-// newDeviceUnpolled is newDevice without the first poll.
-func newDeviceUnpolled(t *testing.T, clientID, scope string) *device {
 	t.Helper()
 	status, out, _ := postForm(t, "/device/code", url.Values{"client_id": {clientID}, "scope": {scope}})
 	if status != http.StatusOK {
@@ -239,6 +251,23 @@ func (d *device) poll() (int, map[string]any) {
 func (d *device) pollAfter(wait time.Duration) (int, map[string]any) {
 	fakeClock.Advance(wait)
 	return d.poll()
+}
+
+// postPage posts a form from the browser to a site of the test's choosing.
+func (b *browser) postPage(site, path string, form url.Values) page {
+	b.t.Helper()
+	resp, err := b.client.PostForm(site+path, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return readPage(b.t, resp)
+}
+
+// devicePoll is one device_code poll at site.
+func devicePoll(t *testing.T, site, clientID, deviceCode string) (int, map[string]any) {
+	return postFormTo(t, site, "/device/token", map[string]string{
+		"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": deviceCode, "client_id": clientID,
+	})
 }
 
 // browser is a person's browser: cookies, forms, redirects followed.

@@ -1,4 +1,4 @@
-package deviceflow
+package integration
 
 import (
 	"context"
@@ -51,22 +51,11 @@ func TestGolangOAuth2Client(t *testing.T) {
 	if da.Interval != 1 || time.Until(da.Expiry) < 9*time.Minute {
 		t.Fatalf("interval %d, expiry in %s", da.Interval, time.Until(da.Expiry))
 	}
-	// The device polls while the person signs in, as in real life: the
-	// sign-in waits for its first poll (flow/sealkey.go).
-	type polled struct {
-		tok *oauth2.Token
-		err error
-	}
-	result := make(chan polled, 1)
-	go func() {
-		tok, err := cfg.DeviceAccessToken(ctx, da)
-		result <- polled{tok, err}
-	}()
+	// The person may sign in before the device first polls.
 	if done := newBrowser(t).approve(da.UserCode); !done.is("success") {
 		t.Fatalf("approve: %d\n%s", done.status, done.body)
 	}
-	got := <-result
-	tok, err := got.tok, got.err
+	tok, err := cfg.DeviceAccessToken(ctx, da)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,21 +184,10 @@ func TestDeviceLoginClient(t *testing.T) {
 		if da.Interval.Duration() != 5*time.Second || da.ExpiresIn.Duration() != 10*time.Minute || da.VerificationURIComplete == "" {
 			t.Fatalf("device authorization: %+v", da)
 		}
-		// Polling goes on while the person signs in.
-		type polled struct {
-			raw []byte
-			err error
-		}
-		result := make(chan polled, 1)
-		go func() {
-			raw, err := c.Poll(ctx, da)
-			result <- polled{raw, err}
-		}()
 		if done := newBrowser(t).approve(da.UserCode); !done.is("success") {
 			t.Fatalf("approve: %d", done.status)
 		}
-		got := <-result
-		raw, err := got.raw, got.err
+		raw, err := c.Poll(ctx, da)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,8 +198,7 @@ func TestDeviceLoginClient(t *testing.T) {
 	})
 
 	// Login prints the prompt and polls; the person acts while it waits
-	// between two polls (in its second sleep: a sign-in waits for the
-	// device's first poll), as they would in real life.
+	// between two polls (in its second sleep), as they would in real life.
 	tests := []struct {
 		name     string
 		person   func(t *testing.T, userCode string)

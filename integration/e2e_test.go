@@ -1,4 +1,4 @@
-package deviceflow
+package integration
 
 import (
 	"net/http"

@@ -1,4 +1,4 @@
-package deviceflow
+package integration
 
 import (
 	"crypto/hmac"
@@ -225,10 +225,14 @@ func TestRedisSecretReplaced(t *testing.T) {
 	before := b.get(testSite + "/device").csrf(t)
 
 	// What another instance would do after Redis lost the key: SET NX a
-	// fresh secret.
+	// fresh secret. The handler has one secret under the test's prefix.
+	key, err := redistest.Do(srv.Addr, "KEYS", prefix+"*secret:*")
+	if err != nil || strings.Count(key, "\n") != 0 || key == "" {
+		t.Fatalf("the handler's secret under %s: %q %v", prefix, key, err)
+	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	if _, err := redistest.Do(srv.Addr, "SET", prefix+"secret:{mac-v1}", string(secret)); err != nil {
+	if _, err := redistest.Do(srv.Addr, "SET", key, string(secret)); err != nil {
 		t.Fatal(err)
 	}
 	var session string

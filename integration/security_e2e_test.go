@@ -1,9 +1,10 @@
-package deviceflow
+package integration
 
 import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
@@ -18,10 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
 )
 
 // Hardening against a hostile world (RFC 8628 §5, RFC 9700), end to end
@@ -70,41 +70,6 @@ func guess(t *testing.T, code, forwardedFor string) (int, http.Header, string) {
 }
 
 func isPage(body, name string) bool { return strings.Contains(body, `data-page="`+name+`"`) }
-
-// openBadger is the Badger store Caddy holds open for dir.
-func openBadger(t *testing.T, dir string) *badgerstore.Store {
-	t.Helper()
-	abs, _ := filepath.Abs(dir)
-	var st *badgerstore.Store
-	badgerPool.Range(func(key, value any) bool {
-		if key == abs {
-			st = value.(badgerDestructor).Store
-		}
-		return st == nil
-	})
-	if st == nil {
-		t.Fatalf("Caddy holds no Badger store for %s", dir)
-	}
-	return st
-}
-
-// badgerKeys lists every key in the store.
-func badgerKeys(t *testing.T, st *badgerstore.Store) map[string]bool {
-	t.Helper()
-	keys := map[string]bool{}
-	err := st.DB().View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys[string(it.Item().KeyCopy(nil))] = true
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys
-}
 
 // Per-address guess limits count the address Caddy determined: a spoofed
 // X-Forwarded-For from an untrusted peer changes nothing; behind a trusted
@@ -187,10 +152,11 @@ func TestGuessCountersSurviveStoreReopen(t *testing.T) {
 		guess(t, "BBBB-BBBB", "")
 	}
 	startCaddy(t, siteConfig(t, up, "")) // another database: the first one is closed
-	abs, _ := filepath.Abs(dir)
-	if _, held := badgerPool.References(abs); held {
-		t.Fatal("the first database is still open")
+	db, err := badgerstore.Open(badgerstore.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("the first database is still open: %v", err)
 	}
+	db.Close()
 	startCaddy(t, cfg)
 	if status, _, body := guess(t, "BBBB-BBBB", ""); status != http.StatusTooManyRequests || !isPage(body, "toomany") {
 		t.Fatalf("after reopening the store: %d, want 429", status)
@@ -261,18 +227,15 @@ func TestWrongCodesAllLookAlike(t *testing.T) {
 
 func htmlEscape(s string) string { return template.HTMLEscapeString(s) }
 
-// Polling with device codes nobody issued creates nothing in the store.
+// Polling with device codes nobody issued creates nothing in the store:
+// Redis has the same keys before and after.
 func TestUnknownDeviceCodesCreateNothing(t *testing.T) {
+	srv := redistest.Start(t)
 	up := startUpstream(t)
-	dir := storeDir(t)
-	startCaddy(t, siteConfigIn(t, up, dir, ""))
+	startCaddy(t, siteConfigStorage(t, up, redisStorage(srv.URL), ""))
 	clientID := up.Config().ClientID
 	newDevice(t, clientID, "openid") // a real one, so the store is not empty
-	st := openBadger(t, dir)
-	if err := st.Sync(); err != nil { // its limit counters are written behind
-		t.Fatal(err)
-	}
-	before := badgerKeys(t, st)
+	before := redisKeys(t, srv)
 
 	var wg sync.WaitGroup
 	errs := make(chan string, 1000)
@@ -283,11 +246,11 @@ func TestUnknownDeviceCodesCreateNothing(t *testing.T) {
 			for i := w; i < 1000; i += 8 {
 				status, out, _ := postForm(t, "/device/token", url.Values{
 					"grant_type":  {"urn:ietf:params:oauth:grant-type:device_code"},
-					"device_code": {flow.NewDeviceCode()},
+					"device_code": {randomCode()},
 					"client_id":   {clientID},
 				})
 				if status != http.StatusBadRequest || out["error"] != "invalid_grant" {
-					errs <- strconv.Itoa(status) + " " + out["error"].(string)
+					errs <- strconv.Itoa(status) + " " + fmt.Sprint(out["error"])
 				}
 			}
 		}()
@@ -297,15 +260,32 @@ func TestUnknownDeviceCodesCreateNothing(t *testing.T) {
 	for e := range errs {
 		t.Fatalf("a random device code was answered %s, want 400 invalid_grant", e)
 	}
-	if err := st.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	after := badgerKeys(t, st)
-	for k := range after {
+	for k := range redisKeys(t, srv) {
 		if !before[k] {
 			t.Errorf("polling unknown codes created the key %q", k)
 		}
 	}
+}
+
+// randomCode looks like a device code, and is none.
+func randomCode() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// redisKeys lists every key in the server.
+func redisKeys(t *testing.T, srv *redistest.Server) map[string]bool {
+	t.Helper()
+	out, err := redistest.Do(srv.Addr, "KEYS", "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for _, k := range strings.Fields(out) {
+		keys[k] = true
+	}
+	return keys
 }
 
 // Flood limits on /device/code: per address (429 slow_down), the cap on
@@ -459,8 +439,7 @@ func TestNoSecretsAtRestInBadger(t *testing.T) {
 func TestNoSecretsInDebugLogs(t *testing.T) {
 	up := startUpstream(t)
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
-	dir := storeDir(t)
-	startCaddy(t, withGlobalOptions(siteConfigIn(t, up, dir, ""),
+	startCaddy(t, withGlobalOptions(siteConfig(t, up, ""),
 		"\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}"))
 	tv := newDevice(t, up.Config().ClientID, "openid profile")
 	tv.poll()
@@ -472,16 +451,16 @@ func TestNoSecretsInDebugLogs(t *testing.T) {
 		"client secret":      up.Config().ClientSecret,
 		"authorization code": mustQueryParam(t, callback, "code"),
 	}
-	verifiers := storedVerifiers(t, openBadger(t, dir))
-	if len(verifiers) == 0 {
-		t.Fatal("no login in the store")
-	}
-	for i, v := range verifiers {
-		secrets["PKCE verifier "+strconv.Itoa(i)] = v
-	}
 	b.client.CheckRedirect = nil
 	if done := b.get(callback); !done.is("success") {
 		t.Fatalf("callback: %d", done.status)
+	}
+	verifiers := up.Verifiers()
+	if len(verifiers) == 0 {
+		t.Fatal("the upstream was sent no PKCE verifier")
+	}
+	for i, v := range verifiers {
+		secrets["PKCE verifier "+strconv.Itoa(i)] = v
 	}
 	status, tokens := tv.pollAfter(5 * time.Second)
 	if status != http.StatusOK {
@@ -517,33 +496,6 @@ func mustQueryParam(t *testing.T, u, name string) string {
 		t.Fatalf("no %s in %q", name, u)
 	}
 	return parsed.Query().Get(name)
-}
-
-var verifierField = regexp.MustCompile(`"pkce":"([^"]+)"`)
-
-// storedVerifiers reads the PKCE verifiers of pending logins.
-func storedVerifiers(t *testing.T, st *badgerstore.Store) []string {
-	t.Helper()
-	var out []string
-	err := st.DB().View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if err := it.Item().Value(func(v []byte) error {
-				for _, m := range verifierField.FindAllSubmatch(v, -1) {
-					out = append(out, string(m[1]))
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // Bad input of every kind at every endpoint: a 4xx with RFC 6749 JSON or

@@ -1,7 +1,8 @@
-package deviceflow
+package integration
 
 import (
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -33,9 +34,9 @@ func TestJSONConfig(t *testing.T) {
 	up := startUpstream(t)
 	cfg := up.Config()
 	json := `{
-	"admin": {"listen": "localhost:` + itoa(adminPort) + `"},
-	"apps": {"http": {"servers": {"srv0": {
-		"listen": [":` + itoa(testPort) + `"],
+	"admin": {"listen": "localhost:` + strconv.Itoa(adminPort) + `"},
+	"apps": {"device_flow_clock": {}, "http": {"servers": {"srv0": {
+		"listen": [":` + strconv.Itoa(testPort) + `"],
 		"automatic_https": {"disable": true},
 		"routes": [{"handle": [
 			{"handler": "device_flow",
@@ -48,7 +49,6 @@ func TestJSONConfig(t *testing.T) {
 		]}]
 	}}}}
 }`
-	useFakeClock()
 	tester := startCaddyJSON(t, json)
 	tv := newDevice(t, cfg.ClientID, "openid")
 	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {

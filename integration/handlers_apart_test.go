@@ -1,0 +1,68 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
+)
+
+// Two device_flow sites in one config on one store, each in front of an
+// upstream of its own: neither sees the other's codes (Handler.Name). Site
+// A is the usual test site; site B lets every client_id in, so what stops
+// A's device there is the store, not the allow-list.
+
+func TestSitesApartOnTheDefaultBadgerFolder(t *testing.T) {
+	testSitesApart(t, "badger")
+}
+
+func TestSitesApartOnOneRedisPrefix(t *testing.T) {
+	srv := redistest.Start(t)
+	testSitesApart(t, redisStorageWithPrefix(srv.URL, newKeyPrefix()))
+}
+
+func testSitesApart(t *testing.T, storage string) {
+	upA, upB := startUpstream(t), startUpstream(t)
+	siteB := fmt.Sprintf("http://localhost:%d", freePort())
+	config := func(extra string) string {
+		return siteConfigStorage(t, upA, storage, extra) + fmt.Sprintf(`%s {
+	device_flow {
+		authorization_endpoint %s
+		token_endpoint %s
+		storage %s
+		%s
+	}
+}
+`, siteB, upB.AuthorizationEndpoint(), upB.TokenEndpoint(), storage, extra)
+	}
+	startCaddy(t, config(""))
+	clientID := upA.Config().ClientID
+	tv := newDevice(t, clientID, "openid")
+
+	b := newBrowser(t)
+	if p := b.get(siteB + "/device?code=" + url.QueryEscape(tv.userCode())); p.status != http.StatusBadRequest || !p.is("enter") {
+		t.Fatalf("B's page for A's code: %d, want the entry page saying the code is invalid:\n%s", p.status, p.body)
+	}
+	entry := b.get(siteB + "/device")
+	if p := b.postPage(siteB, "/device", url.Values{"csrf": {entry.csrf(t)}, "user_code": {tv.userCode()}, "action": {"approve"}}); p.status != http.StatusBadRequest || !p.is("enter") {
+		t.Fatalf("approving A's code at B: %d %s\n%s", p.status, p.url, p.body)
+	}
+	if status, out := devicePoll(t, siteB, clientID, tv.deviceCode()); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+		t.Fatalf("A's device code polled at B: %d %v", status, out)
+	}
+
+	// A reload that changes only the interval keeps A's pending code.
+	startCaddy(t, config("interval 6s"))
+	if status, out := tv.pollAfter(6 * time.Second); status != http.StatusBadRequest || out["error"] != "authorization_pending" {
+		t.Fatalf("A's code after the reload: %d %v", status, out)
+	}
+	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
+		t.Fatalf("approve at A: %d\n%s", done.status, done.body)
+	}
+	if status, tokens := tv.pollAfter(6 * time.Second); status != http.StatusOK || tokens["access_token"] == nil {
+		t.Fatalf("tokens at A: %d %v", status, tokens)
+	}
+}
