@@ -156,6 +156,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := h.claimDerivedIdentity(ctx); err != nil {
+		return err
+	}
 	if h.StorageRaw == nil {
 		h.StorageRaw = json.RawMessage(`{"backend":"badger"}`)
 	}
@@ -171,19 +174,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	defer cancel()
 	h.service, err = flow.New(sctx, cfg)
 	return err
-}
-
-// namespace is what identifies this handler's records in the store (see
-// Name). Provision calls it after placeholders are resolved.
-func (h *Handler) namespace() string {
-	if h.Name != "" {
-		return "name " + h.Name
-	}
-	upstream := h.Issuer
-	if upstream == "" {
-		upstream = h.AuthorizationEndpoint + " " + h.TokenEndpoint
-	}
-	return strings.Join([]string{"upstream " + upstream, "base_url " + strings.TrimSuffix(h.BaseURL, "/"), "prefix " + h.Prefix}, "\n")
 }
 
 // flowConfig turns the JSON configuration into the protocol core's.

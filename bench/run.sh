@@ -130,12 +130,13 @@ EOF
 # device_flow_sites DIR STORAGE: a site with limits off and one with the
 # limits counting (thresholds never reached), sharing one store.
 device_flow_sites() {
-	local port=$1 port_limits=$2 storage=$3 limits
+	local port=$1 port_limits=$2 storage=$3 limits name=bench
 	for limits in "limits off" "issue_limit 1000000000 per 1m
 		max_live_codes 1000000000"; do
 		cat <<EOF
 http://127.0.0.1:$port {
 	device_flow {
+		name $name
 		authorization_endpoint http://127.0.0.1:9/authorize
 		token_endpoint http://127.0.0.1:9/token
 		$storage
@@ -144,7 +145,7 @@ http://127.0.0.1:$port {
 	}
 }
 EOF
-		port=$port_limits
+		port=$port_limits name=bench-limits
 	done
 }
 
@@ -297,7 +298,7 @@ if [ "${LIVE:-1}" != 0 ]; then
 	# With LIVE_HTTP=1 the store is kept, its codes made for the bench
 	# client and interval, and Caddy then polls 200,000 of them over HTTP.
 	live_http=()
-	[ -n "${LIVE_HTTP:-}" ] && live_http=(-dir "$tmp/live-1m" -client bench -interval "$INTERVAL" -ttl 30m
+	[ -n "${LIVE_HTTP:-}" ] && live_http=(-dir "$tmp/live-1m" -namespace "name bench" -client bench -interval "$INTERVAL" -ttl 30m
 		-codes "$tmp/live-1m-codes" -codes-n 200000) && mkdir -p "$tmp/live-1m"
 	"$tmp/livecodes" -n 1000000 -poll "${LIVE_POLL:-3}s" "${live_http[@]}" >"$tmp/live-1000000.txt" 2>&1 || {
 		cat "$tmp/live-1000000.txt" >&2

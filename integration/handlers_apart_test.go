@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddytest"
+
 	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
 )
 
@@ -64,5 +66,43 @@ func testSitesApart(t *testing.T, storage string) {
 	}
 	if status, tokens := tv.pollAfter(6 * time.Second); status != http.StatusOK || tokens["access_token"] == nil {
 		t.Fatalf("tokens at A: %d %v", status, tokens)
+	}
+}
+
+// Two sites whose handlers derive the same identity (same upstream, no
+// base_url, no prefix) would share their codes without anyone saying so:
+// the config does not load until they are named. The same name shares on
+// purpose; different names keep them apart.
+func TestSitesOfOneUpstreamMustBeNamed(t *testing.T) {
+	up := startUpstream(t)
+	storage := "badger " + storeDir(t)
+	siteB := fmt.Sprintf("http://localhost:%d", freePort())
+	config := func(nameA, nameB string) string {
+		return siteConfigStorage(t, up, storage, nameA) + fmt.Sprintf(`%s {
+	device_flow {
+		authorization_endpoint %s
+		token_endpoint %s
+		storage %s
+		%s
+	}
+}
+`, siteB, up.AuthorizationEndpoint(), up.TokenEndpoint(), storage, nameB)
+	}
+	caddytest.AssertLoadError(t, config("", ""), "caddyfile", "give each its own `name`")
+
+	clientID := up.Config().ClientID
+	for _, tc := range []struct {
+		nameA, nameB string
+		shared       bool
+	}{
+		{"name tenant-a", "name tenant-b", false},
+		{"name tv", "name tv", true},
+	} {
+		startCaddy(t, config(tc.nameA, tc.nameB))
+		tv := newDevice(t, clientID, "openid")
+		status, out := devicePoll(t, siteB, clientID, tv.deviceCode())
+		if got := out["error"] == "authorization_pending"; got != tc.shared || status != http.StatusBadRequest {
+			t.Fatalf("%s / %s: A's code polled at B: %d %v, want shared=%v", tc.nameA, tc.nameB, status, out, tc.shared)
+		}
 	}
 }
