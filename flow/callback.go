@@ -152,7 +152,6 @@ func (s *Service) upstreamSaidNo(w http.ResponseWriter, r *http.Request, login *
 
 // renderUnavailable shows the "try again shortly" page for a store failure.
 func (s *Service) renderUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) {
-	data := &PageData{}
-	status, page := s.unavailablePage(data, op, err)
-	s.renderPage(w, r, status, page, data)
+	s.storeFailed(op, err)
+	s.renderPage(w, r, http.StatusServiceUnavailable, PageError, &PageData{Error: "unavailable", RetryAfter: 5})
 }

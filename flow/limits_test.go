@@ -190,3 +190,30 @@ func TestIssueLimits(t *testing.T) {
 		t.Fatalf("after the codes expired: %d %s", a.status, a.body)
 	}
 }
+
+// The QR endpoint draws only live codes, so it must not be a way around
+// the guess limits: its lookups count with the page's.
+func TestQRLookupsCountAsGuesses(t *testing.T) {
+	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{GuessesPerIP: 3})})
+	code := h.newCode("198.51.100.1", "tv")["user_code"].(string)
+	qr := func(userCode string) answer {
+		return h.do(http.DefaultClient, "192.0.2.1", http.MethodGet, "/device/qr?user_code="+url.QueryEscape(userCode), "", "")
+	}
+	if a := qr(code); a.status != http.StatusOK || a.header.Get("Content-Type") != "image/svg+xml" {
+		t.Fatalf("QR of a live code: %d %s", a.status, a.body)
+	}
+	for range 2 {
+		if a := qr(wrongCode); a.status != http.StatusNotFound || a.json(t)["error"] != "invalid_request" {
+			t.Fatalf("QR of an unknown code: %d %s", a.status, a.body)
+		}
+	}
+	if a := h.lookup("192.0.2.1", wrongCode); a.status != http.StatusBadRequest { // the third wrong guess
+		t.Fatalf("page, third wrong code: %d", a.status)
+	}
+	if a := qr(code); a.status != http.StatusTooManyRequests || a.header.Get("Retry-After") == "" {
+		t.Fatalf("QR of the live code past the limit: %d %s", a.status, a.body)
+	}
+	if a := h.lookup("192.0.2.1", code); a.status != http.StatusTooManyRequests {
+		t.Fatalf("page past the limit: %d", a.status)
+	}
+}

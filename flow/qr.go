@@ -8,20 +8,16 @@ import (
 )
 
 // serveQR draws verification_uri_complete for a user code as a QR image,
-// for devices that can show an image but not make one. It reveals nothing
-// beyond the user code the caller already has, and looks nothing up: the
-// same image for a live code and for a made-up one.
+// for devices that can show an image but not make one. Only a live
+// pending code gets one: looking a code up here counts against the guess
+// limits like the verification page, so it tells no more about which
+// codes are live.
 func (s *Service) serveQR(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		methodNotAllowed(w, "GET, HEAD")
 		return
 	}
 	q := r.URL.Query()
-	code := s.cfg.UserCode.Normalize(q.Get("user_code"))
-	if code == "" {
-		writeOAuthError(w, badRequest(ErrInvalidRequest, "user_code is missing or malformed"))
-		return
-	}
 	format := q.Get("format")
 	if format == "" {
 		format = "svg"
@@ -30,7 +26,22 @@ func (s *Service) serveQR(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, badRequest(ErrInvalidRequest, "format must be svg or png"))
 		return
 	}
-	display := s.cfg.UserCode.Display(code)
+	d, miss, retry := s.findPending(r.Context(), s.clientIP(r), q.Get("user_code"))
+	switch miss {
+	case missUnavailable:
+		writeOAuthError(w, unavailable())
+		return
+	case missLimited:
+		s.cfg.Observer.Event(EventGuessLimited)
+		writeOAuthError(w, &oauthError{status: http.StatusTooManyRequests, Code: ErrInvalidRequest,
+			Description: "too many wrong user codes; try again later", retryAfter: retry})
+		return
+	case missUnknown:
+		writeOAuthError(w, &oauthError{status: http.StatusNotFound, Code: ErrInvalidRequest,
+			Description: "unknown, expired or used user_code"})
+		return
+	}
+	display := s.cfg.UserCode.Display(d.UserCode)
 	target := s.baseURL(r) + s.paths.Verify + "?code=" + url.QueryEscape(display)
 	body, contentType, err := qr.Image(target, format, 320)
 	if err != nil {

@@ -53,53 +53,75 @@ func (s *Service) showVerify(w http.ResponseWriter, r *http.Request) {
 	s.renderPage(w, r, http.StatusOK, PageConfirm, data)
 }
 
-// lookUp finds the pending authorization of a typed user code, counting
-// wrong codes against the guess limits. Unknown, malformed, expired and
-// used codes all get the same answer. When it returns nil, data holds the
-// error and status/page say what to show.
-func (s *Service) lookUp(r *http.Request, typed string, data *PageData) (d *Device, status int, page string) {
-	ctx := r.Context()
-	ip := s.clientIP(r)
-	data.UserCode = limitText(typed, 32)
+// lookupMiss says why a typed user code found no pending authorization.
+type lookupMiss int
+
+const (
+	found           lookupMiss = iota
+	missUnknown                // unknown, malformed, expired or used: one answer for all
+	missLimited                // past the guess limits (retry says for how long)
+	missUnavailable            // the store failed (already noted)
+)
+
+// findPending finds the pending authorization of a typed user code,
+// counting wrong codes against the guess limits. Every way of looking a
+// code up (the page, the QR image) goes through it, so none is an oracle
+// for live codes that the limits do not cover.
+func (s *Service) findPending(ctx context.Context, ip, typed string) (d *Device, miss lookupMiss, retry time.Duration) {
 	ok, retry, err := s.guessesLeft(ctx, ip)
-	if err != nil {
-		status, page = s.unavailablePage(data, "check guess limit", err)
-		return nil, status, page
+	switch {
+	case err != nil:
+		s.storeFailed("check guess limit", err)
+		return nil, missUnavailable, 0
+	case !ok:
+		return nil, missLimited, retry
 	}
-	if !ok {
-		status, page = s.guessLimited(ip, retry, data)
-		return nil, status, page
-	}
-	code := s.cfg.UserCode.Normalize(typed)
-	if code != "" {
+	if code := s.cfg.UserCode.Normalize(typed); code != "" {
 		d, err = s.cfg.Store.DeviceByUserCode(ctx, code)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			status, page = s.unavailablePage(data, "find user code", err)
-			return nil, status, page
+			s.storeFailed("find user code", err)
+			return nil, missUnavailable, 0
 		}
 	}
 	if d == nil || d.Status != Pending || !s.cfg.Now().Before(d.ExpiresAt) {
 		s.cfg.Observer.Event(EventWrongCode)
 		ok, retry, err := s.wrongGuess(ctx, ip)
-		if err != nil {
-			status, page = s.unavailablePage(data, "count wrong guess", err)
-			return nil, status, page
+		switch {
+		case err != nil:
+			s.storeFailed("count wrong guess", err)
+			return nil, missUnavailable, 0
+		case !ok:
+			return nil, missLimited, retry
 		}
-		if !ok {
-			status, page = s.guessLimited(ip, retry, data)
-			return nil, status, page
-		}
-		data.Error = "invalid_code"
-		return nil, http.StatusBadRequest, PageEnter
+		return nil, missUnknown, 0
 	}
 	// The right code: check again, since wrong guesses sent alongside this
 	// one may have used up the allowance after the first check.
 	if ok, retry, err = s.guessesLeft(ctx, ip); err != nil {
-		status, page = s.unavailablePage(data, "check guess limit", err)
-		return nil, status, page
+		s.storeFailed("check guess limit", err)
+		return nil, missUnavailable, 0
 	} else if !ok {
+		return nil, missLimited, retry
+	}
+	return d, found, 0
+}
+
+// lookUp is findPending for the pages. When it returns nil, data holds
+// the error and status/page say what to show.
+func (s *Service) lookUp(r *http.Request, typed string, data *PageData) (d *Device, status int, page string) {
+	ip := s.clientIP(r)
+	data.UserCode = limitText(typed, 32)
+	d, miss, retry := s.findPending(r.Context(), ip, typed)
+	switch miss {
+	case missUnavailable:
+		data.Error, data.RetryAfter = "unavailable", 5
+		return nil, http.StatusServiceUnavailable, PageError
+	case missLimited:
 		status, page = s.guessLimited(ip, retry, data)
 		return nil, status, page
+	case missUnknown:
+		data.Error = "invalid_code"
+		return nil, http.StatusBadRequest, PageEnter
 	}
 	data.UserCode = s.cfg.UserCode.Display(d.UserCode)
 	return d, http.StatusOK, ""
@@ -113,13 +135,6 @@ func (s *Service) guessLimited(ip string, retry time.Duration, data *PageData) (
 	data.Error = ""
 	data.RetryAfter = int((retry + time.Second - 1) / time.Second)
 	return http.StatusTooManyRequests, PageTooMany
-}
-
-func (s *Service) unavailablePage(data *PageData, op string, err error) (int, string) {
-	s.storeFailed(op, err)
-	data.Error = "unavailable"
-	data.RetryAfter = 5
-	return http.StatusServiceUnavailable, PageError
 }
 
 // fillConfirm adds who is asking for what (RFC 8628 §5.4: the person must

@@ -415,8 +415,11 @@ func TestQREndpoint(t *testing.T) {
 		{"svg", "user_code=" + code + "&format=svg", 200, "image/svg+xml", ""},
 		{"svg by default", "user_code=" + code, 200, "image/svg+xml", ""},
 		{"as typed", "user_code=" + strings.ToLower(strings.ReplaceAll(code, "-", "")), 200, "image/svg+xml", ""},
-		{"malformed code", "user_code=" + url.QueryEscape("<not a code>"), 400, "application/json", `{"error":"invalid_request"`},
-		{"no code", "", 400, "application/json", `{"error":"invalid_request"`},
+		// Only a live code gets an image: the rest is one answer, counted
+		// as a wrong guess like on the verification page.
+		{"unknown code", "user_code=BCDF-GHJK", 404, "application/json", `{"error":"invalid_request"`},
+		{"malformed code", "user_code=" + url.QueryEscape("<not a code>"), 404, "application/json", `{"error":"invalid_request"`},
+		{"no code", "", 404, "application/json", `{"error":"invalid_request"`},
 		{"unknown format", "user_code=" + code + "&format=gif", 400, "application/json", `{"error":"invalid_request"`},
 	}
 	for _, tc := range tests {

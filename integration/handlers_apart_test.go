@@ -55,6 +55,16 @@ func testSitesApart(t *testing.T, storage string) {
 	if status, out := devicePoll(t, siteB, clientID, tv.deviceCode()); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
 		t.Fatalf("A's device code polled at B: %d %v", status, out)
 	}
+	for site, want := range map[string]int{testSite: http.StatusOK, siteB: http.StatusNotFound} {
+		resp, err := http.Get(site + "/device/qr?user_code=" + url.QueryEscape(tv.userCode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("QR of A's code at %s: %d, want %d", site, resp.StatusCode, want)
+		}
+	}
 
 	// A reload that changes only the interval keeps A's pending code.
 	startCaddy(t, config("interval 6s"))
