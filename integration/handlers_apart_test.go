@@ -30,15 +30,7 @@ func testSitesApart(t *testing.T, storage string) {
 	upA, upB := startUpstream(t), startUpstream(t)
 	siteB := fmt.Sprintf("http://localhost:%d", freePort())
 	config := func(extra string) string {
-		return siteConfigStorage(t, upA, storage, extra) + fmt.Sprintf(`%s {
-	device_flow {
-		authorization_endpoint %s
-		token_endpoint %s
-		storage %s
-		%s
-	}
-}
-`, siteB, upB.AuthorizationEndpoint(), upB.TokenEndpoint(), storage, extra)
+		return siteConfigStorage(t, upA, storage, extra) + secondSite(siteB, upB, storage, extra)
 	}
 	startCaddy(t, config(""))
 	clientID := upA.Config().ClientID
@@ -88,15 +80,7 @@ func TestSitesOfOneUpstreamMustBeNamed(t *testing.T) {
 	storage := "badger " + storeDir(t)
 	siteB := fmt.Sprintf("http://localhost:%d", freePort())
 	config := func(nameA, nameB string) string {
-		return siteConfigStorage(t, up, storage, nameA) + fmt.Sprintf(`%s {
-	device_flow {
-		authorization_endpoint %s
-		token_endpoint %s
-		storage %s
-		%s
-	}
-}
-`, siteB, up.AuthorizationEndpoint(), up.TokenEndpoint(), storage, nameB)
+		return siteConfigStorage(t, up, storage, nameA) + secondSite(siteB, up, storage, nameB)
 	}
 	caddytest.AssertLoadError(t, config("", ""), "caddyfile", "give each its own `name`")
 
@@ -115,4 +99,18 @@ func TestSitesOfOneUpstreamMustBeNamed(t *testing.T) {
 			t.Fatalf("%s / %s: A's code polled at B: %d %v, want shared=%v", tc.nameA, tc.nameB, status, out, tc.shared)
 		}
 	}
+}
+
+// secondSite is the Caddyfile of site B, in front of up, on storage; extra
+// goes into its device_flow block. It lets every client_id in.
+func secondSite(site string, up *upstream, storage, extra string) string {
+	return fmt.Sprintf(`%s {
+	device_flow {
+		authorization_endpoint %s
+		token_endpoint %s
+		storage %s
+		%s
+	}
+}
+`, site, up.AuthorizationEndpoint(), up.TokenEndpoint(), storage, extra)
 }
