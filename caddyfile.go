@@ -58,6 +58,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		guess_limit       <n> per <duration>   # wrong user codes per client IP; default 20 per 15m
 //		guess_limit_total <n>                  # wrong user codes server-wide per window; default 2000
 //		issue_limit       <n> per <duration>   # device codes per client IP; default 600 per 1m
+//		refresh_limit     <n> per <duration>   # refresh_token relays per client IP (100× per client_id); default 60 per 1m
 //		max_live_codes    <n>                  # cap on codes alive at once; default 2000000
 //		limits off                             # no limits at all (load tests)
 //	}
@@ -107,6 +108,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.limits().GuessLimitTotal, err = countArg(d)
 		case "issue_limit":
 			h.limits().IssueLimit, err = rateLimitArg(d)
+		case "refresh_limit":
+			h.limits().RefreshLimit, err = rateLimitArg(d)
 		case "max_live_codes":
 			h.limits().MaxLiveCodes, err = countArg(d)
 		case "limits":

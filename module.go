@@ -119,6 +119,10 @@ type LimitsConfig struct {
 	// IssueLimit is how many device codes one client address may get per
 	// window. Default: 600 per 1m.
 	IssueLimit *RateLimit `json:"issue_limit,omitempty"`
+	// RefreshLimit is how many refresh_token relays one client address
+	// may make per window; each client_id may make 100 times as many,
+	// from every address together. Default: 60 per 1m.
+	RefreshLimit *RateLimit `json:"refresh_limit,omitempty"`
 	// MaxLiveCodes caps the device codes alive at once. Default: 2000000.
 	MaxLiveCodes int `json:"max_live_codes,omitempty"`
 	// Off turns every limit off (for load tests).
@@ -230,6 +234,9 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		if i := l.IssueLimit; i != nil {
 			cfg.Limits.IssuePerIP, cfg.Limits.IssueWindow = i.Count, time.Duration(i.Per)
 		}
+		if rl := l.RefreshLimit; rl != nil {
+			cfg.Limits.RefreshPerIP, cfg.Limits.RefreshWindow = rl.Count, time.Duration(rl.Per)
+		}
 	}
 	// With endpoints given as well, Validate refuses the configuration.
 	if h.Issuer != "" && h.AuthorizationEndpoint == "" && h.TokenEndpoint == "" {
@@ -280,7 +287,7 @@ func (h *Handler) Validate() error {
 		errs = append(errs, err)
 	}
 	if l := h.Limits; l != nil {
-		for name, r := range map[string]*RateLimit{"guess_limit": l.GuessLimit, "issue_limit": l.IssueLimit} {
+		for name, r := range map[string]*RateLimit{"guess_limit": l.GuessLimit, "issue_limit": l.IssueLimit, "refresh_limit": l.RefreshLimit} {
 			if r != nil && (r.Count < 1 || r.Per <= 0) {
 				errs = append(errs, fmt.Errorf("%s needs a positive count and window, not %d per %s", name, r.Count, time.Duration(r.Per)))
 			}

@@ -109,7 +109,9 @@ func runE(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	if err != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "error: %v\n", err)
+		// The message may quote the server (error_description, the
+		// content type): no escape sequences reach the terminal.
+		fmt.Fprintf(cmd.ErrOrStderr(), "error: %s\n", printable(err.Error()))
 	}
 	cmd.SilenceErrors = true // printed above
 	if code <= ExitCodeFailure {

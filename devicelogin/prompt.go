@@ -31,9 +31,9 @@ func (c *Client) errWriter() io.Writer {
 func (c *Client) printPrompt(da *DeviceAuthorization) {
 	w := c.errWriter()
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nTo sign in, open this page in a browser:\n\n    %s\n\nand enter the code:\n\n", da.VerificationURI)
-	bar := strings.Repeat("─", utf8.RuneCountInString(da.UserCode)+4)
-	code := da.UserCode
+	fmt.Fprintf(&b, "\nTo sign in, open this page in a browser:\n\n    %s\n\nand enter the code:\n\n", printable(da.VerificationURI))
+	code := printable(da.UserCode)
+	bar := strings.Repeat("─", utf8.RuneCountInString(code)+4)
 	if c.Terminal {
 		code = ansiBold + code + ansiReset
 	}

@@ -1,9 +1,12 @@
 package flow
 
 import (
+	"context"
+	"crypto/hmac"
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -26,9 +29,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	// Taking the login makes the state one-time: a replayed callback
-	// finds nothing.
-	login, err := s.cfg.Store.TakeLogin(ctx, s.secrets.stateKey(state))
+	login, err := s.takeLogin(ctx, state)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.log.Info("callback with an unknown or used state")
@@ -123,6 +124,30 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	s.cfg.Observer.Event(EventApproved)
 	s.log.Info("device approved", zap.String("client_id", clientID))
 	s.renderPage(w, r, http.StatusOK, PageSuccess, &PageData{ClientID: clientID})
+}
+
+// takeLogin takes the login the state names, once: a replayed callback
+// finds nothing. The state is "<user code>.<random>"; the login under that
+// user code answers only to the state it was made with. A stale state (of
+// an Approve replaced since) or a forged one puts the login back, so it
+// does not end the sign-in in progress.
+func (s *Service) takeLogin(ctx context.Context, state string) (*Login, error) {
+	userCode, _, ok := strings.Cut(state, ".")
+	if !ok {
+		return nil, ErrNotFound
+	}
+	key := s.secrets.loginKey(userCode)
+	login, err := s.cfg.Store.TakeLogin(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if !hmac.Equal([]byte(login.State), []byte(s.secrets.stateHash(state))) {
+		if err := s.cfg.Store.PutLogin(ctx, key, login); err != nil {
+			return nil, err
+		}
+		return nil, ErrNotFound
+	}
+	return login, nil
 }
 
 // isLoginFor reports whether d is the live authorization the login was

@@ -16,18 +16,21 @@
 //     access_denied, or hands out the sealed tokens once.
 //   - verify.go: the person opens /device, types or confirms the user code
 //     (guesses are limited, limits.go) and presses Approve or Deny.
-//     Approve stores a Login (the PKCE verifier, sealed under the state)
-//     and sends the browser to the upstream's authorization endpoint
-//     (upstream.go).
+//     Approve stores the code's one Login (the PKCE verifier, sealed
+//     under the state; a new Approve replaces it), starts a new browser
+//     session, and sends the browser to the upstream's authorization
+//     endpoint (upstream.go).
 //   - callback.go: the upstream sends the browser back to /auth/redirect.
 //     The state is taken once, the browser checked against the session
 //     that started the sign-in (session.go), the code exchanged for
 //     tokens, and the tokens sealed to the record's key: only a poll that
 //     presents the device code can open them.
-//   - refresh.go relays refresh_token grants to the upstream; qr.go draws
-//     verification_uri_complete; metadata.go is RFC 8414's document.
+//   - refresh.go relays refresh_token grants to the upstream, under
+//     refresh_limits.go; qr.go draws verification_uri_complete (kept in
+//     qr_cache.go); metadata.go is RFC 8414's document.
 //
 // secret.go keeps the server secret (from the Store, shared by every
-// instance of a handler); every HMAC the service makes (CSRF tokens,
-// browser bindings, login keys, device-code MACs) is derived from it.
+// instance of a handler); every HMAC the service makes (sessions, CSRF
+// tokens, browser bindings, login keys, state hashes, device-code MACs) is
+// derived from it.
 package flow

@@ -18,9 +18,21 @@ type Limits struct {
 	GuessesPerIP int
 	GuessesTotal int
 	GuessWindow  time.Duration
+	// ApprovesPerIP: Approve presses per client IP per GuessWindow. Each
+	// one writes a login and starts an upstream sign-in.
+	ApprovesPerIP int
 	// Device codes issued per client IP per IssueWindow.
 	IssuePerIP  int
 	IssueWindow time.Duration
+	// Refresh relays per client IP per RefreshWindow; each client_id may
+	// relay refreshPerClientFactor times as many, from every address.
+	RefreshPerIP  int
+	RefreshWindow time.Duration
+	// RefreshInFlight bounds the refresh relays waiting on the upstream
+	// at once, so a slow upstream cannot pin a goroutine per request.
+	RefreshInFlight int
+	// QRPerIP: QR images drawn or served per client IP per minute.
+	QRPerIP int
 	// LiveCodes caps the codes issued within one code lifetime across the
 	// server, so a flood cannot grow the store without bound.
 	LiveCodes int
@@ -35,9 +47,22 @@ const (
 	DefaultGuessesPerIP = 20
 	DefaultGuessesTotal = 2000
 	DefaultGuessWindow  = 15 * time.Minute
+	DefaultApprovePerIP = 60
 	DefaultIssuePerIP   = 600
 	DefaultIssueWindow  = time.Minute
 	DefaultLiveCodes    = 2_000_000
+	// A device refreshes once per access-token lifetime (minutes to
+	// hours); 60 a minute leaves room for many devices behind one NAT.
+	DefaultRefreshPerIP    = 60
+	DefaultRefreshWindow   = time.Minute
+	DefaultRefreshInFlight = 64
+	// A device shows one image per code; 60 a minute leaves room for a
+	// NAT full of them.
+	DefaultQRPerIP = 60
+	qrWindow       = time.Minute
+	// refreshPerClientFactor: a client_id's allowance is that of this
+	// many addresses, as the guess total is to the per-address guesses.
+	refreshPerClientFactor = 100
 )
 
 func (l Limits) withDefaults() Limits {
@@ -48,8 +73,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	def(&l.GuessesPerIP, DefaultGuessesPerIP)
 	def(&l.GuessesTotal, DefaultGuessesTotal)
+	def(&l.ApprovesPerIP, DefaultApprovePerIP)
 	def(&l.IssuePerIP, DefaultIssuePerIP)
 	def(&l.LiveCodes, DefaultLiveCodes)
+	def(&l.RefreshPerIP, DefaultRefreshPerIP)
+	def(&l.RefreshInFlight, DefaultRefreshInFlight)
+	def(&l.QRPerIP, DefaultQRPerIP)
+	if l.RefreshWindow == 0 {
+		l.RefreshWindow = DefaultRefreshWindow
+	}
 	if l.GuessWindow == 0 {
 		l.GuessWindow = DefaultGuessWindow
 	}
@@ -80,6 +112,28 @@ func limitSubject(ip string) string {
 	}
 	p, _ := addr.WithZone("").Prefix(64)
 	return p.String()
+}
+
+// issueSubject is one prefix a device code request is counted against,
+// with its allowance as a multiple of issue_limit.
+type issueSubject struct {
+	prefix string
+	factor int
+}
+
+// issueSubjects are what a request for a device code counts against: an
+// IPv6 client's /64, and also its /56 and /48 (with 4 and 16 times the
+// allowance), since whoever holds a /48 has 65,536 /64s and could
+// otherwise fill max_live_codes alone (docs/security.md, "Flooding").
+func issueSubjects(ip string) []issueSubject {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || addr.Unmap().Is4() {
+		return []issueSubject{{limitSubject(ip), 1}}
+	}
+	addr = addr.WithZone("")
+	p56, _ := addr.Prefix(56)
+	p48, _ := addr.Prefix(48)
+	return []issueSubject{{limitSubject(ip), 1}, {p56.String(), 4}, {p48.String(), 16}}
 }
 
 // guessesLeft reports whether this client may try a user code now, and if
@@ -130,6 +184,40 @@ func (s *Service) wrongGuess(ctx context.Context, ip string) (ok bool, retryAfte
 	return true, 0, nil
 }
 
+// mayApprove counts one Approve against the client's allowance, and
+// reports whether it was still within it.
+func (s *Service) mayApprove(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
+	if s.cfg.Limits.Off {
+		return true, 0, nil
+	}
+	now := s.cfg.Now()
+	w, ends := window(now, s.cfg.Limits.GuessWindow)
+	n, err := s.cfg.Store.Hit(ctx, "a:ip:"+limitSubject(ip)+":"+w, s.cfg.Limits.GuessWindow+time.Minute)
+	if err != nil {
+		return false, 0, err
+	}
+	return n <= int64(s.cfg.Limits.ApprovesPerIP), ends.Sub(now), nil
+}
+
+// mayDrawQR counts one QR image request against the client's allowance;
+// a refusal is 429 with Retry-After.
+func (s *Service) mayDrawQR(ctx context.Context, ip string) (refusal *oauthError, err error) {
+	if s.cfg.Limits.Off {
+		return nil, nil
+	}
+	now := s.cfg.Now()
+	w, ends := window(now, qrWindow)
+	n, err := s.cfg.Store.Hit(ctx, "q:ip:"+limitSubject(ip)+":"+w, qrWindow+time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	if n > int64(s.cfg.Limits.QRPerIP) {
+		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
+			Description: "too many QR images requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
+	}
+	return nil, nil
+}
+
 // mayIssue counts one device code request and checks it against the
 // per-IP rate and the cap on live codes. A refusal is the answer to give:
 // a client over its own rate hears 429 slow_down; the server at its cap is
@@ -142,15 +230,18 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, l.IssueWindow)
-	n, err := s.cfg.Store.Hit(ctx, "i:ip:"+limitSubject(ip)+":"+w, l.IssueWindow+time.Minute)
-	if err != nil {
-		return nil, err
-	}
-	if n > int64(l.IssuePerIP) {
-		s.log.Warn("device code requests limited: this address is over issue_limit",
-			zap.String("client_ip", ip), zap.Int("issue_limit", l.IssuePerIP), zap.Duration("per", l.IssueWindow))
-		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
-			Description: "too many device codes requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
+	for _, sub := range issueSubjects(ip) {
+		n, err := s.cfg.Store.Hit(ctx, "i:ip:"+sub.prefix+":"+w, l.IssueWindow+time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		if n > int64(l.IssuePerIP*sub.factor) {
+			s.log.Warn("device code requests limited: this address is over issue_limit",
+				zap.String("client_ip", ip), zap.String("counted_as", sub.prefix),
+				zap.Int("issue_limit", l.IssuePerIP*sub.factor), zap.Duration("per", l.IssueWindow))
+			return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
+				Description: "too many device codes requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
+		}
 	}
 	// Codes live at most ExpiresIn, so the live ones were all issued in
 	// this lifetime-long window or the one before.

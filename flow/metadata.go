@@ -28,7 +28,13 @@ func (s *Service) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := json.Marshal(md)
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	// Built from Host unless base_url fixes the origin: a shared cache
+	// must not hand one Host's document to requests for another.
+	if s.cfg.BaseURL != "" {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+	} else {
+		w.Header().Set("Cache-Control", "no-store")
+	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
 }

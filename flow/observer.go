@@ -24,6 +24,10 @@ const (
 	EventGuessLimited = "guess_limited"
 	EventWrongCode    = "wrong_code"
 	EventIssueLimited = "issue_limited"
+	// Not yet in metrics.go's flowEvents: Caddy's metrics skip them until
+	// they are added there.
+	EventApproveLimited = "approve_limited"
+	EventRefreshLimited = "refresh_limited"
 )
 
 type nopObserver struct{}

@@ -26,7 +26,22 @@ func (s *Service) serveQR(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, badRequest(ErrInvalidRequest, "format must be svg or png"))
 		return
 	}
-	d, miss, retry := s.findPending(r.Context(), s.clientIP(r), q.Get("user_code"))
+	if s.cfg.BaseURL == "" && len(r.Host) > maxHostLen {
+		// The image draws our origin from Host: a long one is a bigger
+		// symbol to encode, and no real host name is that long.
+		writeOAuthError(w, badRequest(ErrInvalidRequest, "the Host header is too long"))
+		return
+	}
+	ip := s.clientIP(r)
+	if refusal, err := s.mayDrawQR(r.Context(), ip); err != nil {
+		s.storeFailed("count QR images", err)
+		writeOAuthError(w, unavailable())
+		return
+	} else if refusal != nil {
+		writeOAuthError(w, refusal)
+		return
+	}
+	d, miss, retry := s.findPending(r.Context(), ip, q.Get("user_code"))
 	switch miss {
 	case missUnavailable:
 		writeOAuthError(w, unavailable())
@@ -43,16 +58,30 @@ func (s *Service) serveQR(w http.ResponseWriter, r *http.Request) {
 	}
 	display := s.cfg.UserCode.Display(d.UserCode)
 	target := s.baseURL(r) + s.paths.Verify + "?code=" + url.QueryEscape(display)
-	body, contentType, err := qr.Image(target, format, 320)
-	if err != nil {
-		writeOAuthError(w, badRequest(ErrInvalidRequest, "the QR code could not be drawn"))
-		return
+	key := format + " " + target
+	now := s.cfg.Now()
+	img, ok := s.qrImages.get(key, now)
+	if !ok {
+		body, contentType, err := drawQR(target, format, 320)
+		if err != nil {
+			writeOAuthError(w, badRequest(ErrInvalidRequest, "the QR code could not be drawn"))
+			return
+		}
+		img = qrImage{body: body, contentType: contentType, expires: d.ExpiresAt}
+		s.qrImages.put(key, img, now)
 	}
 	h := w.Header()
-	h.Set("Content-Type", contentType)
+	h.Set("Content-Type", img.contentType)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	w.Write(img.body)
 }
+
+// maxHostLen is the longest Host the QR image draws (a DNS name is at most
+// 253 bytes, plus a port).
+const maxHostLen = 255
+
+// drawQR is qr.Image; tests count its calls.
+var drawQR = qr.Image

@@ -24,14 +24,43 @@ func (s *Service) relayRefresh(w http.ResponseWriter, r *http.Request, form url.
 		writeOAuthError(w, badRequest(ErrInvalidRequest, "refresh_token is required"))
 		return
 	}
-	if _, oerr := s.client(clientID, usedBasic); oerr != nil {
+	client, oerr := s.client(clientID, usedBasic)
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	if oerr := onlyRefreshParams(form); oerr != nil {
 		writeOAuthError(w, oerr)
 		return
 	}
 	up := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
-	if scope := form.Get("scope"); scope != "" {
+	if requested := form.Get("scope"); requested != "" {
+		// The same rules as at /device/code; no scope keeps the scope
+		// first granted (RFC 6749 §6), so none is sent.
+		scope, oerr := grantedScope(client, requested)
+		if oerr != nil {
+			writeOAuthError(w, oerr)
+			return
+		}
 		up.Set("scope", scope)
 	}
+	refusal, err := s.mayRefresh(r.Context(), s.clientIP(r), clientID)
+	if err != nil {
+		s.storeFailed("count refreshes", err)
+		writeOAuthError(w, unavailable())
+		return
+	}
+	if refusal != nil {
+		writeOAuthError(w, refusal)
+		return
+	}
+	release, ok := s.refreshSlot()
+	if !ok {
+		writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
+			Description: "too many refreshes are waiting on the authorization server; try again", retryAfter: time.Second})
+		return
+	}
+	defer release()
 	tokens, err := s.tokenRequest(r.Context(), "refresh", clientID, up)
 	if err == nil {
 		writeJSON(w, http.StatusOK, tokens)
@@ -49,4 +78,18 @@ func (s *Service) relayRefresh(w http.ResponseWriter, r *http.Request, form url.
 	}
 	writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
 		Description: "the authorization server did not answer; try again", retryAfter: 5 * time.Second})
+}
+
+// refreshParams are all a refresh relay needs (RFC 6749 §6); anything
+// else (another grant's code, a client_secret, a resource) is refused
+// rather than silently dropped, so a client learns it was not sent on.
+var refreshParams = map[string]bool{"grant_type": true, "refresh_token": true, "scope": true, "client_id": true}
+
+func onlyRefreshParams(form url.Values) *oauthError {
+	for name := range form {
+		if !refreshParams[name] {
+			return badRequest(ErrInvalidRequest, "parameter "+quoteParam(name)+" is not accepted with grant_type=refresh_token")
+		}
+	}
+	return nil
 }

@@ -79,11 +79,18 @@ func (k *secrets) sum(purpose, value string) string {
 // only reached after loadSecrets succeeded.
 func (k *secrets) deviceCodes() codes.DeviceCodes { return *k.codes.Load() }
 
+// sessionMAC authenticates a session cookie's random part.
+func (k *secrets) sessionMAC(random string) string { return k.sum("session", random) }
+
 // csrfToken is the token forms must carry for this browser session.
 func (k *secrets) csrfToken(session string) string { return k.sum("csrf", session) }
 
 // browserBinding is what a login stores to recognise the browser.
 func (k *secrets) browserBinding(session string) string { return k.sum("browser", session) }
 
-// stateKey is the store key of a login: the state is never stored as is.
-func (k *secrets) stateKey(state string) string { return k.sum("state", state) }
+// loginKey is the store key of an authorization's login: one per user
+// code, so a new Approve replaces the last instead of adding a record.
+func (k *secrets) loginKey(userCode string) string { return k.sum("login", userCode) }
+
+// stateHash is what a login keeps of its state: never the state as is.
+func (k *secrets) stateHash(state string) string { return k.sum("state", state) }

@@ -21,6 +21,10 @@ type Service struct {
 	secrets secrets // see loadSecrets
 	// storeDown and upstreamDown log outages without a line per request.
 	storeDown, upstreamDown *outage
+	// refreshSlots holds one token per refresh relay waiting on the
+	// upstream (refreshSlot).
+	refreshSlots chan struct{}
+	qrImages     qrCache
 }
 
 // New checks the configuration and prepares the service. ctx bounds the
@@ -30,7 +34,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, paths: pathsFor(cfg.Prefix), log: cfg.Logger}
+	s := &Service{cfg: cfg, paths: pathsFor(cfg.Prefix), log: cfg.Logger,
+		refreshSlots: make(chan struct{}, cfg.Limits.RefreshInFlight)}
 	s.storeDown, s.upstreamDown = newOutage(s.log, "store"), newOutage(s.log, "upstream")
 	s.cfg.Store = watchedStore{Store: cfg.Store, outage: s.storeDown}
 	s.csp = contentSecurityPolicy(cfg.AuthorizationEndpoint)

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
+	"strings"
 )
 
-// A person's browser is known by a random session cookie. Forms carry a
+// A person's browser is known by a session cookie the server issued
+// (random, under a MAC). Forms carry a
 // CSRF token derived from it (HMAC under the server secret, so nothing is
 // stored per browser), and the upstream round trip is bound to it: a
 // callback that comes back to another browser is refused.
@@ -25,12 +27,20 @@ func (s *Service) sessionCookieName(r *http.Request) string {
 }
 
 // browserSession returns the browser's session, starting one (and setting
-// its cookie) when it has none.
+// its cookie) when it has none the server issued.
 func (s *Service) browserSession(w http.ResponseWriter, r *http.Request) string {
 	if v := s.existingSession(r); v != "" {
 		return v
 	}
-	v := randomToken(32)
+	return s.newSession(w, r)
+}
+
+// newSession starts a session and sets its cookie, replacing the one the
+// browser had. Approve calls it, so that a session planted in the browser
+// before (session fixation) is not the one the sign-in is bound to.
+func (s *Service) newSession(w http.ResponseWriter, r *http.Request) string {
+	random := randomToken(32)
+	v := random + "." + s.secrets.sessionMAC(random)
 	http.SetCookie(w, &http.Cookie{
 		Name:     s.sessionCookieName(r),
 		Value:    v,
@@ -42,10 +52,16 @@ func (s *Service) browserSession(w http.ResponseWriter, r *http.Request) string 
 	return v
 }
 
-// existingSession is the browser's session, or "" when it has no valid one.
+// existingSession is the browser's session, or "" when it has none the
+// server issued: a session is random.MAC(random), and a value someone
+// made up (or planted) fails the MAC.
 func (s *Service) existingSession(r *http.Request) string {
 	c, err := r.Cookie(s.sessionCookieName(r))
-	if err != nil || len(c.Value) != 43 { // 32 bytes, base64url
+	if err != nil {
+		return ""
+	}
+	random, mac, ok := strings.Cut(c.Value, ".")
+	if !ok || len(random) != 43 || !hmac.Equal([]byte(mac), []byte(s.secrets.sessionMAC(random))) {
 		return ""
 	}
 	return c.Value

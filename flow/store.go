@@ -45,7 +45,7 @@ type Store interface {
 	UpdateDevice(ctx context.Context, userCode string, fn func(*Device) (Verdict, error)) error
 
 	// PutLogin stores a browser login (the upstream round trip) under key,
-	// until login.ExpiresAt.
+	// until login.ExpiresAt, replacing the login stored under key before.
 	PutLogin(ctx context.Context, key string, login *Login) error
 
 	// TakeLogin returns and deletes the login under key in one step, so a
@@ -127,10 +127,13 @@ type Device struct {
 	Reason  string `json:"why,omitempty"` // why it was denied, for the device's error_description
 }
 
-// Login is one trip of a person's browser to the upstream and back.
+// Login is one trip of a person's browser to the upstream and back. An
+// authorization has at most one in progress: it is stored under a key
+// made from the user code, so a new Approve replaces the last.
 type Login struct {
 	UserCode  string    `json:"uc"`   // the authorization it is for
 	CodeHash  []byte    `json:"ch"`   // and that authorization's Device.CodeHash
+	State     string    `json:"sh"`   // HMAC of the state: the callback must bring that state
 	Verifier  string    `json:"pkce"` // the PKCE code_verifier, sealed under the state (seal.SealVerifier)
 	Browser   string    `json:"b"`    // HMAC of the browser's session
 	ExpiresAt time.Time `json:"ea"`

@@ -137,6 +137,25 @@ func (s *Service) guessLimited(ip string, retry time.Duration, data *PageData) (
 	return http.StatusTooManyRequests, PageTooMany
 }
 
+// approvesLeft counts an Approve against the client's limit. It returns
+// status 0 when the Approve may go on, else the answer to render.
+func (s *Service) approvesLeft(r *http.Request, data *PageData) (status int, page string) {
+	ip := s.clientIP(r)
+	ok, retry, err := s.mayApprove(r.Context(), ip)
+	switch {
+	case err != nil:
+		s.storeFailed("count approvals", err)
+		data.Error, data.RetryAfter = "unavailable", 5
+		return http.StatusServiceUnavailable, PageError
+	case !ok:
+		s.cfg.Observer.Event(EventApproveLimited)
+		s.log.Warn("approvals limited", zap.String("client_ip", ip))
+		data.RetryAfter = int((retry + time.Second - 1) / time.Second)
+		return http.StatusTooManyRequests, PageTooMany
+	}
+	return 0, ""
+}
+
 // fillConfirm adds who is asking for what (RFC 8628 §5.4: the person must
 // see it before anything is granted).
 func (s *Service) fillConfirm(r *http.Request, d *Device, data *PageData) {
@@ -179,7 +198,13 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 			s.renderPage(w, r, status, page, data)
 			return
 		}
-		s.startLogin(w, r, d, session)
+		if status, page := s.approvesLeft(r, data); status != 0 {
+			s.renderPage(w, r, status, page, data)
+			return
+		}
+		// A fresh session for the sign-in: one planted in this browser
+		// (its CSRF token known to whoever planted it) is left behind.
+		s.startLogin(w, r, d, s.newSession(w, r))
 	case "deny":
 		d, status, page := s.lookUp(r, typed, data)
 		if d == nil {
@@ -198,9 +223,12 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 // startLogin sends the browser to the upstream with a fresh state and PKCE
-// verifier, both one-time, bound to this browser.
+// verifier, both one-time, bound to this browser. The login replaces any
+// earlier one of the same authorization, so pressing Approve again and
+// again never grows the store; the state names the user code so that the
+// callback finds the login.
 func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, session string) {
-	state, verifier := randomToken(32), randomToken(32)
+	state, verifier := d.UserCode+"."+randomToken(32), randomToken(32)
 	sealed, err := seal.Verifier(state, verifier)
 	if err != nil {
 		s.renderPage(w, r, http.StatusInternalServerError, PageError, &PageData{Error: "unknown"})
@@ -209,11 +237,12 @@ func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, 
 	login := &Login{
 		UserCode:  d.UserCode,
 		CodeHash:  d.CodeHash,
+		State:     s.secrets.stateHash(state),
 		Verifier:  sealed,
 		Browser:   s.secrets.browserBinding(session),
 		ExpiresAt: d.ExpiresAt,
 	}
-	if err := s.cfg.Store.PutLogin(r.Context(), s.secrets.stateKey(state), login); err != nil {
+	if err := s.cfg.Store.PutLogin(r.Context(), s.secrets.loginKey(d.UserCode), login); err != nil {
 		s.renderUnavailable(w, r, "store login", err)
 		return
 	}

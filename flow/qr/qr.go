@@ -120,7 +120,9 @@ func qrPNG(bitmap [][]bool, size int) ([]byte, error) {
 		}
 	}
 	var buf bytes.Buffer
-	enc := png.Encoder{CompressionLevel: png.BestCompression}
+	// The default level: the best one costs several times the CPU for a
+	// few percent of a two-colour image, and images are drawn on request.
+	enc := png.Encoder{CompressionLevel: png.DefaultCompression}
 	if err := enc.Encode(&buf, img); err != nil {
 		return nil, fmt.Errorf("qr: encoding png: %w", err)
 	}

@@ -191,3 +191,21 @@ func TestQRLargeSymbolSmallSize(t *testing.T) {
 		t.Errorf("width %d, want %d (one pixel per module)", got, len(bitmap))
 	}
 }
+
+// PNGs are compressed at the default level, not the best: the best costs
+// several times the CPU per request for a few bytes. The level is in the
+// zlib header that opens the first IDAT chunk (RFC 1950: FLEVEL 2 is the
+// default, 3 the best).
+func TestQRPNGDefaultCompression(t *testing.T) {
+	body, _, err := Image(qrTestURI, "png", 320)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(body, []byte("IDAT"))
+	if i < 0 || len(body) < i+6 {
+		t.Fatal("no IDAT chunk")
+	}
+	if level := body[i+5] >> 6; level != 2 {
+		t.Fatalf("zlib FLEVEL %d, want 2 (default compression)", level)
+	}
+}

@@ -1,0 +1,58 @@
+package flow_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
+)
+
+// approveOnce opens the confirmation page in browser b and presses
+// Approve, without following the redirect to the upstream.
+func (h *harness) approveOnce(b *http.Client, ip, userCode string) answer {
+	h.t.Helper()
+	b.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	confirm := h.do(b, ip, http.MethodGet, "/device?code="+url.QueryEscape(userCode), "", "")
+	if !confirm.isPage("confirm") {
+		h.t.Fatalf("confirmation page expected, got %d:\n%s", confirm.status, confirm.body)
+	}
+	form := url.Values{"csrf": {formToken(h.t, confirm.body)}, "user_code": {userCode}, "action": {"approve"}}
+	return h.do(b, ip, http.MethodPost, "/device", "application/x-www-form-urlencoded", form.Encode())
+}
+
+// Pressing Approve again and again must not grow the store: a device
+// code has at most one sign-in in progress, the last one.
+func TestApproveKeepsOneLogin(t *testing.T) {
+	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{Off: true})})
+	code := h.newCode("198.51.100.1", "tv")["user_code"].(string)
+	b := personBrowser()
+	for i := range 2000 {
+		if a := h.approveOnce(b, "192.0.2.1", code); a.status != http.StatusSeeOther {
+			t.Fatalf("approve %d: %d\n%s", i, a.status, a.body)
+		}
+	}
+	if n := len(h.pendingVerifiers(t)); n != 1 {
+		t.Fatalf("2000 Approves left %d login records, want 1", n)
+	}
+}
+
+// Approves count against a per-address limit: each starts an upstream
+// sign-in.
+func TestApproveLimit(t *testing.T) {
+	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{ApprovesPerIP: 3})})
+	code := h.newCode("198.51.100.1", "tv")["user_code"].(string)
+	b := personBrowser()
+	for i := range 3 {
+		if a := h.approveOnce(b, "192.0.2.1", code); a.status != http.StatusSeeOther {
+			t.Fatalf("approve %d within the limit: %d", i, a.status)
+		}
+	}
+	a := h.approveOnce(b, "192.0.2.1", code)
+	if a.status != http.StatusTooManyRequests || !a.isPage("toomany") || a.header.Get("Retry-After") == "" {
+		t.Fatalf("approve past the limit: %d Retry-After=%q", a.status, a.header.Get("Retry-After"))
+	}
+	if a := h.approveOnce(personBrowser(), "192.0.2.2", code); a.status != http.StatusSeeOther {
+		t.Fatalf("another address: %d", a.status)
+	}
+}
