@@ -3,6 +3,7 @@ package flow_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
@@ -54,5 +55,33 @@ func TestApproveLimit(t *testing.T) {
 	}
 	if a := h.approveOnce(personBrowser(), "192.0.2.2", code); a.status != http.StatusSeeOther {
 		t.Fatalf("another address: %d", a.status)
+	}
+}
+
+// Someone who knows the user code of a sign-in in progress cannot end it
+// with forged or replayed callbacks: the login is taken only with the
+// state it was made with.
+func TestForgedCallbacksLeaveTheSignInAlone(t *testing.T) {
+	h := newHarness(t, harnessOptions{upstream: true})
+	auth := h.newCode("192.0.2.1", h.up.ClientID)
+	userCode := strings.ReplaceAll(auth["user_code"].(string), "-", "")
+	b := personBrowser()
+	var callback string
+	h.approve(b, auth["user_code"].(string), func(u string) { callback = u })
+	if callback == "" {
+		t.Fatal("the IdP did not send the browser back")
+	}
+	attacker := personBrowser()
+	for _, state := range []string{userCode + ".forged", userCode + ".", userCode} {
+		a := h.do(attacker, "198.51.100.9", http.MethodGet, "/auth/redirect?code=x&state="+url.QueryEscape(state), "", "")
+		if a.status == http.StatusOK {
+			t.Fatalf("forged state %q: %d, want an error page", state, a.status)
+		}
+	}
+	if done := h.do(b, "", http.MethodGet, strings.TrimPrefix(callback, h.srv.URL), "", ""); !done.isPage("success") {
+		t.Fatalf("the real callback after the forged ones: %d\n%s", done.status, done.body)
+	}
+	if status, out := h.poll(auth["device_code"].(string), h.up.ClientID); status != http.StatusOK {
+		t.Fatalf("device: %d %v", status, out)
 	}
 }

@@ -2,7 +2,6 @@ package flow
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/subtle"
 	"errors"
 	"net/http"
@@ -128,26 +127,15 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 
 // takeLogin takes the login the state names, once: a replayed callback
 // finds nothing. The state is "<user code>.<random>"; the login under that
-// user code answers only to the state it was made with. A stale state (of
-// an Approve replaced since) or a forged one puts the login back, so it
-// does not end the sign-in in progress.
+// user code is taken only with the state it was made with, so a stale
+// state (of an Approve replaced since) or a forged one leaves the sign-in
+// in progress alone.
 func (s *Service) takeLogin(ctx context.Context, state string) (*Login, error) {
 	userCode, _, ok := strings.Cut(state, ".")
 	if !ok {
 		return nil, ErrNotFound
 	}
-	key := s.secrets.loginKey(userCode)
-	login, err := s.cfg.Store.TakeLogin(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	if !hmac.Equal([]byte(login.State), []byte(s.secrets.stateHash(state))) {
-		if err := s.cfg.Store.PutLogin(ctx, key, login); err != nil {
-			return nil, err
-		}
-		return nil, ErrNotFound
-	}
-	return login, nil
+	return s.cfg.Store.TakeLogin(ctx, s.secrets.loginKey(userCode), s.secrets.stateHash(state))
 }
 
 // isLoginFor reports whether d is the live authorization the login was

@@ -13,12 +13,13 @@ import (
 // outage keeps a failing dependency (the store, the upstream) from writing
 // a log line per request while it is down: a flood answered 503 would
 // otherwise write thousands a second. The first failure is logged as it
-// happens, then one summary per outageSummaryEvery (how many failed, the
-// last error), and one line when a call succeeds again. The metrics keep
-// the exact counts.
+// happens, then one summary per interval (how many failed, the last
+// error), and one line when a call succeeds again. The metrics keep the
+// exact counts.
 type outage struct {
-	log  *zap.Logger
-	what string // "store", "upstream": the start of every message
+	log   *zap.Logger
+	what  string        // "store", "upstream", "issuer": the start of every message
+	every time.Duration // between summaries
 
 	down atomic.Bool // read by every successful call, without the lock
 
@@ -34,12 +35,18 @@ type outage struct {
 const outageSummaryEvery = 10 * time.Second
 
 func newOutage(log *zap.Logger, what string) *outage {
-	return &outage{log: log, what: what}
+	return &outage{log: log, what: what, every: outageSummaryEvery}
 }
 
 // failed notes one failure of op. Outages are timed by the wall clock:
 // they are about the machine, not the protocol's injectable clock.
-func (o *outage) failed(op string, err error) {
+func (o *outage) failed(op string, err error) { o.fail(op, err, true) }
+
+// failedLogged notes a failure that the caller has logged in its own words:
+// if it starts an outage, the outage's first line is left out.
+func (o *outage) failedLogged(op string, err error) { o.fail(op, err, false) }
+
+func (o *outage) fail(op string, err error, logFirst bool) {
 	if errors.Is(err, context.Canceled) {
 		return // the client left; nothing is down
 	}
@@ -53,8 +60,10 @@ func (o *outage) failed(op string, err error) {
 	case !o.down.Load():
 		o.down.Store(true)
 		o.since, o.lastSummary, o.unlogged = now, now, 0
-		o.log.Error("device flow "+o.what+" failed", zap.String("op", op), zap.Error(err))
-	case now.Sub(o.lastSummary) >= outageSummaryEvery:
+		if logFirst {
+			o.log.Error("device flow "+o.what+" failed", zap.String("op", op), zap.Error(err))
+		}
+	case now.Sub(o.lastSummary) >= o.every:
 		o.log.Error("device flow "+o.what+" still failing",
 			zap.Int64("failures", o.unlogged), zap.Duration("since_last_line", now.Sub(o.lastSummary)),
 			zap.Duration("down_for", now.Sub(o.since)), zap.String("last_op", op), zap.Error(err))
@@ -112,7 +121,7 @@ func (w watchedStore) PutLogin(ctx context.Context, key string, login *Login) er
 	return w.answered(w.Store.PutLogin(ctx, key, login))
 }
 
-func (w watchedStore) TakeLogin(ctx context.Context, key string) (*Login, error) {
-	login, err := w.Store.TakeLogin(ctx, key)
+func (w watchedStore) TakeLogin(ctx context.Context, key, state string) (*Login, error) {
+	login, err := w.Store.TakeLogin(ctx, key, state)
 	return login, w.answered(err)
 }

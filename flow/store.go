@@ -48,9 +48,11 @@ type Store interface {
 	// until login.ExpiresAt, replacing the login stored under key before.
 	PutLogin(ctx context.Context, key string, login *Login) error
 
-	// TakeLogin returns and deletes the login under key in one step, so a
-	// replayed callback finds nothing: ErrNotFound.
-	TakeLogin(ctx context.Context, key string) (*Login, error)
+	// TakeLogin returns and deletes the login under key in one step if
+	// its State is state (compared in constant time); otherwise it
+	// returns ErrNotFound and leaves the login as it was, so a replayed or
+	// forged callback changes nothing.
+	TakeLogin(ctx context.Context, key, state string) (*Login, error)
 
 	// Hit adds one to the counter key and returns its new value. A new
 	// counter starts at zero and vanishes ttl after its first hit; callers

@@ -10,6 +10,7 @@ package badgerstore
 import (
 	"cmp"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -308,7 +309,7 @@ func (s *Store) PutLogin(_ context.Context, key string, login *flow.Login) error
 	})
 }
 
-func (s *Store) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
+func (s *Store) TakeLogin(_ context.Context, key, state string) (*flow.Login, error) {
 	k := s.ns.key(kindLogin, key)
 	var login *flow.Login
 	err := s.db.update(func(txn *badger.Txn) error {
@@ -319,6 +320,9 @@ func (s *Store) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
 		login = new(flow.Login)
 		if err := json.Unmarshal(b, login); err != nil {
 			return fmt.Errorf("%w: a corrupt login: %w", flow.ErrUnavailable, err)
+		}
+		if subtle.ConstantTimeCompare([]byte(login.State), []byte(state)) != 1 {
+			return flow.ErrNotFound // not its state: left as it is
 		}
 		return del(txn, k)
 	})

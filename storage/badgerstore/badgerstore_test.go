@@ -285,7 +285,7 @@ func TestReopen(t *testing.T) {
 	if got, err := s.DeviceByUserCode(ctx, inMemory.UserCode); err != nil || !got.LastPoll.IsZero() {
 		t.Fatalf("the record polled in memory after reopening: %+v, %v; want it with no LastPoll", got, err)
 	}
-	if got, err := s.TakeLogin(ctx, "l"); err != nil || got.Verifier != "v" {
+	if got, err := s.TakeLogin(ctx, "l", ""); err != nil || got.Verifier != "v" {
 		t.Fatalf("the login after reopening: %+v, %v", got, err)
 	}
 	if n, err := s.Hit(ctx, "k", time.Hour); err != nil || n != 4 {
@@ -355,7 +355,7 @@ func TestCorruptValues(t *testing.T) {
 	if !errors.Is(err, flow.ErrUnavailable) {
 		t.Errorf("UpdateDevice: %v, want ErrUnavailable", err)
 	}
-	if _, err := s.TakeLogin(t.Context(), "bad"); !errors.Is(err, flow.ErrUnavailable) {
+	if _, err := s.TakeLogin(t.Context(), "bad", ""); !errors.Is(err, flow.ErrUnavailable) {
 		t.Errorf("TakeLogin: %v, want ErrUnavailable", err)
 	}
 }
@@ -387,7 +387,7 @@ func TestClosed(t *testing.T) {
 		},
 		"PutLogin": func() error { return s.PutLogin(ctx, "l", &flow.Login{}) },
 		"TakeLogin": func() error {
-			_, err := s.TakeLogin(ctx, "l")
+			_, err := s.TakeLogin(ctx, "l", "")
 			return err
 		},
 		"Secret": func() error {

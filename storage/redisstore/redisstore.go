@@ -53,6 +53,7 @@ package redisstore
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
@@ -540,20 +541,35 @@ func (s *Store) PutLogin(ctx context.Context, key string, login *flow.Login) err
 	return nil
 }
 
-// TakeLogin is GETDEL: the login is returned once.
-func (s *Store) TakeLogin(ctx context.Context, key string) (*flow.Login, error) {
-	data, err := s.c.rdb.GetDel(ctx, s.loginKey(key)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, flow.ErrNotFound
+// TakeLogin reads the login and deletes it with a compare-and-swap, only
+// if it holds the state given: the login is returned once.
+func (s *Store) TakeLogin(ctx context.Context, key, state string) (*flow.Login, error) {
+	k := s.loginKey(key)
+	for range MaxAttempts {
+		data, err := s.c.rdb.Get(ctx, k).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, flow.ErrNotFound
+		}
+		if err != nil {
+			return nil, unavailable("take login", err)
+		}
+		var l flow.Login
+		if err := json.Unmarshal([]byte(data), &l); err != nil {
+			return nil, fmt.Errorf("%w: redisstore: decoding login: %w", flow.ErrUnavailable, err)
+		}
+		if subtle.ConstantTimeCompare([]byte(l.State), []byte(state)) != 1 {
+			return nil, flow.ErrNotFound // not its state: left as it is
+		}
+		taken, err := compareAndSwap.Run(ctx, s.c.rdb, []string{k}, data, "", 0).Int()
+		if err != nil {
+			return nil, unavailable("take login", err)
+		}
+		if taken == 1 {
+			return &l, nil
+		}
+		// Replaced or taken in between: look again.
 	}
-	if err != nil {
-		return nil, unavailable("take login", err)
-	}
-	var l flow.Login
-	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, fmt.Errorf("redisstore: decoding login: %w", err)
-	}
-	return &l, nil
+	return nil, unavailable("take login", fmt.Errorf("login still changing after %d attempts", MaxAttempts))
 }
 
 // ---- counters ----

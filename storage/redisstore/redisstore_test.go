@@ -434,7 +434,7 @@ func TestFault(t *testing.T) {
 				{"PutLogin", func(ctx context.Context) error {
 					return s.PutLogin(ctx, "l", &flow.Login{ExpiresAt: time.Now().Add(time.Minute)})
 				}},
-				{"TakeLogin", func(ctx context.Context) error { _, err := s.TakeLogin(ctx, "l"); return err }},
+				{"TakeLogin", func(ctx context.Context) error { _, err := s.TakeLogin(ctx, "l", ""); return err }},
 				{"Hit", func(ctx context.Context) error { _, err := s.Hit(ctx, "h", time.Hour); return err }},
 				{"Count", func(ctx context.Context) error { _, err := s.Count(ctx, "h"); return err }},
 				{"Secret", func(ctx context.Context) error {

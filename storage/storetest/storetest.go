@@ -78,6 +78,7 @@ func Run(t *testing.T, open Open) {
 		{"Increment", testIncrement},
 		{"Logins", testLogins},
 		{"TakeLoginConcurrent", testTakeLoginConcurrent},
+		{"LoginState", testLoginState},
 		{"Hits", testHits},
 		{"HitsConcurrent", testHitsConcurrent},
 		{"Secret", testSecret},
@@ -219,7 +220,7 @@ func diffLogin(got, want *flow.Login) string {
 		return "got nil login"
 	}
 	if got.UserCode != want.UserCode || !bytes.Equal(got.CodeHash, want.CodeHash) || got.Verifier != want.Verifier ||
-		got.Browser != want.Browser || !got.ExpiresAt.Equal(want.ExpiresAt) {
+		got.Browser != want.Browser || got.State != want.State || !got.ExpiresAt.Equal(want.ExpiresAt) {
 		return fmt.Sprintf("got %+v, want %+v", *got, *want)
 	}
 	return ""
@@ -384,7 +385,7 @@ func testCopies(t *testing.T, s flow.Store) {
 
 func testMissing(t *testing.T, s flow.Store) {
 	wantNoCode(t, s, codes.Base20.New())
-	if l, err := s.TakeLogin(ctx(t), randomKey("login-")); !errors.Is(err, flow.ErrNotFound) {
+	if l, err := s.TakeLogin(ctx(t), randomKey("login-"), ""); !errors.Is(err, flow.ErrNotFound) {
 		t.Errorf("TakeLogin(missing) = %+v, %v; want ErrNotFound", l, err)
 	}
 	if n, err := s.Count(ctx(t), randomKey("count-")); err != nil || n != 0 {
@@ -705,7 +706,7 @@ func testNamespaces(t *testing.T, open Open) {
 
 	// Namespace B sees none of it.
 	wantGone(t, b, d.UserCode)
-	if l, err := b.TakeLogin(ctx(t), loginKey); !errors.Is(err, flow.ErrNotFound) {
+	if l, err := b.TakeLogin(ctx(t), loginKey, ""); !errors.Is(err, flow.ErrNotFound) {
 		t.Fatalf("TakeLogin in another namespace = %+v, %v; want ErrNotFound", l, err)
 	}
 	if n, err := b.Count(ctx(t), hitKey); err != nil || n != 0 {
@@ -733,7 +734,7 @@ func testNamespaces(t *testing.T, open Open) {
 	// A second store of namespace A sees A's data as A left it.
 	a2 := open(t, nsA)
 	wantRecord(t, a2, wantA)
-	if got, err := a2.TakeLogin(ctx(t), loginKey); err != nil || diffLogin(got, loginA) != "" {
+	if got, err := a2.TakeLogin(ctx(t), loginKey, ""); err != nil || diffLogin(got, loginA) != "" {
 		t.Fatalf("TakeLogin in the same namespace = %+v, %v; want %+v", got, err, loginA)
 	}
 	if n, err := a2.Count(ctx(t), hitKey); err != nil || n != 2 {
@@ -751,7 +752,7 @@ func testNamespaces(t *testing.T, open Open) {
 	}
 	wantGone(t, a2, d.UserCode)
 	wantRecord(t, b, dB)
-	if got, err := b.TakeLogin(ctx(t), loginKey); err != nil || diffLogin(got, loginB) != "" {
+	if got, err := b.TakeLogin(ctx(t), loginKey, ""); err != nil || diffLogin(got, loginB) != "" {
 		t.Fatalf("TakeLogin in namespace B = %+v, %v; want %+v", got, err, loginB)
 	}
 }
@@ -771,18 +772,18 @@ func testLogins(t *testing.T, s flow.Store) {
 		t.Fatalf("PutLogin: %v", err)
 	}
 
-	got, err := s.TakeLogin(ctx(t), key)
+	got, err := s.TakeLogin(ctx(t), key, "")
 	if err != nil {
 		t.Fatalf("TakeLogin: %v", err)
 	}
 	if d := diffLogin(got, l); d != "" {
 		t.Fatalf("TakeLogin: %s", d)
 	}
-	if got, err := s.TakeLogin(ctx(t), key); !errors.Is(err, flow.ErrNotFound) {
+	if got, err := s.TakeLogin(ctx(t), key, ""); !errors.Is(err, flow.ErrNotFound) {
 		t.Fatalf("second TakeLogin = %+v, %v; want ErrNotFound", got, err)
 	}
 
-	got, err = s.TakeLogin(ctx(t), key2)
+	got, err = s.TakeLogin(ctx(t), key2, "")
 	if err != nil {
 		t.Fatalf("TakeLogin(other key): %v", err)
 	}
@@ -795,12 +796,35 @@ func testLogins(t *testing.T, s flow.Store) {
 	if err := s.PutLogin(ctx(t), key, l3); err != nil {
 		t.Fatalf("PutLogin again: %v", err)
 	}
-	got, err = s.TakeLogin(ctx(t), key)
+	got, err = s.TakeLogin(ctx(t), key, "")
 	if err != nil {
 		t.Fatalf("TakeLogin again: %v", err)
 	}
 	if d := diffLogin(got, l3); d != "" {
 		t.Fatalf("TakeLogin again: %s", d)
+	}
+}
+
+// testLoginState: a login is taken only with its own state; any other
+// state leaves it where it is, for the callback that brings the right one.
+func testLoginState(t *testing.T, s flow.Store) {
+	key := randomKey("login-")
+	l := newLogin(10 * time.Minute)
+	l.State = randomKey("state-")
+	if err := s.PutLogin(ctx(t), key, l); err != nil {
+		t.Fatalf("PutLogin: %v", err)
+	}
+	for _, wrong := range []string{"", "x", l.State + "x", l.State[:len(l.State)-1]} {
+		if got, err := s.TakeLogin(ctx(t), key, wrong); !errors.Is(err, flow.ErrNotFound) {
+			t.Fatalf("TakeLogin with state %q = %+v, %v; want ErrNotFound", wrong, got, err)
+		}
+	}
+	got, err := s.TakeLogin(ctx(t), key, l.State)
+	if err != nil || diffLogin(got, l) != "" {
+		t.Fatalf("TakeLogin with its state = %+v, %v; want %+v", got, err, l)
+	}
+	if got, err := s.TakeLogin(ctx(t), key, l.State); !errors.Is(err, flow.ErrNotFound) {
+		t.Fatalf("TakeLogin again = %+v, %v; want ErrNotFound", got, err)
 	}
 }
 
@@ -812,7 +836,7 @@ func testTakeLoginConcurrent(t *testing.T, s flow.Store) {
 	}
 	won := make([]bool, Concurrency)
 	together(func(i int) {
-		got, err := s.TakeLogin(ctx(t), key)
+		got, err := s.TakeLogin(ctx(t), key, "")
 		switch {
 		case err == nil:
 			if d := diffLogin(got, l); d != "" {
@@ -1030,7 +1054,7 @@ func testExpiry(t *testing.T, s flow.Store, wait func(time.Duration)) {
 	waitUntil(300*time.Millisecond + ExpiryGrace + ExpirySlack + 200*time.Millisecond)
 
 	wantGone(t, s, short.UserCode)
-	if l, err := s.TakeLogin(ctx(t), loginKey); !errors.Is(err, flow.ErrNotFound) {
+	if l, err := s.TakeLogin(ctx(t), loginKey, ""); !errors.Is(err, flow.ErrNotFound) {
 		t.Errorf("TakeLogin after expiry = %+v, %v; want ErrNotFound", l, err)
 	}
 	if n, err := s.Count(ctx(t), hitKey); err != nil || n != 0 {
@@ -1047,7 +1071,7 @@ func testExpiry(t *testing.T, s flow.Store, wait func(time.Duration)) {
 
 	// The long-lived ones are all still there.
 	wantRecord(t, s, long)
-	if got, err := s.TakeLogin(ctx(t), longLoginKey); err != nil {
+	if got, err := s.TakeLogin(ctx(t), longLoginKey, ""); err != nil {
 		t.Errorf("TakeLogin(long-lived): %v", err)
 	} else if d := diffLogin(got, longLogin); d != "" {
 		t.Errorf("TakeLogin(long-lived): %s", d)

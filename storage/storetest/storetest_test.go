@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"sync"
@@ -134,16 +135,19 @@ func (s memStore) PutLogin(_ context.Context, key string, l *flow.Login) error {
 	return nil
 }
 
-func (s memStore) TakeLogin(_ context.Context, key string) (*flow.Login, error) {
+func (s memStore) TakeLogin(_ context.Context, key, state string) (*flow.Login, error) {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	e, ok := live(s.b.logins, s.key(key))
 	if !ok {
 		return nil, flow.ErrNotFound
 	}
-	delete(s.b.logins, s.key(key))
 	var l flow.Login
-	return &l, json.Unmarshal(e.data, &l)
+	if err := json.Unmarshal(e.data, &l); err != nil || l.State != state {
+		return nil, cmp.Or(err, flow.ErrNotFound)
+	}
+	delete(s.b.logins, s.key(key))
+	return &l, nil
 }
 
 func (s memStore) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
