@@ -50,7 +50,9 @@ type Handler struct {
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
 	// Issuer is the upstream's issuer URL. Its OpenID Connect (or RFC
 	// 8414) metadata is read at every provision, so a reload picks up
-	// changes, to find both endpoints.
+	// changes, to find both endpoints. Metadata that is wrong fails the
+	// load; an issuer that does not answer does not: the endpoints
+	// answer 503 while its metadata is read again in the background.
 	Issuer string `json:"issuer,omitempty"`
 	// TokenAuth is how client secrets reach the upstream token endpoint:
 	// "basic" (HTTP Basic, the default) or "post" (in the form).
@@ -180,6 +182,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// Cleanup stops the service's background discovery of the issuer, if one
+// runs, when the config is unloaded (or failed to load).
+func (h *Handler) Cleanup() error {
+	if h.service != nil {
+		h.service.Close()
+	}
+	return nil
+}
+
 // flowConfig turns the JSON configuration into the protocol core's.
 func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	// {env.*} placeholders keep URLs and secrets out of the Caddyfile.
@@ -194,6 +205,7 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	cfg := flow.Config{
 		AuthorizationEndpoint: h.AuthorizationEndpoint,
 		TokenEndpoint:         h.TokenEndpoint,
+		Issuer:                h.Issuer,
 		TokenAuth:             h.TokenAuth,
 		UpstreamTimeout:       time.Duration(h.UpstreamTimeout),
 		ExpiresIn:             time.Duration(h.ExpiresIn),
@@ -237,19 +249,6 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		if rl := l.RefreshLimit; rl != nil {
 			cfg.Limits.RefreshPerIP, cfg.Limits.RefreshWindow = rl.Count, time.Duration(rl.Per)
 		}
-	}
-	// With endpoints given as well, Validate refuses the configuration.
-	if h.Issuer != "" && h.AuthorizationEndpoint == "" && h.TokenEndpoint == "" {
-		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		md, err := flow.Discover(dctx, cfg.HTTPClient, h.Issuer)
-		if err != nil {
-			return cfg, fmt.Errorf("upstream discovery: %v", err)
-		}
-		cfg.AuthorizationEndpoint, cfg.TokenEndpoint = md.AuthorizationEndpoint, md.TokenEndpoint
-		cfg.ScopesSupported = md.ScopesSupported
-		h.logger.Info("discovered upstream", zap.String("issuer", h.Issuer),
-			zap.String("authorization_endpoint", md.AuthorizationEndpoint), zap.String("token_endpoint", md.TokenEndpoint))
 	}
 	return cfg, nil
 }
@@ -324,5 +323,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -15,9 +15,14 @@ import (
 // Config is everything the protocol core needs; module.go builds it from
 // the Caddy configuration.
 type Config struct {
-	// Upstream endpoints (RFC 6749 §3.1, §3.2).
+	// Upstream endpoints (RFC 6749 §3.1, §3.2): both, or Issuer instead.
 	AuthorizationEndpoint string
 	TokenEndpoint         string
+	// Issuer is the upstream's issuer URL, whose metadata (Discover) gives
+	// the endpoints and the scopes_supported we mirror. New reads it once;
+	// if the issuer is unreachable, the endpoints answer 503 while it is
+	// read again in the background, until Close.
+	Issuer string
 	// TokenAuth is how the client secret reaches the upstream token
 	// endpoint: "basic" (HTTP Basic, RFC 6749 §2.3.1) or "post" (form).
 	TokenAuth string
@@ -39,10 +44,6 @@ type Config struct {
 	BaseURL string
 
 	Limits Limits
-
-	// ScopesSupported is mirrored into our RFC 8414 metadata (from the
-	// upstream's metadata when discovered).
-	ScopesSupported []string
 
 	Store    Store
 	Pages    Renderer
@@ -130,9 +131,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.TokenAuth != "basic" && c.TokenAuth != "post" {
 		errs = append(errs, fmt.Errorf("token_auth must be basic or post, not %q", c.TokenAuth))
 	}
-	for name, u := range map[string]string{"authorization_endpoint": c.AuthorizationEndpoint, "token_endpoint": c.TokenEndpoint} {
-		if err := CheckEndpointURL(u); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	switch {
+	case c.Issuer != "" && (c.AuthorizationEndpoint != "" || c.TokenEndpoint != ""):
+		errs = append(errs, errors.New("give either issuer or authorization_endpoint and token_endpoint, not both"))
+	case c.Issuer != "":
+		if err := CheckEndpointURL(c.Issuer); err != nil {
+			errs = append(errs, fmt.Errorf("issuer: %w", err))
+		}
+	default:
+		for name, u := range map[string]string{"authorization_endpoint": c.AuthorizationEndpoint, "token_endpoint": c.TokenEndpoint} {
+			if err := CheckEndpointURL(u); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
 		}
 	}
 	if c.BaseURL != "" {

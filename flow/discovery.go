@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,16 @@ type UpstreamMetadata struct {
 	CodeChallengeMethods  []string `json:"code_challenge_methods_supported"`
 }
 
+// ErrIssuerUnreachable is the error of a discovery that got no usable
+// answer: no connection, a timeout, or a 5xx or 429 status. The issuer may
+// still be starting (or be served by the same Caddy, not yet listening), so
+// this is an outage to wait out; metadata that answers but is wrong is a
+// configuration error.
+var ErrIssuerUnreachable = errors.New("issuer unreachable")
+
+// unreachable marks one failed fetch as an outage (ErrIssuerUnreachable).
+type unreachable struct{ error }
+
 // Discover reads the issuer's metadata: OpenID Connect Discovery first,
 // then RFC 8414 (whose well-known path goes before the issuer's path). The
 // document must name the same issuer (RFC 8414 §3.3), so a misconfigured
@@ -35,9 +46,11 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*Upstrea
 		u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + u.Path,
 	}
 	var errs []string
+	down := false
 	for _, where := range candidates {
 		md, err := fetchMetadata(ctx, client, where)
 		if err != nil {
+			down = down || errors.As(err, new(unreachable))
 			errs = append(errs, fmt.Sprintf("%s: %v", where, err))
 			continue
 		}
@@ -55,6 +68,10 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*Upstrea
 		}
 		return md, nil
 	}
+	if down {
+		// Either place may hold the metadata once the issuer answers.
+		return nil, fmt.Errorf("%w: %s", ErrIssuerUnreachable, strings.Join(errs, "; "))
+	}
 	return nil, fmt.Errorf("cannot read the issuer's metadata: %s", strings.Join(errs, "; "))
 }
 
@@ -66,14 +83,25 @@ func fetchMetadata(ctx context.Context, client *http.Client, where string) (*Ups
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, scrubURLError(err)
+		return nil, unreachable{scrubURLError(err)}
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode >= 500, resp.StatusCode == http.StatusTooManyRequests:
+		// Failing or busy (a proxy in front of an IdP still starting
+		// answers 502), not wrong.
+		return nil, unreachable{fmt.Errorf("HTTP status %d", resp.StatusCode)}
+	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("HTTP status %d", resp.StatusCode)
 	}
+	// Read whole first: a connection cut mid-body is an outage, a body
+	// that is not metadata is not.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
+	if err != nil {
+		return nil, unreachable{err}
+	}
 	var md UpstreamMetadata
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxUpstreamBody)).Decode(&md); err != nil {
+	if err := json.Unmarshal(body, &md); err != nil {
 		return nil, fmt.Errorf("not a JSON metadata document: %v", err)
 	}
 	return &md, nil

@@ -109,6 +109,9 @@ func (h *harness) stop() {
 	if h.srv != nil {
 		h.srv.Close()
 	}
+	if h.svc != nil {
+		h.svc.Close()
+	}
 	if err := h.db.Close(); err != nil {
 		h.t.Errorf("closing the store: %v", err)
 	}

@@ -23,8 +23,8 @@ func (s *Service) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_methods_supported": []string{"none"},
 		"response_types_supported":              []string{},
 	}
-	if len(s.cfg.ScopesSupported) > 0 {
-		md["scopes_supported"] = s.cfg.ScopesSupported
+	if scopes := s.upstream.Load().scopesSupported; len(scopes) > 0 {
+		md["scopes_supported"] = scopes
 	}
 	body, _ := json.Marshal(md)
 	w.Header().Set("Content-Type", "application/json")

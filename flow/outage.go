@@ -87,41 +87,28 @@ func (o *outage) succeeded() {
 	o.failures, o.unlogged = 0, 0
 }
 
-// watchedStore ends the store's outage at the first call on a record that
-// works (or fails for a reason of the caller's, such as ErrNotFound).
-// Counters and the secret do not count: a store may answer them from
-// memory while its database is down. Failures are reported by the
-// callers, who know what they were doing (storeFailed).
+// watchedStore ends the store's outage at the first new record it takes
+// (a device code or a login). Reads do not count, nor do counters or the
+// secret: a store may answer those while it cannot write (Redis at
+// maxmemory, a full disk), and an outage that ended at every read and
+// began again at every write would log a line per request. Failures are
+// reported by the callers, who know what they were doing (storeFailed).
 type watchedStore struct {
 	Store
 	outage *outage
 }
 
-func (w watchedStore) answered(err error) error {
-	if !errors.Is(err, ErrUnavailable) {
+func (w watchedStore) wrote(err error) error {
+	if err == nil {
 		w.outage.succeeded()
 	}
 	return err
 }
 
 func (w watchedStore) CreateDevice(ctx context.Context, d *Device) error {
-	return w.answered(w.Store.CreateDevice(ctx, d))
-}
-
-func (w watchedStore) DeviceByUserCode(ctx context.Context, userCode string) (*Device, error) {
-	d, err := w.Store.DeviceByUserCode(ctx, userCode)
-	return d, w.answered(err)
-}
-
-func (w watchedStore) UpdateDevice(ctx context.Context, userCode string, fn func(*Device) (Verdict, error)) error {
-	return w.answered(w.Store.UpdateDevice(ctx, userCode, fn))
+	return w.wrote(w.Store.CreateDevice(ctx, d))
 }
 
 func (w watchedStore) PutLogin(ctx context.Context, key string, login *Login) error {
-	return w.answered(w.Store.PutLogin(ctx, key, login))
-}
-
-func (w watchedStore) TakeLogin(ctx context.Context, key, state string) (*Login, error) {
-	login, err := w.Store.TakeLogin(ctx, key, state)
-	return login, w.answered(err)
+	return w.wrote(w.Store.PutLogin(ctx, key, login))
 }

@@ -40,7 +40,8 @@ type PageData struct {
 	// all), "csrf" (the form was stale or forged), "state" (the sign-in
 	// came back to another browser or was replayed), "upstream" (the
 	// sign-in service failed or timed out), "upstream_error" (it answered
-	// with an error), "unavailable" (our storage is down), "bad_request".
+	// with an error), "unavailable" (our storage is down, or the
+	// upstream's metadata not read yet), "bad_request".
 	Error string
 	// ErrorDetail is an operator-facing detail safe to show (never a secret).
 	ErrorDetail string
@@ -89,7 +90,7 @@ func (s *Service) renderPage(w http.ResponseWriter, r *http.Request, status int,
 		status = http.StatusInternalServerError
 		buf.WriteString("<!doctype html><title>Error</title><p>This page could not be shown. Please try again later.</p>")
 	}
-	pageSecurityHeaders(w.Header(), s.csp)
+	pageSecurityHeaders(w.Header(), s.pageCSP())
 	if data.RetryAfter > 0 && (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) {
 		// Said on the page for the person, and here for proxies and scripts.
 		w.Header().Set("Retry-After", strconv.Itoa(data.RetryAfter))

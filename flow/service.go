@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 )
@@ -17,10 +18,17 @@ type Service struct {
 	cfg     Config
 	paths   Paths
 	log     *zap.Logger
-	csp     string
 	secrets secrets // see loadSecrets
-	// storeDown and upstreamDown log outages without a line per request.
-	storeDown, upstreamDown *outage
+	// upstream is nil until the issuer's metadata has been read
+	// (discoverIssuer); the endpoints answer 503 until then.
+	upstream atomic.Pointer[upstream]
+	// stopDiscovery ends the background discovery, which closes
+	// discoveryDone; both nil when none runs.
+	stopDiscovery context.CancelFunc
+	discoveryDone chan struct{}
+	// storeDown, upstreamDown and issuerDown log outages without a line
+	// per request or retry.
+	storeDown, upstreamDown, issuerDown *outage
 	// refreshSlots holds one token per refresh relay waiting on the
 	// upstream (refreshSlot).
 	refreshSlots chan struct{}
@@ -28,7 +36,8 @@ type Service struct {
 }
 
 // New checks the configuration and prepares the service. ctx bounds the
-// first store access (the server secret).
+// first store access (the server secret) and the first discovery. Close
+// the service when done with it.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -37,8 +46,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, paths: pathsFor(cfg.Prefix), log: cfg.Logger,
 		refreshSlots: make(chan struct{}, cfg.Limits.RefreshInFlight)}
 	s.storeDown, s.upstreamDown = newOutage(s.log, "store"), newOutage(s.log, "upstream")
+	s.issuerDown = newOutage(s.log, "issuer")
+	s.issuerDown.every = issuerSummaryEvery
 	s.cfg.Store = watchedStore{Store: cfg.Store, outage: s.storeDown}
-	s.csp = contentSecurityPolicy(cfg.AuthorizationEndpoint)
 	if err := s.loadSecrets(ctx); err != nil {
 		if !errors.Is(err, ErrUnavailable) {
 			return nil, err
@@ -47,6 +57,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		// starting: the pages answer 503 until it is back, and then the
 		// secret is read from it, so every instance still shares one.
 		s.log.Error("device flow store unreachable at start; the endpoints answer 503 until it is back", zap.Error(err))
+	}
+	if cfg.Issuer == "" {
+		s.setUpstream(cfg.AuthorizationEndpoint, cfg.TokenEndpoint, nil)
+	} else if err := s.discoverIssuer(ctx); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -65,6 +80,16 @@ func (s *Service) Handles(r *http.Request) bool {
 
 // ServeHTTP answers a request for one of the service's paths (see Handles).
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.upstream.Load() == nil && r.URL.Path != s.paths.QR {
+		// The issuer's metadata is not read yet (issuerDown logs why).
+		// QR images need no upstream.
+		if r.URL.Path == s.paths.Verify || r.URL.Path == s.paths.Callback {
+			s.renderPage(w, r, http.StatusServiceUnavailable, PageError, &PageData{Error: "unavailable", RetryAfter: 5})
+		} else {
+			writeOAuthError(w, unavailable())
+		}
+		return
+	}
 	switch r.URL.Path {
 	case s.paths.DeviceCode, s.paths.Token:
 		// Both need the server secret: device codes are masked under it
@@ -130,6 +155,15 @@ func (s *Service) isHTTPS(r *http.Request) bool {
 		return strings.HasPrefix(s.cfg.BaseURL, "https:")
 	}
 	return r.TLS != nil
+}
+
+// pageCSP is the pages' Content-Security-Policy. Before the issuer's
+// metadata is read, no form leads to the upstream.
+func (s *Service) pageCSP() string {
+	if up := s.upstream.Load(); up != nil {
+		return up.csp
+	}
+	return contentSecurityPolicy("")
 }
 
 // contentSecurityPolicy allows the pages nothing from elsewhere, except

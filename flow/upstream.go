@@ -27,7 +27,7 @@ func pkceChallenge(verifier string) string {
 
 // authorizeURL is where the person's browser goes to sign in.
 func (s *Service) authorizeURL(r *http.Request, d *Device, state, verifier string) string {
-	u, _ := url.Parse(s.cfg.AuthorizationEndpoint) // checked in withDefaults
+	u, _ := url.Parse(s.upstream.Load().authorizationEndpoint) // checked by withDefaults or Discover
 	q := u.Query()
 	q.Set("response_type", "code")
 	q.Set("client_id", d.ClientID)
@@ -113,7 +113,7 @@ func (s *Service) postToken(ctx context.Context, clientID string, form url.Value
 	if secret != "" && s.cfg.TokenAuth == "post" {
 		form.Set("client_secret", secret)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.TokenEndpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.upstream.Load().tokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, &upstreamError{Err: err}
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 )
 
-// Upstream is a running mockoidc on a free loopback port.
+// Upstream is a mockoidc on a loopback port.
 type Upstream struct {
 	*mockoidc.MockOIDC
 	denyNext atomic.Pointer[string]
@@ -28,8 +28,18 @@ type Upstream struct {
 	verifiers []string
 }
 
-// Start runs one until the test ends.
+// Start runs one on a free port until the test ends.
 func Start(t testing.TB) *Upstream {
+	t.Helper()
+	u := New(t)
+	u.Listen(t, "127.0.0.1:0")
+	return u
+}
+
+// New makes one that does not run yet, for a test that configures a
+// handler with its client before the upstream is up: Config's client ID
+// and secret are set, its URLs are not until Listen.
+func New(t testing.TB) *Upstream {
 	t.Helper()
 	m, err := mockoidc.NewServer(nil)
 	if err != nil {
@@ -39,15 +49,21 @@ func Start(t testing.TB) *Upstream {
 	if err := m.AddMiddleware(u.middleware); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return u
+}
+
+// Listen runs it at addr ("127.0.0.1:8123") until the test ends. Its
+// issuer is then "http://" + addr + "/oidc".
+func (u *Upstream) Listen(t testing.TB, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Start(ln, nil); err != nil {
+	if err := u.Start(ln, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Shutdown() })
-	return u
+	t.Cleanup(func() { u.Shutdown() })
 }
 
 // DenyNextLogin makes the next authorization request come back to the
