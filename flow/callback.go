@@ -31,7 +31,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	login, err := s.takeLogin(ctx, state)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		s.log.Info("callback with an unknown or used state")
+		s.log.Debug("callback with an unknown or used state")
 		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
 		return
 	case err != nil:
@@ -40,7 +40,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	session := s.existingSession(r)
 	if session == "" || s.secrets.browserBinding(session) != login.Browser {
-		s.log.Warn("callback reached a browser other than the one that started the sign-in")
+		s.warnings.warn(s.log, "callback reached a browser other than the one that started the sign-in")
 		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: "state"})
 		return
 	}

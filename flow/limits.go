@@ -236,7 +236,7 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 			return nil, err
 		}
 		if n > int64(l.IssuePerIP*sub.factor) {
-			s.log.Warn("device code requests limited: this address is over issue_limit",
+			s.warnings.warn(s.log, "device code requests limited: this address is over issue_limit",
 				zap.String("client_ip", ip), zap.String("counted_as", sub.prefix),
 				zap.Int("issue_limit", l.IssuePerIP*sub.factor), zap.Duration("per", l.IssueWindow))
 			return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
@@ -256,7 +256,7 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 		return nil, err
 	}
 	if cur+before > int64(l.LiveCodes) {
-		s.log.Warn("device code requests refused: the server holds max_live_codes live codes; raise max_live_codes if this is real demand",
+		s.warnings.warn(s.log, "device code requests refused: the server holds max_live_codes live codes; raise max_live_codes if this is real demand",
 			zap.String("client_ip", ip), zap.Int("max_live_codes", l.LiveCodes))
 		return &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
 			Description: "the service is issuing too many codes right now; try again later", retryAfter: lends.Sub(now)}, nil

@@ -217,3 +217,15 @@ func TestQRLookupsCountAsGuesses(t *testing.T) {
 		t.Fatalf("page past the limit: %d", a.status)
 	}
 }
+
+// Refused requests are counted by the metrics, not written one line each:
+// a flood past a limit logs its first refusal, then a line per interval.
+func TestRefusalsDoNotFloodTheLog(t *testing.T) {
+	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{GuessesPerIP: 3})})
+	for range 200 {
+		h.lookup("192.0.2.1", wrongCode)
+	}
+	if n := h.logs.FilterMessage("user code guesses limited").Len(); n != 1 {
+		t.Fatalf("197 refused guesses logged %d lines, want 1", n)
+	}
+}

@@ -34,7 +34,7 @@ func (s *Service) mayRefresh(ctx context.Context, ip, clientID string) (refusal 
 	}
 	if perIP > int64(l.RefreshPerIP) || perClient > int64(l.RefreshPerIP)*refreshPerClientFactor {
 		s.cfg.Observer.Event(EventRefreshLimited)
-		s.log.Warn("refresh relays limited", zap.String("client_ip", ip), zap.String("client_id", clientID))
+		s.warnings.warn(s.log, "refresh relays limited", zap.String("client_ip", ip), zap.String("client_id", clientID))
 		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
 			Description: "too many refresh requests; try again later", retryAfter: ends.Sub(now)}, nil
 	}

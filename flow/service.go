@@ -29,6 +29,8 @@ type Service struct {
 	// storeDown, upstreamDown and issuerDown log outages without a line
 	// per request or retry.
 	storeDown, upstreamDown, issuerDown *outage
+	// warnings keeps the warnings of refused requests to a line per 10 s.
+	warnings repeated
 	// refreshSlots holds one token per refresh relay waiting on the
 	// upstream (refreshSlot).
 	refreshSlots chan struct{}

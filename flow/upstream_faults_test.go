@@ -146,7 +146,7 @@ func TestUpstreamFaults(t *testing.T) {
 		{name: "IdP fails at the callback", deny: "temporarily_unavailable", status: 502, page: "error", detail: "temporarily_unavailable", device: "authorization_pending",
 			log: logWant{zapcore.WarnLevel, "upstream returned an error to the callback", "temporarily_unavailable"}, retryWorks: true},
 		{name: "callback replayed", replay: true, status: 400, page: "error", device: "",
-			log: logWant{zapcore.InfoLevel, "callback with an unknown or used state", ""}},
+			log: logWant{zapcore.DebugLevel, "callback with an unknown or used state", ""}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

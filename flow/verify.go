@@ -131,7 +131,7 @@ func (s *Service) lookUp(r *http.Request, typed string, data *PageData) (d *Devi
 // codes alike.
 func (s *Service) guessLimited(ip string, retry time.Duration, data *PageData) (int, string) {
 	s.cfg.Observer.Event(EventGuessLimited)
-	s.log.Warn("user code guesses limited", zap.String("client_ip", ip))
+	s.warnings.warn(s.log, "user code guesses limited", zap.String("client_ip", ip))
 	data.Error = ""
 	data.RetryAfter = int((retry + time.Second - 1) / time.Second)
 	return http.StatusTooManyRequests, PageTooMany
@@ -149,7 +149,7 @@ func (s *Service) approvesLeft(r *http.Request, data *PageData) (status int, pag
 		return http.StatusServiceUnavailable, PageError
 	case !ok:
 		s.cfg.Observer.Event(EventApproveLimited)
-		s.log.Warn("approvals limited", zap.String("client_ip", ip))
+		s.warnings.warn(s.log, "approvals limited", zap.String("client_ip", ip))
 		data.RetryAfter = int((retry + time.Second - 1) / time.Second)
 		return http.StatusTooManyRequests, PageTooMany
 	}
