@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -28,10 +29,22 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// The login is found by the user code the state names, so a state
+	// nobody issued is a guess at a sign-in in progress: it counts against
+	// the guess limits like a wrong user code.
+	ip := s.clientIP(r)
+	if ok, retry, err := s.guessesLeft(ctx, ip); err != nil || !ok {
+		s.refuseGuess(w, r, ip, retry, err)
+		return
+	}
 	login, err := s.takeLogin(ctx, state)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.log.Debug("callback with an unknown or used state")
+		if ok, retry, err := s.wrongGuess(ctx, ip); err != nil || !ok {
+			s.refuseGuess(w, r, ip, retry, err)
+			return
+		}
 		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
 		return
 	case err != nil:
@@ -136,6 +149,18 @@ func (s *Service) takeLogin(ctx context.Context, state string) (*Login, error) {
 		return nil, ErrNotFound
 	}
 	return s.cfg.Store.TakeLogin(ctx, s.secrets.loginKey(userCode), s.secrets.stateHash(state))
+}
+
+// refuseGuess answers a callback past the guess limits, or when they
+// cannot be counted (err).
+func (s *Service) refuseGuess(w http.ResponseWriter, r *http.Request, ip string, retry time.Duration, err error) {
+	if err != nil {
+		s.renderUnavailable(w, r, "check guess limit", err)
+		return
+	}
+	data := &PageData{}
+	status, page := s.guessLimited(ip, retry, data)
+	s.renderPage(w, r, status, page, data)
 }
 
 // isLoginFor reports whether d is the live authorization the login was

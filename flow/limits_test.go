@@ -229,3 +229,24 @@ func TestRefusalsDoNotFloodTheLog(t *testing.T) {
 		t.Fatalf("197 refused guesses logged %d lines, want 1", n)
 	}
 }
+
+// A callback finds its login by the user code its state names, so states
+// nobody issued are guesses at sign-ins in progress: they count against
+// the same limits as wrong user codes.
+func TestForgedCallbacksCountAsGuesses(t *testing.T) {
+	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{GuessesPerIP: 3})})
+	callback := func(state string) answer {
+		return h.do(http.DefaultClient, "192.0.2.7", http.MethodGet, "/auth/redirect?code=x&state="+url.QueryEscape(state), "", "")
+	}
+	for i := range 3 {
+		if a := callback("BCDFGHJK.forged"); a.status != http.StatusBadRequest {
+			t.Fatalf("forged callback %d: %d", i, a.status)
+		}
+	}
+	if a := callback("BCDFGHJK.forged"); a.status != http.StatusTooManyRequests || a.header.Get("Retry-After") == "" {
+		t.Fatalf("forged callback past the limit: %d", a.status)
+	}
+	if a := h.lookup("192.0.2.7", wrongCode); a.status != http.StatusTooManyRequests {
+		t.Fatalf("a user code from the same address: %d, want 429", a.status)
+	}
+}
