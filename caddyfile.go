@@ -1,6 +1,7 @@
 package deviceflow
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		issuer                 <url>
 //		token_auth       basic|post      # how client secrets are sent; default basic
 //		upstream_timeout <duration>      # default 10s
+//		authorize_param  <name> <value>  # added to the authorization request; repeatable
 //
 //		expires_in <duration>            # default 10m
 //		interval   <duration>            # default 5s
@@ -53,6 +55,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			name   "<display name>"      # shown on the confirmation page
 //			secret <upstream secret>     # for a confidential upstream client
 //			scopes <scope...>            # allowed scopes
+//			authorize_param <name> <value>  # replaces the site's parameter of that name
 //		}
 //
 //		guess_limit       <n> per <duration>   # wrong user codes per client IP; default 20 per 15m
@@ -84,6 +87,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.TokenAuth, err = oneOf(d, "basic", "post")
 		case "upstream_timeout":
 			h.UpstreamTimeout, err = durationArg(d)
+		case "authorize_param":
+			err = authorizeParamArg(d, &h.AuthorizeParams)
 		case "expires_in":
 			h.ExpiresIn, err = durationArg(d)
 		case "interval":
@@ -117,7 +122,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.limits().Off = true
 			}
 		default:
-			return d.Errf("unrecognized device_flow subdirective %q", d.Val())
+			return unrecognized(d, "device_flow", siteSubdirectives)
 		}
 		if err != nil {
 			return err
@@ -177,8 +182,10 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 			if c.Scopes = d.RemainingArgs(); len(c.Scopes) == 0 {
 				err = d.ArgErr()
 			}
+		case "authorize_param":
+			err = authorizeParamArg(d, &c.AuthorizeParams)
 		default:
-			return d.Errf("unrecognized client subdirective %q", d.Val())
+			return unrecognized(d, "client", clientSubdirectives)
 		}
 		if err != nil {
 			return err
@@ -186,6 +193,86 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 	}
 	h.Clients[id] = c
 	return nil
+}
+
+// authorizeParamArg reads `authorize_param <name> <value>` into params. A
+// repeated name adds a value: RFC 8707 allows several resource parameters.
+func authorizeParamArg(d *caddyfile.Dispenser, params *map[string][]string) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return d.Err("authorize_param wants: authorize_param <name> <value>")
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Err("authorize_param takes no block")
+	}
+	if err := flow.CheckAuthorizeParam(args[0]); err != nil {
+		return d.Err(err.Error())
+	}
+	if *params == nil {
+		*params = make(map[string][]string)
+	}
+	(*params)[args[0]] = append((*params)[args[0]], args[1])
+	return nil
+}
+
+// The subdirectives the two switches above accept, for suggestions.
+var (
+	siteSubdirectives = []string{
+		"name", "authorization_endpoint", "token_endpoint", "issuer", "base_url", "token_auth",
+		"upstream_timeout", "authorize_param", "expires_in", "interval", "user_code", "prefix",
+		"templates", "storage", "client", "guess_limit", "guess_limit_total", "issue_limit",
+		"refresh_limit", "max_live_codes", "limits",
+	}
+	clientSubdirectives = []string{"name", "secret", "scopes", "authorize_param"}
+)
+
+// unrecognized is the error for an unknown subdirective; it names the
+// closest known one, since most are typos.
+func unrecognized(d *caddyfile.Dispenser, block string, known []string) error {
+	msg := fmt.Sprintf("unrecognized %s subdirective %q", block, d.Val())
+	if s := closest(d.Val(), known); s != "" {
+		msg += "; did you mean " + s + "?"
+	}
+	return d.Err(msg)
+}
+
+// closest is the candidate nearest to word by edit distance, or "" when
+// none is near enough to be a typo of it: at most one edit in a short
+// word, two in a longer one. Case is ignored.
+func closest(word string, candidates []string) string {
+	word = strings.ToLower(word)
+	limit := min(2, max(1, len(word)/3))
+	best, bestDist := "", limit+1
+	for _, c := range candidates {
+		if dist := editDistance(word, c); dist < bestDist {
+			best, bestDist = c, dist
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b: the fewest
+// insertions, deletions and substitutions of runes that turn one into the
+// other.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1) // distances from ra[:i-1] to each prefix of rb
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur := make([]int, len(rb)+1)
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(rb)]
 }
 
 // rateLimitArg reads `<n> per <duration>`.

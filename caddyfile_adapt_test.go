@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,6 +104,14 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"templates twice", ok + "\t\ttemplates /a /b", "wrong argument count", 5},
 		{"name without a value", ok + "\t\tname", "wrong argument count", 5},
 		{"name twice over", ok + "\t\tname a b", "wrong argument count", 5},
+		{"typo", ok + "\t\tintervall 5s", `unrecognized device_flow subdirective "intervall"; did you mean interval?`, 5},
+		{"typo in a client", ok + "\t\tclient tv {\n\t\t\tscope openid\n\t\t}", `unrecognized client subdirective "scope"; did you mean scopes?`, 6},
+		{"authorize_param without value", ok + "\t\tauthorize_param prompt", "authorize_param <name> <value>", 5},
+		{"authorize_param with a block", ok + "\t\tauthorize_param prompt consent {\n\t\t\tx\n\t\t}", "authorize_param takes no block", 6},
+		{"authorize_param state", ok + "\t\tauthorize_param state x", `authorization parameter "state" is set by the flow`, 5},
+		{"authorize_param scope", ok + "\t\tauthorize_param scope openid", `"scope" is set by the flow: it is what the device asks for`, 5},
+		{"authorize_param response_mode", ok + "\t\tauthorize_param response_mode form_post", `"response_mode" is set by the flow`, 5},
+		{"client authorize_param redirect_uri", ok + "\t\tclient tv {\n\t\t\tauthorize_param redirect_uri https://evil.example\n\t\t}", `"redirect_uri" is set by the flow`, 6},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,6 +148,127 @@ func TestExampleCaddyfile(t *testing.T) {
 	for _, want := range []string{`"handler": "device_flow"`, `demo-access-token`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the example's JSON lacks %s", want)
+		}
+	}
+}
+
+// TestValidateAuthorizeParams: JSON gets the same refusals as the
+// Caddyfile, naming the client when it is the client's.
+func TestValidateAuthorizeParams(t *testing.T) {
+	h := Handler{
+		Issuer:          "https://idp.example.com",
+		AuthorizeParams: map[string][]string{"prompt": {"consent"}, "code_challenge_method": {"plain"}},
+		Clients: map[string]*ClientConfig{
+			"tv":      {AuthorizeParams: map[string][]string{"client_id": {"other"}}},
+			"encoder": nil,
+		},
+	}
+	err := h.Validate()
+	for _, want := range []string{
+		`authorize_params: authorization parameter "code_challenge_method" is set by the flow`,
+		`client tv: authorize_params: authorization parameter "client_id" is set by the flow`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to say %s", err, want)
+		}
+	}
+	h.AuthorizeParams = map[string][]string{"access_type": {"offline"}}
+	h.Clients["tv"].AuthorizeParams = map[string][]string{"audience": {"{env.AUDIENCE}"}}
+	if err := h.Validate(); err != nil {
+		t.Errorf("Validate() = %v for allowed names", err)
+	}
+}
+
+func TestClosest(t *testing.T) {
+	for _, tc := range []struct{ word, want string }{
+		{"intervall", "interval"},
+		{"Interval", "interval"},
+		{"tokenauth", "token_auth"},
+		{"guess_limt", "guess_limit"},
+		{"guess_limit_totl", "guess_limit_total"},
+		{"authorise_param", "authorize_param"},
+		{"authorize_params", "authorize_param"},
+		{"isuer", "issuer"},
+		{"nme", "name"},
+		{"limit", "limits"},
+		{"colour", ""},  // no subdirective is a typo of it
+		{"secrets", ""}, // a client's subdirective, two edits from anything here
+		{"x", ""},
+		{"", ""},
+	} {
+		if got := closest(tc.word, siteSubdirectives); got != tc.want {
+			t.Errorf("closest(%q) = %q, want %q", tc.word, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"abc", "", 3}, {"", "abc", 3}, {"kitten", "sitting", 3},
+		{"interval", "intervall", 1}, {"flaw", "lawn", 2}, {"über", "uber", 1},
+	} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestSubdirectiveLists: the suggestion lists name exactly the cases of
+// the parser's switches, so a new subdirective cannot be left out of them.
+func TestSubdirectiveLists(t *testing.T) {
+	file, err := parser.ParseFile(token.NewFileSet(), "caddyfile.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := map[string][]string{"UnmarshalCaddyfile": siteSubdirectives, "unmarshalClient": clientSubdirectives}
+	for _, decl := range file.Decls {
+		fn, ok := decl.(*ast.FuncDecl)
+		if !ok || lists[fn.Name.Name] == nil {
+			continue
+		}
+		var cases []string
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			if cc, ok := n.(*ast.CaseClause); ok {
+				for _, e := range cc.List {
+					if lit, ok := e.(*ast.BasicLit); ok {
+						name, _ := strconv.Unquote(lit.Value)
+						cases = append(cases, name)
+					}
+				}
+			}
+			return true
+		})
+		want := slices.Sorted(slices.Values(lists[fn.Name.Name]))
+		if slices.Sort(cases); !slices.Equal(cases, want) {
+			t.Errorf("%s: the switch has %v, the list %v", fn.Name.Name, cases, want)
+		}
+		delete(lists, fn.Name.Name)
+	}
+	if len(lists) > 0 {
+		t.Errorf("functions not found: %v", slices.Collect(maps.Keys(lists)))
+	}
+}
+
+// TestReadmeIdentityProviders: every Caddyfile in README.md's "Using real
+// identity providers" adapts without errors or warnings.
+func TestReadmeIdentityProviders(t *testing.T) {
+	raw, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "\n## Using real identity providers\n")
+	if !ok {
+		t.Fatal("README.md has no section Using real identity providers")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	blocks := strings.Split(section, "```caddyfile\n")[1:]
+	if len(blocks) < 5 {
+		t.Fatalf("%d Caddyfile examples, want one per IdP", len(blocks))
+	}
+	for _, block := range blocks {
+		caddyfile, _, _ := strings.Cut(block, "```")
+		if got := adaptCaddyfile(t, caddyfile); !strings.Contains(got, `"handler": "device_flow"`) {
+			t.Errorf("no device_flow handler from:\n%s", caddyfile)
 		}
 	}
 }

@@ -11,7 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +62,15 @@ type Handler struct {
 	TokenAuth string `json:"token_auth,omitempty"`
 	// UpstreamTimeout bounds every call to the upstream. Default: 10s.
 	UpstreamTimeout caddy.Duration `json:"upstream_timeout,omitempty"`
+	// AuthorizeParams are extra parameters of every authorization request,
+	// by name, for what an IdP needs beyond scope: {"access_type":
+	// ["offline"], "prompt": ["consent"]} for Google's refresh tokens,
+	// "audience" for Auth0, "resource" (RFC 8707) for Entra ID and ADFS,
+	// "acr_values", "max_age", "login_hint". Values may be {env.*}
+	// placeholders. A client's own replace these name by name. The names
+	// the flow sets are refused: response_type, client_id, redirect_uri,
+	// state, code_challenge, code_challenge_method, scope, response_mode.
+	AuthorizeParams map[string][]string `json:"authorize_params,omitempty"`
 
 	// ExpiresIn is the lifetime of a device code. Default: 10m.
 	ExpiresIn caddy.Duration `json:"expires_in,omitempty"`
@@ -106,6 +118,9 @@ type ClientConfig struct {
 	// Scopes are the scopes the client may ask for (and the default when
 	// it asks for none); empty allows any.
 	Scopes []string `json:"scopes,omitempty"`
+	// AuthorizeParams are this client's extra authorization request
+	// parameters; each replaces the handler's parameter of the same name.
+	AuthorizeParams map[string][]string `json:"authorize_params,omitempty"`
 }
 
 // LimitsConfig sets the guess and flood limits (see flow.Limits); zero
@@ -203,6 +218,7 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		return flow.Config{}, err
 	}
 	cfg := flow.Config{
+		AuthorizeParams:       replaceParams(repl, h.AuthorizeParams),
 		AuthorizationEndpoint: h.AuthorizationEndpoint,
 		TokenEndpoint:         h.TokenEndpoint,
 		Issuer:                h.Issuer,
@@ -235,7 +251,8 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 			if c == nil {
 				c = &ClientConfig{}
 			}
-			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: repl.ReplaceKnown(c.Secret, ""), Scopes: c.Scopes}
+			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: repl.ReplaceKnown(c.Secret, ""), Scopes: c.Scopes,
+				AuthorizeParams: replaceParams(repl, c.AuthorizeParams)}
 		}
 	}
 	if l := h.Limits; l != nil {
@@ -251,6 +268,21 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// replaceParams resolves the {env.*} placeholders in parameter values, so
+// an audience or login hint can come from the environment.
+func replaceParams(repl *caddy.Replacer, params map[string][]string) url.Values {
+	if len(params) == 0 {
+		return nil
+	}
+	out := make(url.Values, len(params))
+	for name, vals := range params {
+		for _, v := range vals {
+			out.Add(name, repl.ReplaceKnown(v, ""))
+		}
+	}
+	return out
 }
 
 // clock is the handler's time source: time.Now, unless the running config
@@ -284,6 +316,16 @@ func (h *Handler) Validate() error {
 	}
 	if err := checkPrefix(h.Prefix); err != nil {
 		errs = append(errs, err)
+	}
+	if err := flow.CheckAuthorizeParams(h.AuthorizeParams); err != nil {
+		errs = append(errs, fmt.Errorf("authorize_params: %w", err))
+	}
+	for _, id := range slices.Sorted(maps.Keys(h.Clients)) {
+		if c := h.Clients[id]; c != nil {
+			if err := flow.CheckAuthorizeParams(c.AuthorizeParams); err != nil {
+				errs = append(errs, fmt.Errorf("client %s: authorize_params: %w", id, err))
+			}
+		}
 	}
 	if l := h.Limits; l != nil {
 		for name, r := range map[string]*RateLimit{"guess_limit": l.GuessLimit, "issue_limit": l.IssueLimit, "refresh_limit": l.RefreshLimit} {

@@ -162,7 +162,8 @@ type Client struct {
 	Err io.Writer
 	// Terminal says Err is an interactive terminal: the user code is shown
 	// in bold and a live countdown line is redrawn with \r while waiting.
-	// Otherwise one plain "waiting" line is written.
+	// Otherwise one plain "waiting" line is written, and a plain
+	// "approved" line when the tokens arrive.
 	Terminal bool
 	// NoQR leaves the QR code out of the prompt.
 	NoQR bool
@@ -318,6 +319,7 @@ func (c *Client) Poll(ctx context.Context, da *DeviceAuthorization) ([]byte, err
 		if s, ok := tok.AccessToken.(string); !ok || s == "" {
 			return nil, resp.invalid("token response has no access_token")
 		}
+		w.approved()
 		return resp.body, nil
 	}
 }

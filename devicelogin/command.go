@@ -53,7 +53,8 @@ stderr, the verification URI, the user code, and a QR code of the complete
 verification URI (unless --no-qr). Then it polls <server><prefix>/device/token
 every "interval" seconds (5 if the server sends none, 5 more after each
 slow_down) until the code is approved, denied or expires. On a terminal a
-countdown is shown while waiting.
+countdown is shown while waiting; otherwise one "waiting for approval" line,
+and an "approved: tokens received" line once the tokens arrive.
 
 On success the token response JSON is written to stdout exactly as received,
 so it can be piped:

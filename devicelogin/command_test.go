@@ -299,3 +299,29 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandFinalLine: on a non-terminal (a log, a CI job) the last line
+// on stderr says how the wait ended, never "waiting for approval…".
+func TestCommandFinalLine(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		script []reply
+		want   string
+	}{
+		{"approved", []reply{pending, success}, "approved: tokens received"},
+		{"refused", []reply{pending, oauthErr("access_denied", "the user said no")}, "error: the request was denied: access_denied: the user said no"},
+		{"expired", []reply{oauthErr("expired_token", "")}, "error: the code expired before it was approved: expired_token"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, "", codeReply("600", "5"), tt.script...)
+			res, _ := execute(t, context.Background(), nil, "--server", srv.srv.URL, "--client-id", "tv", "--no-qr")
+			lines := strings.Split(strings.TrimSuffix(res.stderr, "\n"), "\n")
+			if last := lines[len(lines)-1]; last != tt.want {
+				t.Errorf("last line of stderr %q, want %q; stderr:\n%s", last, tt.want, res.stderr)
+			}
+			if tt.name != "approved" && strings.Contains(res.stderr, "tokens received") {
+				t.Errorf("stderr says approved:\n%s", res.stderr)
+			}
+		})
+	}
+}

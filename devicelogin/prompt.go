@@ -105,6 +105,16 @@ func (w *waiter) note(msg string) {
 	fmt.Fprintln(w.w, msg)
 }
 
+// approved ends a plain wait with a line, so that a log (a CI job, stderr
+// redirected to a file) shows that the wait ended and how, not a
+// "waiting" line as the last word. A refusal or failure needs none: it is
+// returned as an error, which the command prints as its last line.
+func (w *waiter) approved() {
+	if !w.live {
+		fmt.Fprintln(w.w, "approved: tokens received")
+	}
+}
+
 // done removes the countdown line.
 func (w *waiter) done() {
 	if w.live && w.drawn {

@@ -3,8 +3,10 @@ package flow
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,6 +31,13 @@ type Config struct {
 	// UpstreamTimeout bounds every call to the upstream.
 	UpstreamTimeout time.Duration
 	HTTPClient      *http.Client
+
+	// AuthorizeParams are added to every authorization request: what a
+	// real IdP needs beyond scope (access_type, audience, resource,
+	// prompt...). A client's own AuthorizeParams replace these name by
+	// name. The names the flow sets itself are refused
+	// (CheckAuthorizeParam).
+	AuthorizeParams url.Values
 
 	// Clients is the allow-list; empty means every client_id passes.
 	Clients map[string]Client
@@ -62,6 +71,43 @@ type Client struct {
 	Name   string   // display name on the confirmation page
 	Secret string   // the upstream client secret; never leaves the server
 	Scopes []string // allowed scopes; empty means any
+	// AuthorizeParams replace Config.AuthorizeParams of the same name on
+	// this client's authorization requests.
+	AuthorizeParams url.Values
+}
+
+// reservedAuthorizeParams are the authorization request parameters the
+// flow sets itself: a static value would break PKCE, the state check or
+// the callback, or bypass the client's scope rules. response_mode too,
+// because the callback reads only a query (form_post would never arrive).
+var reservedAuthorizeParams = []string{
+	"response_type", "client_id", "redirect_uri", "state",
+	"code_challenge", "code_challenge_method", "scope", "response_mode",
+}
+
+// CheckAuthorizeParam refuses a parameter name the flow owns.
+func CheckAuthorizeParam(name string) error {
+	if name == "" {
+		return errors.New("an authorization parameter needs a name")
+	}
+	if slices.Contains(reservedAuthorizeParams, name) {
+		if name == "scope" {
+			return errors.New(`authorization parameter "scope" is set by the flow: it is what the device asks for, within the client's scopes`)
+		}
+		return fmt.Errorf("authorization parameter %q is set by the flow and cannot be configured", name)
+	}
+	return nil
+}
+
+// CheckAuthorizeParams refuses params if one of its names is the flow's;
+// the first such name, in sorted order, is the error.
+func CheckAuthorizeParams(params url.Values) error {
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if err := CheckAuthorizeParam(name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Paths are the endpoints' URL paths, each under Config.Prefix.
@@ -148,6 +194,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BaseURL != "" {
 		if err := CheckEndpointURL(c.BaseURL); err != nil {
 			errs = append(errs, fmt.Errorf("base_url: %w", err))
+		}
+	}
+	if err := CheckAuthorizeParams(c.AuthorizeParams); err != nil {
+		errs = append(errs, fmt.Errorf("authorize_params: %w", err))
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.Clients)) {
+		if err := CheckAuthorizeParams(c.Clients[id].AuthorizeParams); err != nil {
+			errs = append(errs, fmt.Errorf("client %s: authorize_params: %w", id, err))
 		}
 	}
 	if c.Store == nil {

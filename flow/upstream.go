@@ -29,6 +29,12 @@ func pkceChallenge(verifier string) string {
 func (s *Service) authorizeURL(r *http.Request, d *Device, state, verifier string) string {
 	u, _ := url.Parse(s.upstream.Load().authorizationEndpoint) // checked by withDefaults or Discover
 	q := u.Query()
+	for name, vals := range s.cfg.AuthorizeParams {
+		q[name] = vals
+	}
+	for name, vals := range s.cfg.Clients[d.ClientID].AuthorizeParams {
+		q[name] = vals // the client's replace the site's of the same name
+	}
 	q.Set("response_type", "code")
 	q.Set("client_id", d.ClientID)
 	q.Set("redirect_uri", s.callbackURL(r))

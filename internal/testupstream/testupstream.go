@@ -2,8 +2,8 @@
 // tests: mockoidc, a real OpenID Connect server library that checks client
 // credentials and PKCE, with what it cannot do by itself: send the browser
 // back with error=access_denied, as an IdP does when the person says no,
-// and tell which PKCE verifiers it was sent (for tests that look for them
-// where they must not be).
+// tell which PKCE verifiers it was sent (for tests that look for them
+// where they must not be), and what the authorization requests asked.
 package testupstream
 
 import (
@@ -26,6 +26,7 @@ type Upstream struct {
 
 	mu        sync.Mutex
 	verifiers []string
+	authorize []url.Values
 }
 
 // Start runs one on a free port until the test ends.
@@ -78,6 +79,14 @@ func (u *Upstream) Verifiers() []string {
 	return slices.Clone(u.verifiers)
 }
 
+// AuthorizeQueries returns the queries of the authorization requests so
+// far, oldest first.
+func (u *Upstream) AuthorizeQueries() []url.Values {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.authorize)
+}
+
 func (u *Upstream) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/token") && r.ParseForm() == nil && r.PostForm.Get("code_verifier") != "" {
@@ -86,6 +95,9 @@ func (u *Upstream) middleware(next http.Handler) http.Handler {
 			u.mu.Unlock()
 		}
 		if strings.HasSuffix(r.URL.Path, "/authorize") {
+			u.mu.Lock()
+			u.authorize = append(u.authorize, r.URL.Query())
+			u.mu.Unlock()
 			if deny := u.denyNext.Swap(nil); deny != nil {
 				q := r.URL.Query()
 				back, _ := url.Parse(q.Get("redirect_uri"))
