@@ -47,7 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		prefix     <path>                # put before every path; default none
 //		base_url   <url>                 # public origin; default: from each request
 //
-//		storage badger [<dir>]           # default: device_flow in Caddy's data directory
+//		storage badger [<dir>] [{ min_free <size> }]   # default: device_flow in Caddy's data directory; min_free 64MiB
 //		storage redis <url>|<addr...>    # several instances sharing one Redis
 //		templates <dir>                  # page overrides, same names as the embedded pages
 //

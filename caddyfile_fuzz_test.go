@@ -79,8 +79,8 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 func TestCaddyfileRefusesIgnoredBlocks(t *testing.T) {
 	const up = "authorization_endpoint https://idp.example/authorize\ntoken_endpoint https://idp.example/token\n"
 	for _, tc := range []struct{ block, want string }{
-		{"storage badger {\ndir /var/lib/x\n}", "storage badger takes no block"},
-		{"storage badger /var/lib/x {\ndir /var/lib/y\n}", "storage badger takes no block"},
+		{"storage badger {\ndir /var/lib/x\n}", "unrecognized subdirective dir of storage badger"},
+		{"storage badger /var/lib/x {\ndir /var/lib/y\n}", "unrecognized subdirective dir of storage badger"},
 		{"guess_limit_total 3 {\nfoo\n}", "guess_limit_total takes no block"},
 		{"expires_in 5m {\nfoo\n}", "expires_in takes no block"},
 	} {

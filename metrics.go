@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
 )
 
 // The device flow's Prometheus metrics. Like Caddy's own (see
@@ -39,6 +40,8 @@ var flowEvents = []string{
 	flow.EventGuessLimited,
 	flow.EventWrongCode,
 	flow.EventIssueLimited,
+	flow.EventApproveLimited,
+	flow.EventRefreshLimited,
 }
 
 func initDeviceFlowMetrics() {
@@ -111,3 +114,64 @@ func (metricsObserver) Upstream(op, outcome string, took time.Duration) {
 }
 
 var _ flow.Observer = metricsObserver{}
+
+// The Badger store's free-space guard, per database folder (one process
+// may hold several). Made once, like the collectors above.
+var storageMetrics struct {
+	once     sync.Once
+	diskLow  *prometheus.GaugeVec
+	diskFree *prometheus.GaugeVec
+}
+
+func initStorageMetrics() {
+	const ns, sub = "caddy", "device_flow"
+	storageMetrics.diskLow = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns,
+		Subsystem: sub,
+		Name:      "badger_disk_low",
+		Help:      "1 while the Badger folder's filesystem has less than min_free left and new device codes are refused, else 0.",
+	}, []string{"dir"})
+	storageMetrics.diskFree = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns,
+		Subsystem: sub,
+		Name:      "badger_disk_free_bytes",
+		Help:      "Free space on the Badger folder's filesystem at the last check (every second).",
+	}, []string{"dir"})
+}
+
+// registerStorageMetrics registers the free-space gauges with this
+// config's registry.
+func registerStorageMetrics(ctx caddy.Context, logger *zap.Logger) {
+	storageMetrics.once.Do(initStorageMetrics)
+	registry := ctx.GetMetricsRegistry()
+	if registry == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{storageMetrics.diskLow, storageMetrics.diskFree} {
+		var already prometheus.AlreadyRegisteredError
+		if err := registry.Register(c); err != nil && !errors.As(err, &already) {
+			logger.Error("device flow metrics could not be registered", zap.Error(err))
+		}
+	}
+}
+
+// diskMetrics is the badgerstore.Options.OnDiskCheck that feeds the gauges
+// of the folder dir.
+func diskMetrics(dir string) func(badgerstore.DiskState) {
+	storageMetrics.once.Do(initStorageMetrics)
+	low, free := storageMetrics.diskLow.WithLabelValues(dir), storageMetrics.diskFree.WithLabelValues(dir)
+	return func(st badgerstore.DiskState) {
+		free.Set(float64(st.Free))
+		if st.Low {
+			low.Set(1)
+		} else {
+			low.Set(0)
+		}
+	}
+}
+
+// forgetDiskMetrics drops the gauges of a database that is closed.
+func forgetDiskMetrics(dir string) {
+	storageMetrics.diskLow.DeleteLabelValues(dir)
+	storageMetrics.diskFree.DeleteLabelValues(dir)
+}

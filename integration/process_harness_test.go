@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,8 +38,10 @@ func buildCaddy(t *testing.T) string {
 
 // caddyProcess is one running Caddy binary.
 type caddyProcess struct {
-	cmd *exec.Cmd
-	log string
+	cmd    *exec.Cmd
+	log    string
+	config string // the Caddyfile it runs
+	env    []string
 }
 
 // startCaddyProcess runs the binary with a Caddyfile and waits until url answers.
@@ -61,7 +64,7 @@ func startCaddyProcess(t *testing.T, caddyfile, url string) *caddyProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &caddyProcess{cmd: cmd, log: logPath}
+	p := &caddyProcess{cmd: cmd, log: logPath, config: config, env: cmd.Env}
 	t.Cleanup(p.kill)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -87,6 +90,32 @@ func (p *caddyProcess) kill() {
 	}
 	p.cmd.Process.Kill()
 	p.cmd.Wait()
+}
+
+// terminate sends SIGTERM, as a service manager stops Caddy, and reports
+// how long the process took to exit; it fails the test if that is more
+// than within, and kills it then.
+func (p *caddyProcess) terminate(t *testing.T, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		p.cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-exited:
+		return time.Since(start)
+	case <-time.After(within):
+		p.cmd.Process.Kill()
+		<-exited
+		out, _ := os.ReadFile(p.log)
+		t.Fatalf("caddy did not exit within %s of SIGTERM:\n%s", within, out)
+		return 0
+	}
 }
 
 // instanceConfig is one instance's Caddyfile; storage is the rest of the

@@ -54,6 +54,14 @@ type Options struct {
 	// GCInterval is how often the value log is garbage collected (5
 	// minutes when 0; never when negative).
 	GCInterval time.Duration
+	// MinFree is the free space on Dir's filesystem below which new
+	// device codes are refused (DefaultMinFree when 0); see disk.go.
+	MinFree int64
+	// OnDiskCheck, when set, is told the outcome of every free-space
+	// check (for metrics). It is called from the background loop.
+	OnDiskCheck func(DiskState)
+
+	freeSpace func(dir string) (uint64, error) // FreeSpace, unless a test swaps it
 }
 
 // DB is an open Badger database and what its Stores share: the poll
@@ -64,6 +72,7 @@ type DB struct {
 	log      *zap.Logger
 	polls    *polls
 	counters counters
+	disk     *diskGuard // nil in memory
 
 	stop      chan struct{}
 	loops     sync.WaitGroup
@@ -93,6 +102,9 @@ func Open(o Options) (*DB, error) {
 	if o.GCInterval == 0 {
 		o.GCInterval = defaultGCInterval
 	}
+	if o.MinFree <= 0 {
+		o.MinFree = DefaultMinFree
+	}
 	bdb, err := badger.Open(badgerOptions(o))
 	if err != nil {
 		return nil, err
@@ -101,6 +113,9 @@ func Open(o Options) (*DB, error) {
 	db.counters.seed = maphash.MakeSeed()
 	if o.InMemory {
 		o.GCInterval = -1 // there is no value log
+	} else {
+		db.disk = newDiskGuard(o)
+		db.disk.check() // a store opened on a full disk refuses from the start
 	}
 	db.loops.Go(func() { db.background(o.GCInterval) })
 	return db, nil
@@ -163,7 +178,11 @@ func (db *DB) Close() error {
 		go func() {
 			close(db.stop)
 			db.loops.Wait()
-			done <- errors.Join(db.flushCounters(time.Now()), db.bdb.Close())
+			var err error
+			if !db.diskFull() {
+				err = db.flushCounters(time.Now())
+			}
+			done <- errors.Join(err, db.bdb.Close())
 		}()
 		select {
 		case db.closeErr = <-done:
@@ -180,25 +199,36 @@ func (db *DB) background(gcEvery time.Duration) {
 	defer flush.Stop()
 	sweep := time.NewTicker(sweepEvery)
 	defer sweep.Stop()
-	var gc <-chan time.Time
+	var gc, disk <-chan time.Time
 	if gcEvery > 0 {
 		t := time.NewTicker(gcEvery)
 		defer t.Stop()
 		gc = t.C
 	}
+	if db.disk != nil {
+		t := time.NewTicker(diskCheckEvery)
+		defer t.Stop()
+		disk = t.C
+	}
 	for {
 		select {
 		case <-db.stop:
 			return
+		case <-disk:
+			db.disk.check()
 		case now := <-flush.C:
+			if db.diskFull() {
+				continue // the counters wait in memory; the disk state is logged
+			}
 			if err := db.flushCounters(now); err != nil {
 				db.log.Error("writing the limit counters failed; they stay in memory and are written again", zap.Error(err))
 			}
 		case now := <-sweep.C:
 			db.sweep(now)
 		case <-gc:
-			// Rewrite the value-log files that are at least half garbage.
-			for db.bdb.RunValueLogGC(0.5) == nil {
+			// Rewrite the value-log files that are at least half garbage
+			// (which needs room for the new file).
+			for !db.diskFull() && db.bdb.RunValueLogGC(0.5) == nil {
 			}
 		}
 	}
@@ -278,8 +308,15 @@ func get(txn *badger.Txn, key []byte) (value []byte, found bool, err error) {
 	return value, true, nil
 }
 
+// diskLow and diskFull report the free-space guard's state (disk.go).
+func (db *DB) diskLow() bool  { return db.disk != nil && db.disk.low.Load() }
+func (db *DB) diskFull() bool { return db.disk != nil && db.disk.full.Load() }
+
 // set writes value under key until the Unix second until (0: for good).
-func set(txn *badger.Txn, key, value []byte, until uint64) error {
+func (db *DB) set(txn *badger.Txn, key, value []byte, until uint64) error {
+	if db.diskFull() {
+		return ErrDiskFull
+	}
 	e := badger.NewEntry(key, value)
 	e.ExpiresAt = until
 	if err := txn.SetEntry(e); err != nil {
@@ -288,7 +325,11 @@ func set(txn *badger.Txn, key, value []byte, until uint64) error {
 	return nil
 }
 
-func del(txn *badger.Txn, key []byte) error {
+// del deletes key, which writes a tombstone: it too needs room.
+func (db *DB) del(txn *badger.Txn, key []byte) error {
+	if db.diskFull() {
+		return ErrDiskFull
+	}
 	if err := txn.Delete(key); err != nil {
 		return unavailable(err)
 	}
@@ -305,7 +346,7 @@ func (s *Store) PutLogin(_ context.Context, key string, login *flow.Login) error
 		return err
 	}
 	return s.db.update(func(txn *badger.Txn) error {
-		return set(txn, s.ns.key(kindLogin, key), b, ceilUnix(login.ExpiresAt))
+		return s.db.set(txn, s.ns.key(kindLogin, key), b, ceilUnix(login.ExpiresAt))
 	})
 }
 
@@ -324,7 +365,7 @@ func (s *Store) TakeLogin(_ context.Context, key, state string) (*flow.Login, er
 		if subtle.ConstantTimeCompare([]byte(login.State), []byte(state)) != 1 {
 			return flow.ErrNotFound // not its state: left as it is
 		}
-		return del(txn, k)
+		return s.db.del(txn, k)
 	})
 	if err != nil {
 		return nil, err
@@ -344,7 +385,7 @@ func (s *Store) Secret(_ context.Context, name string, generate func() ([]byte, 
 		if secret, err = generate(); err != nil {
 			return err
 		}
-		return set(txn, k, secret, 0)
+		return s.db.set(txn, k, secret, 0)
 	})
 	if err != nil {
 		return nil, err

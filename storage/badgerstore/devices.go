@@ -16,6 +16,9 @@ import (
 // transactions that carry them never conflict.
 
 func (s *Store) CreateDevice(_ context.Context, d *flow.Device) error {
+	if s.db.diskLow() {
+		return ErrDiskLow
+	}
 	key := s.ns.key(kindDevice, d.UserCode)
 	sl := s.db.polls.lock(s.pollNS, d.UserCode, key)
 	defer sl.unlock()
@@ -26,7 +29,7 @@ func (s *Store) CreateDevice(_ context.Context, d *flow.Device) error {
 			}
 			return err
 		}
-		return set(txn, key, encodeDevice(d), s.db.keepUntil(d))
+		return s.db.set(txn, key, encodeDevice(d), s.db.keepUntil(d))
 	})
 	if err == nil {
 		sl.forget() // the entry of an expired record under the same user code
@@ -87,10 +90,10 @@ func (s *Store) UpdateDevice(_ context.Context, userCode string, fn func(*flow.D
 				}
 			}
 			sl.forget()
-			return set(txn, key, encodeDevice(d), s.db.keepUntil(d))
+			return s.db.set(txn, key, encodeDevice(d), s.db.keepUntil(d))
 		case flow.Delete:
 			sl.forget()
-			return del(txn, key)
+			return s.db.del(txn, key)
 		}
 		return nil
 	})
