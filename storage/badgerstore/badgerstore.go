@@ -180,7 +180,7 @@ func (db *DB) Close() error {
 			db.loops.Wait()
 			var err error
 			if !db.diskFull() {
-				err = db.flushCounters(time.Now())
+				err = errors.Join(db.flushCounters(time.Now()), db.polls.save(db))
 			}
 			done <- errors.Join(err, db.bdb.Close())
 		}()

@@ -2,8 +2,11 @@ package badgerstore
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
@@ -24,12 +27,13 @@ import (
 // held, which the poll memory shares, across all the Stores of one DB:
 // two handlers of one namespace (a config reload) see the same entries.
 //
-// The one consequence: the memory is not written to disk, so after a
-// restart each device's last poll is the one Badger holds, from the last
-// write of its record (its creation, or its last slow_down). That time is
-// never later than the true one, so the first poll after a restart may
-// miss a slow_down, never earn a wrong one. The intervals that slow_down
-// grew are written, and kept.
+// Close writes the memory into the records (save), so a stop, a restart
+// or an upgrade forgets nothing. Only a crash (kill -9, power) does, as it
+// loses the counters' last flush: each device's last poll is then the one
+// Badger holds, from the last write of its record. That time is never
+// later than the true one, so the first poll after a crash may miss a
+// slow_down, never earn a wrong one. The intervals that slow_down grew
+// are written at once, and kept.
 //
 // An entry is 16 bytes without pointers, so that a million polled codes
 // take a few tens of MiB that the garbage collector never scans: its key
@@ -173,4 +177,79 @@ func (p *polls) sweep(now time.Time) {
 		}
 		sh.mu.Unlock()
 	}
+}
+
+// save writes the poll fields the memory holds into their records, at
+// Close: so a stop or a restart forgets no device's last poll (only a
+// crash does, as it loses the counters' last flush).
+func (p *polls) save(db *DB) error {
+	names := p.byNumber()
+	wb := db.bdb.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range p.shards {
+		sh := &p.shards[i]
+		sh.mu.Lock()
+		for _, m := range sh.byMinute {
+			for k, v := range m {
+				ns, known := names[k>>(64-namespaceBits)]
+				userCode, packed := unpackUserCode(k)
+				if !known || !packed {
+					continue
+				}
+				if err := saveLastPoll(db, wb, ns.key(kindDevice, userCode), userCode, v); err != nil {
+					sh.mu.Unlock()
+					return err
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return wb.Flush()
+}
+
+// saveLastPoll writes the remembered poll fields v into the record under
+// key, if it is still there.
+func saveLastPoll(db *DB, wb *badger.WriteBatch, key []byte, userCode string, v uint64) error {
+	var d *flow.Device
+	err := db.bdb.View(func(txn *badger.Txn) (err error) {
+		d, _, err = readDevice(txn, key, userCode)
+		return err
+	})
+	if err != nil || d == nil {
+		return err
+	}
+	d.LastPoll, d.Retried = time.Unix(0, int64(v>>1)), v&1 != 0
+	e := badger.NewEntry(key, encodeDevice(d))
+	e.ExpiresAt = db.keepUntil(d)
+	return wb.SetEntry(e)
+}
+
+// byNumber is the namespaces by their number.
+func (p *polls) byNumber() map[uint64]namespace {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[uint64]namespace, len(p.namespaces))
+	for ns, n := range p.namespaces {
+		out[n] = ns
+	}
+	return out
+}
+
+// unpackUserCode is the user code of a pollKey (the inverse of its
+// bijective base 36).
+func unpackUserCode(key uint64) (string, bool) {
+	k := key & (1<<(64-namespaceBits) - 1)
+	var b []byte
+	for k > 0 {
+		k--
+		c := k % 36
+		if c < 10 {
+			b = append(b, byte('0'+c))
+		} else {
+			b = append(b, byte('A'+c-10))
+		}
+		k /= 36
+	}
+	slices.Reverse(b)
+	return string(b), len(b) > 0
 }
