@@ -94,8 +94,8 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case s.paths.DeviceCode, s.paths.Token:
-		// Both need the server secret: device codes are masked under it
-		// (devicecode.go).
+		// Both need the server secret: device codes carry a MAC under it
+		// (flow/codes).
 		if err := s.loadSecrets(r.Context()); err != nil {
 			s.storeFailed("load server secret", err)
 			writeOAuthError(w, unavailable())
