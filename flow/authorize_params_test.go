@@ -89,6 +89,8 @@ func TestAuthorizeParamsRefused(t *testing.T) {
 		{"state at the site", url.Values{"state": {"x"}}, nil, `authorize_params: authorization parameter "state" is set by the flow`},
 		{"scope at the site", url.Values{"scope": {"openid"}}, nil, `"scope" is set by the flow`},
 		{"redirect_uri in a client", nil, url.Values{"redirect_uri": {"https://evil.example"}}, `client tv: authorize_params: authorization parameter "redirect_uri"`},
+		{"another case", url.Values{"Redirect_URI": {"https://evil.example"}}, nil, `authorization parameter "Redirect_URI" is set by the flow`},
+		{"a request object", nil, url.Values{"request_uri": {"https://evil.example/r"}}, `authorization parameter "request_uri"`},
 		{"empty name", url.Values{"": {"x"}}, nil, "needs a name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

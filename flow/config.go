@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -80,9 +81,12 @@ type Client struct {
 // flow sets itself: a static value would break PKCE, the state check or
 // the callback, or bypass the client's scope rules. response_mode too,
 // because the callback reads only a query (form_post would never arrive).
+// (request and request_uri carry a request object whose parameters would
+// take precedence over these, OpenID Connect Core §6.)
 var reservedAuthorizeParams = []string{
 	"response_type", "client_id", "redirect_uri", "state",
 	"code_challenge", "code_challenge_method", "scope", "response_mode",
+	"request", "request_uri",
 }
 
 // CheckAuthorizeParam refuses a parameter name the flow owns.
@@ -90,8 +94,9 @@ func CheckAuthorizeParam(name string) error {
 	if name == "" {
 		return errors.New("an authorization parameter needs a name")
 	}
-	if slices.Contains(reservedAuthorizeParams, name) {
-		if name == "scope" {
+	// Compared without case: some servers read parameter names so.
+	if slices.Contains(reservedAuthorizeParams, strings.ToLower(name)) {
+		if strings.EqualFold(name, "scope") {
 			return errors.New(`authorization parameter "scope" is set by the flow: it is what the device asks for, within the client's scopes`)
 		}
 		return fmt.Errorf("authorization parameter %q is set by the flow and cannot be configured", name)

@@ -55,7 +55,7 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*Upstrea
 			continue
 		}
 		if strings.TrimSuffix(md.Issuer, "/") != issuer {
-			return nil, fmt.Errorf("%s names issuer %q, not %q", where, md.Issuer, issuer)
+			return nil, fmt.Errorf("%s names issuer %q, not %q", where, limitText(md.Issuer, 200), issuer)
 		}
 		if err := CheckEndpointURL(md.AuthorizationEndpoint); err != nil {
 			return nil, fmt.Errorf("%s: authorization_endpoint: %w", where, err)

@@ -180,7 +180,10 @@ func (db *DB) Close() error {
 			db.loops.Wait()
 			var err error
 			if !db.diskFull() {
-				err = errors.Join(db.flushCounters(time.Now()), db.polls.save(db))
+				err = db.flushCounters(time.Now())
+			}
+			if !db.diskLow() { // the records it rewrites need room
+				err = errors.Join(err, db.polls.save(db))
 			}
 			done <- errors.Join(err, db.bdb.Close())
 		}()

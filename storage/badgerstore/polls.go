@@ -184,25 +184,32 @@ func (p *polls) sweep(now time.Time) {
 // crash does, as it loses the counters' last flush).
 func (p *polls) save(db *DB) error {
 	names := p.byNumber()
+	for i := range p.shards {
+		if err := p.shards[i].save(db, names); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// save writes one shard's entries, with its lock held until they are
+// written, so that no update of those records comes in between.
+func (sh *pollShard) save(db *DB, names map[uint64]namespace) error {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	wb := db.bdb.NewWriteBatch()
 	defer wb.Cancel()
-	for i := range p.shards {
-		sh := &p.shards[i]
-		sh.mu.Lock()
-		for _, m := range sh.byMinute {
-			for k, v := range m {
-				ns, known := names[k>>(64-namespaceBits)]
-				userCode, packed := unpackUserCode(k)
-				if !known || !packed {
-					continue
-				}
-				if err := saveLastPoll(db, wb, ns.key(kindDevice, userCode), userCode, v); err != nil {
-					sh.mu.Unlock()
-					return err
-				}
+	for _, m := range sh.byMinute {
+		for k, v := range m {
+			ns, known := names[k>>(64-namespaceBits)]
+			userCode, packed := unpackUserCode(k)
+			if !known || !packed {
+				continue
+			}
+			if err := saveLastPoll(db, wb, ns.key(kindDevice, userCode), userCode, v); err != nil {
+				return err
 			}
 		}
-		sh.mu.Unlock()
 	}
 	return wb.Flush()
 }
