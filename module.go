@@ -106,6 +106,8 @@ type Handler struct {
 
 	service *flow.Service
 	logger  *zap.Logger
+	// unregister takes the handler out of the admin API's registry.
+	unregister func()
 }
 
 // ClientConfig is one allowed client.
@@ -193,13 +195,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	h.service, err = flow.New(sctx, cfg)
-	return err
+	if h.service, err = flow.New(sctx, cfg); err != nil {
+		return err
+	}
+	h.unregister = h.registerAdmin()
+	return nil
 }
 
-// Cleanup stops the service's background discovery of the issuer, if one
-// runs, when the config is unloaded (or failed to load).
+// Cleanup takes the handler out of the admin API and stops the service's
+// background discovery of the issuer, if one runs, when the config is
+// unloaded (or failed to load).
 func (h *Handler) Cleanup() error {
+	if h.unregister != nil {
+		h.unregister()
+	}
 	if h.service != nil {
 		h.service.Close()
 	}

@@ -16,3 +16,8 @@ func printable(s string) string {
 		return r
 	}, s)
 }
+
+// Printable is printable for other commands (`caddy device-flow`): what
+// they print that came from a device (client_id, scope) gets the same
+// treatment.
+func Printable(s string) string { return printable(s) }

@@ -44,6 +44,14 @@ type Store interface {
 	// it reports on every call.
 	UpdateDevice(ctx context.Context, userCode string, fn func(*Device) (Verdict, error)) error
 
+	// Devices calls fn with every authorization the store holds for this
+	// handler (as DeviceByUserCode would return it, expired ones within
+	// their grace period included), in no particular order, until fn
+	// returns false. It is for operators (the admin API), not for the
+	// flow: it reads every record, and is no snapshot (a record written
+	// meanwhile may or may not be seen).
+	Devices(ctx context.Context, fn func(*Device) bool) error
+
 	// PutLogin stores a browser login (the upstream round trip) under key,
 	// until login.ExpiresAt, replacing the login stored under key before.
 	PutLogin(ctx context.Context, key string, login *Login) error

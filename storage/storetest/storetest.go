@@ -90,6 +90,7 @@ func Run(t *testing.T, open Open) {
 		})
 	}
 	t.Run("Namespaces", func(t *testing.T) { testNamespaces(t, open) })
+	t.Run("Devices", func(t *testing.T) { testDevices(t, open) })
 }
 
 // RunExpiry checks that devices, logins and counters vanish once their time

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,6 +123,27 @@ func (s memStore) UpdateDevice(_ context.Context, code string, fn func(*flow.Dev
 		s.b.mu.Unlock()
 		return fnErr
 	}
+}
+
+func (s memStore) Devices(_ context.Context, fn func(*flow.Device) bool) error {
+	var found [][]byte
+	s.b.mu.Lock()
+	for k := range s.b.devices {
+		if e, ok := live(s.b.devices, k); ok && strings.HasPrefix(k, s.key("")) {
+			found = append(found, e.data)
+		}
+	}
+	s.b.mu.Unlock()
+	for _, data := range found {
+		var rec flow.Device
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return err
+		}
+		if !fn(&rec) {
+			return nil
+		}
+	}
+	return nil
 }
 
 func (s memStore) PutLogin(_ context.Context, key string, l *flow.Login) error {

@@ -1,0 +1,176 @@
+package deviceflow
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-device-flow/caddy-device-flow/devicelogin"
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
+)
+
+// The `caddy device-flow` command: the admin API's routes (admin_api.go)
+// from the command line, through the running Caddy's admin endpoint.
+
+const adminCommandHelp = `
+Lists the live device codes of the running Caddy's device_flow handlers,
+or denies one, through Caddy's admin API (like 'caddy reload', it talks to
+the admin endpoint: --address, or the one in --config, or the default).
+
+  caddy device-flow list [--handler <name>]
+      a table of the live codes: user code, client, scopes, state
+      (pending, approved, denied), whether the device has polled, created
+      and expiry times; of every handler unless --handler is given.
+
+  caddy device-flow deny <user code> [--handler <name>]
+      denies a pending or approved code: the device gets access_denied,
+      and tokens waiting for it are destroyed. --handler is needed when
+      more than one handler runs.
+
+A handler is named by its 'name', or, without one, by the ID that
+'list' shows.
+`
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "device-flow",
+		Usage: "list|deny <user code> [--handler <name>] [--address <admin address>]",
+		Short: "Lists or denies the device codes of the running device_flow handlers",
+		Long:  adminCommandHelp,
+		CobraFunc: func(cmd *cobra.Command) {
+			fs := cmd.PersistentFlags()
+			fs.String("handler", "", "The device_flow handler: its name, or the ID 'list' shows")
+			fs.String("address", "", "The address of Caddy's admin API")
+			fs.StringP("config", "c", "", "Configuration file, to find the admin API's address")
+			fs.StringP("adapter", "a", "", "Name of config adapter to apply")
+			cmd.AddCommand(&cobra.Command{
+				Use:   "list",
+				Short: "Lists the live device codes",
+				Args:  cobra.NoArgs,
+				RunE:  func(cmd *cobra.Command, _ []string) error { return adminList(cmd) },
+			})
+			cmd.AddCommand(&cobra.Command{
+				Use:   "deny <user code>",
+				Short: "Denies a pending or approved device code",
+				Args:  cobra.ExactArgs(1),
+				RunE:  func(cmd *cobra.Command, args []string) error { return adminDeny(cmd, args[0]) },
+			})
+		},
+	})
+}
+
+// adminList prints the table of live codes.
+func adminList(cmd *cobra.Command) error {
+	cmd.SilenceUsage = true
+	ids, err := adminHandlerIDs(cmd)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HANDLER\tUSER CODE\tCLIENT\tSCOPE\tSTATE\tPOLLED\tCREATED\tEXPIRES")
+	live := 0
+	for _, id := range ids {
+		var codes AdminCodes
+		if err := adminCall(cmd, http.MethodGet, adminPrefix+url.PathEscape(id)+"/codes", &codes); err != nil {
+			return err
+		}
+		live += codes.Live
+		for _, c := range codes.Codes {
+			client := c.ClientID
+			if c.ClientName != "" {
+				client += " (" + c.ClientName + ")"
+			}
+			// client_id and scope are what a device sent.
+			client, scope := devicelogin.Printable(client), devicelogin.Printable(dash(c.Scope))
+			polled := "no"
+			if c.Polled {
+				polled = c.LastPoll.Local().Format(time.TimeOnly)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, c.UserCode, client, scope, c.Status, polled,
+				c.CreatedAt.Local().Format(time.DateTime), c.ExpiresAt.Local().Format(time.DateTime))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%d live codes\n", live)
+	return nil
+}
+
+// adminDeny denies one code.
+func adminDeny(cmd *cobra.Command, userCode string) error {
+	cmd.SilenceUsage = true
+	ids, err := adminHandlerIDs(cmd)
+	if err != nil {
+		return err
+	}
+	if len(ids) != 1 {
+		return fmt.Errorf("%d device_flow handlers run; say which with --handler", len(ids))
+	}
+	var info flow.CodeInfo
+	if err := adminCall(cmd, http.MethodPost, adminPrefix+url.PathEscape(ids[0])+"/codes/"+url.PathEscape(userCode)+"/deny", &info); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s is %s\n", devicelogin.Printable(ids[0]), info.UserCode, info.Status)
+	return nil
+}
+
+// adminHandlerIDs is the --handler given, or every handler running.
+func adminHandlerIDs(cmd *cobra.Command) ([]string, error) {
+	if id, _ := cmd.Flags().GetString("handler"); id != "" {
+		return []string{id}, nil
+	}
+	var all []AdminHandlerInfo
+	if err := adminCall(cmd, http.MethodGet, adminPrefix, &all); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(all))
+	for i, h := range all {
+		ids[i] = h.Handler
+	}
+	return ids, nil
+}
+
+// adminCall sends one request to the admin API and decodes its JSON
+// answer into out, or turns its error answer into an error.
+func adminCall(cmd *cobra.Command, method, uri string, out any) error {
+	fl := caddycmd.Flags{FlagSet: cmd.Flags()}
+	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
+	if err != nil {
+		return fmt.Errorf("finding the admin API's address: %v", err)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var apiErr struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &apiErr) != nil || apiErr.Error == "" {
+			return fmt.Errorf("admin API: %s", resp.Status)
+		}
+		return errors.New(apiErr.Error)
+	}
+	return json.Unmarshal(body, out)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

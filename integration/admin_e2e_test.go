@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
+)
+
+// The admin API's device-flow routes and the `caddy device-flow` command,
+// against the test process's Caddy: list the live codes (and nothing
+// secret of them), deny one (its device hears access_denied), and only
+// through Caddy's admin access rules.
+
+func TestAdminOnBadger(t *testing.T) {
+	testAdmin(t, "badger "+storeDir(t))
+}
+
+func TestAdminOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	testAdmin(t, redisStorage(srv.URL))
+}
+
+// codeFields are every field a listed code may have.
+var codeFields = []string{"client_id", "client_name", "created_at", "expires_at", "last_poll", "polled", "scope", "status", "user_code"}
+
+func testAdmin(t *testing.T, storage string) {
+	up := startUpstream(t)
+	startCaddy(t, siteConfigStorage(t, up, storage, "name tv-site"))
+	clientID := up.Config().ClientID
+	polled, approved := newDevice(t, clientID, "openid"), newDevice(t, clientID, "openid profile")
+	if status, out := polled.poll(); out["error"] != "authorization_pending" {
+		t.Fatalf("first poll: %d %v", status, out)
+	}
+	if done := newBrowser(t).approve(approved.userCode()); !done.is("success") {
+		t.Fatalf("approval: %d\n%s", done.status, done.body)
+	}
+
+	// The handlers.
+	status, body := adminRequest(t, http.MethodGet, "/device-flow/", nil)
+	if status != http.StatusOK || !strings.Contains(string(body), `"handler":"tv-site"`) {
+		t.Fatalf("GET /device-flow/: %d %s", status, body)
+	}
+
+	// The codes, and nothing secret.
+	status, body = adminRequest(t, http.MethodGet, "/device-flow/tv-site/codes", nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET codes: %d %s", status, body)
+	}
+	for _, d := range []*device{polled, approved} {
+		hash := codes.Hash(d.deviceCode())
+		for _, secret := range []string{d.deviceCode(), hex.EncodeToString(hash), base64.StdEncoding.EncodeToString(hash), base64.RawURLEncoding.EncodeToString(hash)} {
+			if bytes.Contains(body, []byte(secret)) {
+				t.Fatalf("the listing holds a device code or its hash (%s): %s", secret, body)
+			}
+		}
+	}
+	var list struct {
+		Handler string           `json:"handler"`
+		Live    int              `json:"live"`
+		Codes   []map[string]any `json:"codes"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	if list.Live != 2 || len(list.Codes) != 2 {
+		t.Fatalf("live = %d, codes = %d; want 2: %s", list.Live, len(list.Codes), body)
+	}
+	byCode := map[string]map[string]any{}
+	for _, c := range list.Codes {
+		for field := range c {
+			if !slices.Contains(codeFields, field) {
+				t.Errorf("a listed code has the field %q: %s", field, body)
+			}
+		}
+		byCode[c["user_code"].(string)] = c
+	}
+	p, a := byCode[polled.userCode()], byCode[approved.userCode()]
+	if p == nil || p["status"] != "pending" || p["polled"] != true || p["client_name"] != "Living-room TV" || p["scope"] != "openid" {
+		t.Errorf("the polled code: %v", p)
+	}
+	if a == nil || a["status"] != "approved" || a["polled"] != false || a["scope"] != "openid profile" {
+		t.Errorf("the approved code: %v", a)
+	}
+
+	// Denying: the approved code's tokens are gone, and the pending code
+	// is denied by its user code as typed.
+	status, body = adminRequest(t, http.MethodPost, "/device-flow/tv-site/codes/"+approved.userCode()+"/deny", nil)
+	if status != http.StatusOK || !strings.Contains(string(body), `"status":"denied"`) {
+		t.Fatalf("deny the approved code: %d %s", status, body)
+	}
+	typed := strings.ToLower(strings.ReplaceAll(polled.userCode(), "-", ""))
+	if status, body = adminRequest(t, http.MethodPost, "/device-flow/tv-site/codes/"+typed+"/deny", nil); status != http.StatusOK {
+		t.Fatalf("deny the pending code: %d %s", status, body)
+	}
+	for _, d := range []*device{polled, approved} {
+		if status, out := d.pollAfter(5 * time.Second); status != http.StatusBadRequest || out["error"] != "access_denied" {
+			t.Errorf("poll of a denied code: %d %v", status, out)
+		}
+	}
+
+	// What is refused.
+	for _, tc := range []struct {
+		method, path string
+		header       http.Header
+		want         int
+	}{
+		{http.MethodGet, "/device-flow/tv-site/codes", http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
+		{http.MethodPost, "/device-flow/tv-site/codes/" + approved.userCode() + "/deny", http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
+		{http.MethodGet, "/device-flow/no-such-site/codes", nil, http.StatusNotFound},
+		{http.MethodPost, "/device-flow/tv-site/codes/BCDF-GHJK/deny", nil, http.StatusNotFound},
+		{http.MethodGet, "/device-flow/tv-site/codes/" + approved.userCode() + "/deny", nil, http.StatusMethodNotAllowed},
+		{http.MethodPost, "/device-flow/tv-site/codes", nil, http.StatusMethodNotAllowed},
+	} {
+		if status, body := adminRequest(t, tc.method, tc.path, tc.header); status != tc.want {
+			t.Errorf("%s %s %v: %d %s; want %d", tc.method, tc.path, tc.header, status, body, tc.want)
+		}
+	}
+
+	// The command.
+	third := newDevice(t, clientID, "openid")
+	out, err := runDeviceFlowCommand(t, "list")
+	if err != nil || !strings.Contains(out, third.userCode()) || !strings.Contains(out, "3 live codes") || strings.Contains(out, third.deviceCode()) {
+		t.Fatalf("device-flow list: %v\n%s", err, out)
+	}
+	t.Logf("caddy device-flow list:\n%s", out)
+	if out, err = runDeviceFlowCommand(t, "deny", third.userCode(), "--handler", "tv-site"); err != nil || !strings.Contains(out, "denied") {
+		t.Fatalf("device-flow deny: %v\n%s", err, out)
+	}
+	if status, out := third.pollAfter(5 * time.Second); out["error"] != "access_denied" {
+		t.Errorf("poll after `device-flow deny`: %d %v", status, out)
+	}
+	if _, err = runDeviceFlowCommand(t, "deny", "BCDF-GHJK"); err == nil || !strings.Contains(err.Error(), "no live code") {
+		t.Errorf("device-flow deny of an unknown code: %v", err)
+	}
+}
+
+// adminRequest sends a request to the admin API.
+func adminRequest(t *testing.T, method, path string, header http.Header) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, fmt.Sprintf("http://localhost:%d%s", adminPort, path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// runDeviceFlowCommand runs `caddy device-flow args...` against the test
+// process's admin endpoint, as caddycmd builds it.
+func runDeviceFlowCommand(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	def, ok := caddycmd.Commands()["device-flow"]
+	if !ok {
+		t.Fatal("the device-flow command is not registered")
+	}
+	cmd := &cobra.Command{Use: def.Name, SilenceErrors: true}
+	def.CobraFunc(cmd)
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(io.Discard)
+	cmd.SetArgs(append(args, "--address", fmt.Sprintf("localhost:%d", adminPort)))
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
