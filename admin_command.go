@@ -101,7 +101,11 @@ func adminList(cmd *cobra.Command) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%d live codes\n", live)
+	noun := "codes"
+	if live == 1 {
+		noun = "code"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%d live %s\n", live, noun)
 	return nil
 }
 
