@@ -21,7 +21,7 @@ func init() {
 // operators (and `caddy device-flow`, admin_command.go):
 //
 //	GET  /device-flow/                                the handlers running
-//	GET  /device-flow/<handler>/codes                 its live codes
+//	GET  /device-flow/<handler>/codes                 its live codes and guess limits
 //	POST /device-flow/<handler>/codes/<user code>/deny
 //
 // <handler> is a handler's name, or the ID the first route shows for one
@@ -63,6 +63,9 @@ type AdminCodes struct {
 	Handler string          `json:"handler"`
 	Live    int             `json:"live"` // how many codes are live
 	Codes   []flow.CodeInfo `json:"codes"`
+	// The guess limits' counters in the window running now, and the
+	// addresses they refuse.
+	GuessLimits flow.GuessLimits `json:"guess_limits"`
 }
 
 // serve routes a request under /device-flow/.
@@ -147,7 +150,11 @@ func listCodes(w http.ResponseWriter, r *http.Request, e *adminEntry) error {
 	if list == nil {
 		list = []flow.CodeInfo{}
 	}
-	return writeJSON(w, AdminCodes{Handler: e.id, Live: len(list), Codes: list})
+	guesses, err := e.service.Guesses(r.Context())
+	if err != nil {
+		return storeError(err)
+	}
+	return writeJSON(w, AdminCodes{Handler: e.id, Live: len(list), Codes: list, GuessLimits: guesses})
 }
 
 func denyCode(w http.ResponseWriter, r *http.Request, e *adminEntry, userCode string) error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,8 +28,11 @@ the admin endpoint: --address, or the one in --config, or the default).
 
   caddy device-flow list [--handler <name>]
       a table of the live codes: user code, client, scopes, state
-      (pending, approved, denied), whether the device has polled, created
-      and expiry times; of every handler unless --handler is given.
+      (pending, approved, denied), the address that asked for it, whether
+      the device has polled, created and expiry times; then the wrong
+      user codes counted in the guess window running now and the
+      addresses refused until it ends; of every handler unless --handler
+      is given.
 
   caddy device-flow deny <user code> [--handler <name>]
       denies a pending or approved code: the device gets access_denied,
@@ -75,14 +79,16 @@ func adminList(cmd *cobra.Command) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HANDLER\tUSER CODE\tCLIENT\tSCOPE\tSTATE\tPOLLED\tCREATED\tEXPIRES")
+	fmt.Fprintln(tw, "HANDLER\tUSER CODE\tCLIENT\tSCOPE\tSTATE\tISSUED TO\tPOLLED\tCREATED\tEXPIRES")
 	live := 0
+	var limits []string
 	for _, id := range ids {
 		var codes AdminCodes
 		if err := adminCall(cmd, http.MethodGet, adminPrefix+url.PathEscape(id)+"/codes", &codes); err != nil {
 			return err
 		}
 		live += codes.Live
+		limits = append(limits, guessLimitsLine(id, codes.GuessLimits))
 		for _, c := range codes.Codes {
 			client := c.ClientID
 			if c.ClientName != "" {
@@ -94,7 +100,7 @@ func adminList(cmd *cobra.Command) error {
 			if c.Polled {
 				polled = c.LastPoll.Local().Format(time.TimeOnly)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, c.UserCode, client, scope, c.Status, polled,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, c.UserCode, client, scope, c.Status, dash(c.IssuedTo), polled,
 				c.CreatedAt.Local().Format(time.DateTime), c.ExpiresAt.Local().Format(time.DateTime))
 		}
 	}
@@ -106,7 +112,32 @@ func adminList(cmd *cobra.Command) error {
 		noun = "code"
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%d live %s\n", live, noun)
+	for _, line := range limits {
+		fmt.Fprintln(cmd.OutOrStdout(), line)
+	}
 	return nil
+}
+
+// guessLimitsLine says what the guess limits of one handler count now.
+func guessLimitsLine(id string, g flow.GuessLimits) string {
+	if g.Off {
+		return id + ": limits off"
+	}
+	line := fmt.Sprintf("%s: %d wrong user codes in the guess window ending %s (guess_limit_total %d)",
+		id, g.Total, g.WindowEnds.Local().Format(time.TimeOnly), g.TotalLimit)
+	if g.TotalInForce {
+		line += "; the total limit refuses everyone until then"
+	}
+	var refused []string
+	for _, a := range g.Addresses {
+		if a.InForce {
+			refused = append(refused, a.Address)
+		}
+	}
+	if len(refused) > 0 {
+		line += fmt.Sprintf("; refused until then (guess_limit %d): %s", g.PerAddress, strings.Join(refused, ", "))
+	}
+	return line
 }
 
 // adminDeny denies one code.

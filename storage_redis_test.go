@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/storetest"
 )
 
 func TestRedisStorageCaddyfile(t *testing.T) {
@@ -157,11 +158,11 @@ func TestRedisStoragePool(t *testing.T) {
 	}
 	a.Cleanup()
 	ctx := context.Background()
-	if _, err := b.Store("ns").Count(ctx, "k"); err != nil {
+	if _, err := storetest.Count(ctx, b.Store("ns"), "k"); err != nil {
 		t.Fatalf("the second config lost its client when the first cleaned up: %v", err)
 	}
 	b.Cleanup()
-	if _, err := b.Store("ns").Count(ctx, "k"); err == nil {
+	if _, err := storetest.Count(ctx, b.Store("ns"), "k"); err == nil {
 		t.Fatal("the client is still open after the last Cleanup")
 	}
 }

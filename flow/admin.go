@@ -1,8 +1,10 @@
 package flow
 
 import (
+	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -10,8 +12,7 @@ import (
 
 // The operator's view of a handler (the admin API): the codes alive now,
 // and denying one. What it shows leaves out every secret a record holds:
-// the device code's hash, the sealing key and the sealed tokens. The
-// address a code was issued to is not stored, so it cannot be shown.
+// the device code's hash, the sealing key and the sealed tokens.
 
 // CodeInfo is what an operator sees of one live device authorization.
 type CodeInfo struct {
@@ -22,7 +23,8 @@ type CodeInfo struct {
 	Status     string    `json:"status"` // pending, approved or denied
 	CreatedAt  time.Time `json:"created_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
-	Polled     bool      `json:"polled"` // the device has polled at least once
+	IssuedTo   string    `json:"issued_to,omitempty"` // the address that asked for the code
+	Polled     bool      `json:"polled"`              // the device has polled at least once
 	LastPoll   time.Time `json:"last_poll,omitzero"`
 }
 
@@ -57,6 +59,7 @@ func (s *Service) codeInfo(d *Device) CodeInfo {
 		Status:     d.Status.String(),
 		CreatedAt:  d.CreatedAt,
 		ExpiresAt:  d.ExpiresAt,
+		IssuedTo:   d.IssuedTo,
 		Polled:     !d.LastPoll.IsZero(),
 		LastPoll:   d.LastPoll,
 	}
@@ -97,4 +100,58 @@ func (s *Service) DenyCode(ctx context.Context, userCode string) (CodeInfo, erro
 		s.log.Info("an operator denied a device code", zap.String("client_id", info.ClientID))
 	}
 	return info, nil
+}
+
+// GuessLimits is the operator's view of the guess limits in the window
+// running now: how many wrong user codes were counted, in total and per
+// address, and which addresses are refused until the window ends.
+type GuessLimits struct {
+	Off          bool      `json:"off,omitempty"` // limits off: nothing is counted
+	WindowEnds   time.Time `json:"window_ends,omitzero"`
+	Total        int64     `json:"wrong_guesses"`     // counted in this window, all addresses
+	TotalLimit   int       `json:"guess_limit_total"` // past it every address is refused
+	TotalInForce bool      `json:"total_in_force"`    // the total limit is refusing everyone now
+	PerAddress   int       `json:"guess_limit"`
+	// Addresses that guessed wrong in this window (IPv6 by /64), most
+	// guesses first; InForce when they are refused until WindowEnds.
+	Addresses []AddressGuesses `json:"addresses"`
+}
+
+// AddressGuesses is one address's wrong guesses in the window.
+type AddressGuesses struct {
+	Address string `json:"address"`
+	Guesses int64  `json:"wrong_guesses"`
+	InForce bool   `json:"in_force"`
+}
+
+// Guesses reads the guess counters of the window running now.
+func (s *Service) Guesses(ctx context.Context) (GuessLimits, error) {
+	l := s.cfg.Limits
+	if l.Off {
+		return GuessLimits{Off: true, Addresses: []AddressGuesses{}}, nil
+	}
+	w, ends := window(s.cfg.Now(), l.GuessWindow)
+	g := GuessLimits{WindowEnds: ends, TotalLimit: l.GuessesTotal, PerAddress: l.GuessesPerIP, Addresses: []AddressGuesses{}}
+	n, err := s.cfg.Store.Tally(ctx, Read(guessTotalKey(w)))
+	if err != nil {
+		return GuessLimits{}, err
+	}
+	g.Total, g.TotalInForce = n[0], n[0] >= int64(l.GuessesTotal)
+	suffix := ":" + w
+	err = s.cfg.Store.Counters(ctx, guessKeyPrefix, func(key string, value int64) bool {
+		if subject, ok := strings.CutSuffix(strings.TrimPrefix(key, guessKeyPrefix), suffix); ok {
+			g.Addresses = append(g.Addresses, AddressGuesses{Address: subject, Guesses: value, InForce: value >= int64(l.GuessesPerIP)})
+		}
+		return true
+	})
+	if err != nil {
+		return GuessLimits{}, err
+	}
+	slices.SortFunc(g.Addresses, func(a, b AddressGuesses) int {
+		if c := cmp.Compare(b.Guesses, a.Guesses); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Address, b.Address)
+	})
+	return g, nil
 }

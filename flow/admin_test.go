@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -48,5 +49,30 @@ func TestOperatorCodesAndDeny(t *testing.T) {
 		if _, err := h.svc.DenyCode(ctx, code); !errors.Is(err, flow.ErrNotFound) {
 			t.Errorf("DenyCode(%q) = %v, want ErrNotFound", code, err)
 		}
+	}
+}
+
+// The guess limits as an operator sees them: the window's wrong guesses,
+// in total and per address (IPv6 by /64), which addresses are refused
+// until the window ends, and a clean slate in the next window.
+func TestOperatorGuessLimits(t *testing.T) {
+	h := newHarness(t, harnessOptions{configure: func(c *flow.Config) { c.Limits.GuessesPerIP = 3 }})
+	ctx := context.Background()
+	for _, ip := range []string{"192.0.2.7", "192.0.2.7", "192.0.2.7", "2001:db8::1", "2001:db8::2"} {
+		if a := h.lookup(ip, "BCDF-GHJK"); a.status != http.StatusBadRequest {
+			t.Fatalf("a wrong guess from %s: %d", ip, a.status)
+		}
+	}
+	g, err := h.svc.Guesses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []flow.AddressGuesses{{Address: "192.0.2.7", Guesses: 3, InForce: true}, {Address: "2001:db8::/64", Guesses: 2}}
+	if g.Total != 5 || g.TotalInForce || g.PerAddress != 3 || !slices.Equal(g.Addresses, want) || !g.WindowEnds.After(h.clock.Now()) {
+		t.Fatalf("Guesses = %+v; want 5 in total and %+v", g, want)
+	}
+	h.clock.Advance(flow.DefaultGuessWindow)
+	if g, err = h.svc.Guesses(ctx); err != nil || g.Total != 0 || len(g.Addresses) != 0 {
+		t.Fatalf("Guesses in the next window = %+v, %v; want none", g, err)
 	}
 }

@@ -64,7 +64,8 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 		return nil, oerr
 	}
 	ctx := r.Context()
-	refusal, err := s.mayIssue(ctx, s.clientIP(r))
+	ip := s.clientIP(r)
+	refusal, err := s.mayIssue(ctx, ip)
 	if err != nil {
 		s.storeFailed("count issued codes", err)
 		return nil, unavailable()
@@ -84,6 +85,7 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 		CreatedAt: now,
 		ExpiresAt: now.Add(s.cfg.ExpiresIn),
 		Interval:  s.cfg.Interval,
+		IssuedTo:  ip,
 	}
 	for draw := 0; ; draw++ {
 		rec.UserCode = s.cfg.UserCode.New()
@@ -106,7 +108,7 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 	}
 	s.cfg.Observer.Event(EventCodeIssued)
 	if ce := s.log.Check(zap.DebugLevel, "device code issued"); ce != nil {
-		ce.Write(zap.String("client_id", clientID), zap.String("scope", scope), zap.String("client_ip", s.clientIP(r)))
+		ce.Write(zap.String("client_id", clientID), zap.String("scope", scope), zap.String("client_ip", ip))
 	}
 	display := s.cfg.UserCode.Display(rec.UserCode)
 	verify := s.baseURL(r) + s.paths.Verify

@@ -91,6 +91,15 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// hit adds one to a single counter and returns its new value.
+func (s *Service) hit(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	n, err := s.cfg.Store.Tally(ctx, Hit(key, ttl))
+	if err != nil {
+		return 0, err
+	}
+	return n[0], nil
+}
+
 // window names the fixed window that now falls in, and says when it ends.
 func window(now time.Time, size time.Duration) (name string, ends time.Time) {
 	n := now.UnixNano() / int64(size)
@@ -144,15 +153,11 @@ func (s *Service) guessesLeft(ctx context.Context, ip string) (ok bool, retryAft
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, s.cfg.Limits.GuessWindow)
-	perIP, err := s.cfg.Store.Count(ctx, "g:ip:"+limitSubject(ip)+":"+w)
+	n, err := s.cfg.Store.Tally(ctx, Read(guessKey(ip, w)), Read(guessTotalKey(w)))
 	if err != nil {
 		return false, 0, err
 	}
-	total, err := s.cfg.Store.Count(ctx, "g:all:"+w)
-	if err != nil {
-		return false, 0, err
-	}
-	if perIP >= int64(s.cfg.Limits.GuessesPerIP) || total >= int64(s.cfg.Limits.GuessesTotal) {
+	if n[0] >= int64(s.cfg.Limits.GuessesPerIP) || n[1] >= int64(s.cfg.Limits.GuessesTotal) {
 		return false, ends.Sub(now), nil
 	}
 	return true, 0, nil
@@ -170,19 +175,22 @@ func (s *Service) wrongGuess(ctx context.Context, ip string) (ok bool, retryAfte
 	now := s.cfg.Now()
 	w, ends := window(now, s.cfg.Limits.GuessWindow)
 	ttl := s.cfg.Limits.GuessWindow + time.Minute
-	perIP, err := s.cfg.Store.Hit(ctx, "g:ip:"+limitSubject(ip)+":"+w, ttl)
+	n, err := s.cfg.Store.Tally(ctx, Hit(guessKey(ip, w), ttl), Hit(guessTotalKey(w), ttl))
 	if err != nil {
 		return false, 0, err
 	}
-	total, err := s.cfg.Store.Hit(ctx, "g:all:"+w, ttl)
-	if err != nil {
-		return false, 0, err
-	}
-	if perIP > int64(s.cfg.Limits.GuessesPerIP) || total > int64(s.cfg.Limits.GuessesTotal) {
+	if n[0] > int64(s.cfg.Limits.GuessesPerIP) || n[1] > int64(s.cfg.Limits.GuessesTotal) {
 		return false, ends.Sub(now), nil
 	}
 	return true, 0, nil
 }
+
+// guessKey and guessTotalKey name the guess counters of window w (the
+// admin view reads them too).
+func guessKey(ip, w string) string  { return guessKeyPrefix + limitSubject(ip) + ":" + w }
+func guessTotalKey(w string) string { return "g:all:" + w }
+
+const guessKeyPrefix = "g:ip:"
 
 // mayApprove counts one Approve against the client's allowance, and
 // reports whether it was still within it.
@@ -192,7 +200,7 @@ func (s *Service) mayApprove(ctx context.Context, ip string) (ok bool, retryAfte
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, s.cfg.Limits.GuessWindow)
-	n, err := s.cfg.Store.Hit(ctx, "a:ip:"+limitSubject(ip)+":"+w, s.cfg.Limits.GuessWindow+time.Minute)
+	n, err := s.hit(ctx, "a:ip:"+limitSubject(ip)+":"+w, s.cfg.Limits.GuessWindow+time.Minute)
 	if err != nil {
 		return false, 0, err
 	}
@@ -207,7 +215,7 @@ func (s *Service) mayDrawQR(ctx context.Context, ip string) (refusal *oauthError
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, qrWindow)
-	n, err := s.cfg.Store.Hit(ctx, "q:ip:"+limitSubject(ip)+":"+w, qrWindow+time.Minute)
+	n, err := s.hit(ctx, "q:ip:"+limitSubject(ip)+":"+w, qrWindow+time.Minute)
 	if err != nil {
 		return nil, err
 	}
@@ -229,33 +237,34 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 		return nil, nil
 	}
 	now := s.cfg.Now()
+	// One call counts the request against each of the address's subjects
+	// in turn, stopping at the first over its allowance (so that one /64
+	// over its own cannot use up its /56's), and then against the codes
+	// issued in this code lifetime, reading the lifetime before: codes
+	// live at most ExpiresIn, so the live ones were all issued in these
+	// two windows.
 	w, ends := window(now, l.IssueWindow)
-	for _, sub := range issueSubjects(ip) {
-		n, err := s.cfg.Store.Hit(ctx, "i:ip:"+sub.prefix+":"+w, l.IssueWindow+time.Minute)
-		if err != nil {
-			return nil, err
-		}
-		if n > int64(l.IssuePerIP*sub.factor) {
-			s.warnings.warn(s.log, "device code requests limited: this address is over issue_limit",
-				zap.String("client_ip", ip), zap.String("counted_as", sub.prefix),
-				zap.Int("issue_limit", l.IssuePerIP*sub.factor), zap.Duration("per", l.IssueWindow))
-			return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
-				Description: "too many device codes requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
-		}
+	subjects := issueSubjects(ip)
+	steps := make([]Tally, 0, len(subjects)+2)
+	for _, sub := range subjects {
+		steps = append(steps, Tally{Key: "i:ip:" + sub.prefix + ":" + w, TTL: l.IssueWindow + time.Minute, Limit: int64(l.IssuePerIP * sub.factor)})
 	}
-	// Codes live at most ExpiresIn, so the live ones were all issued in
-	// this lifetime-long window or the one before.
 	lw, lends := window(now, s.cfg.ExpiresIn)
 	prev, _ := window(now.Add(-s.cfg.ExpiresIn), s.cfg.ExpiresIn)
-	cur, err := s.cfg.Store.Hit(ctx, "i:all:"+lw, 2*s.cfg.ExpiresIn+time.Minute)
+	steps = append(steps, Hit("i:all:"+lw, 2*s.cfg.ExpiresIn+time.Minute), Read("i:all:"+prev))
+	n, err := s.cfg.Store.Tally(ctx, steps...)
 	if err != nil {
 		return nil, err
 	}
-	before, err := s.cfg.Store.Count(ctx, "i:all:"+prev)
-	if err != nil {
-		return nil, err
+	if over := len(n) - 1; len(n) <= len(subjects) {
+		sub := subjects[over]
+		s.warnings.warn(s.log, "device code requests limited: this address is over issue_limit",
+			zap.String("client_ip", ip), zap.String("counted_as", sub.prefix),
+			zap.Int("issue_limit", l.IssuePerIP*sub.factor), zap.Duration("per", l.IssueWindow))
+		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
+			Description: "too many device codes requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
 	}
-	if cur+before > int64(l.LiveCodes) {
+	if live := n[len(n)-2] + n[len(n)-1]; live > int64(l.LiveCodes) {
 		s.warnings.warn(s.log, "device code requests refused: the server holds max_live_codes live codes; raise max_live_codes if this is real demand",
 			zap.String("client_ip", ip), zap.Int("max_live_codes", l.LiveCodes))
 		return &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,

@@ -20,7 +20,7 @@ func (s *Service) mayRefresh(ctx context.Context, ip, clientID string) (refusal 
 	now := s.cfg.Now()
 	w, ends := window(now, l.RefreshWindow)
 	ttl := l.RefreshWindow + time.Minute
-	perIP, err := s.cfg.Store.Hit(ctx, "r:ip:"+limitSubject(ip)+":"+w, ttl)
+	perIP, err := s.hit(ctx, "r:ip:"+limitSubject(ip)+":"+w, ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +28,7 @@ func (s *Service) mayRefresh(ctx context.Context, ip, clientID string) (refusal 
 	if perIP <= int64(l.RefreshPerIP) {
 		// Only counted within the address's allowance, so one address
 		// cannot spend a client's.
-		if perClient, err = s.cfg.Store.Hit(ctx, "r:client:"+w+":"+clientID, ttl); err != nil {
+		if perClient, err = s.hit(ctx, "r:client:"+w+":"+clientID, ttl); err != nil {
 			return nil, err
 		}
 	}

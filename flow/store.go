@@ -62,14 +62,19 @@ type Store interface {
 	// forged callback changes nothing.
 	TakeLogin(ctx context.Context, key, state string) (*Login, error)
 
-	// Hit adds one to the counter key and returns its new value. A new
-	// counter starts at zero and vanishes ttl after its first hit; callers
-	// build fixed windows by putting the window's number into the key.
-	Hit(ctx context.Context, key string, ttl time.Duration) (int64, error)
+	// Tally applies counter steps in order (see Tally) and returns the
+	// value of each step it applied: a counter's new value after a hit,
+	// its current value (0 when there is none) after a read. It stops
+	// after a hit that takes its counter past the step's Limit, so it
+	// returns fewer values than steps when one did. Each step is atomic
+	// on its own, also across instances; the steps of one call are not
+	// atomic together.
+	Tally(ctx context.Context, steps ...Tally) ([]int64, error)
 
-	// Count returns the counter's current value (0 when there is none)
-	// without changing it.
-	Count(ctx context.Context, key string) (int64, error)
+	// Counters calls fn with every live counter whose key starts with
+	// prefix and its value, in no particular order, until fn returns
+	// false. Like Devices, it is for operators, not for the flow.
+	Counters(ctx context.Context, prefix string, fn func(key string, value int64) bool) error
 
 	// Secret returns the server secret named name, creating it from
 	// generate the first time. Every instance sharing the store gets the
@@ -77,6 +82,25 @@ type Store interface {
 	// instances.
 	Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error)
 }
+
+// Tally is one step of Store.Tally on the counter Key.
+type Tally struct {
+	Key string
+	// TTL above zero adds one to the counter; a new counter starts at
+	// zero and vanishes TTL after its first hit (callers build fixed
+	// windows by putting the window's number into the key). TTL zero
+	// only reads the counter.
+	TTL time.Duration
+	// Limit, when above zero, ends the call after a hit that takes the
+	// counter past it: the steps after it are neither applied nor read.
+	Limit int64
+}
+
+// Hit is the step that adds one to the counter key (see Tally.TTL).
+func Hit(key string, ttl time.Duration) Tally { return Tally{Key: key, TTL: ttl} }
+
+// Read is the step that reads the counter key.
+func Read(key string) Tally { return Tally{Key: key} }
 
 // Verdict is what an UpdateDevice callback decides to do with the record.
 type Verdict int
@@ -135,6 +159,9 @@ type Device struct {
 	SealKey []byte `json:"pk"`            // X25519 public key derived from the device code at issue
 	Sealed  []byte `json:"tok,omitempty"` // the upstream token response, sealed to SealKey
 	Reason  string `json:"why,omitempty"` // why it was denied, for the device's error_description
+	// IssuedTo is the address that asked for the code, for operators
+	// (the admin API); the flow never reads it.
+	IssuedTo string `json:"ip,omitempty"`
 }
 
 // Login is one trip of a person's browser to the upstream and back. An

@@ -36,11 +36,11 @@ func TestAdminOnRedis(t *testing.T) {
 }
 
 // codeFields are every field a listed code may have.
-var codeFields = []string{"client_id", "client_name", "created_at", "expires_at", "last_poll", "polled", "scope", "status", "user_code"}
+var codeFields = []string{"client_id", "client_name", "created_at", "expires_at", "issued_to", "last_poll", "polled", "scope", "status", "user_code"}
 
 func testAdmin(t *testing.T, storage string) {
 	up := startUpstream(t)
-	startCaddy(t, siteConfigStorage(t, up, storage, "name tv-site"))
+	startCaddy(t, siteConfigStorage(t, up, storage, "name tv-site\n\t\tguess_limit 3 per 15m"))
 	clientID := up.Config().ClientID
 	polled, approved := newDevice(t, clientID, "openid"), newDevice(t, clientID, "openid profile")
 	if status, out := polled.poll(); out["error"] != "authorization_pending" {
@@ -90,7 +90,7 @@ func testAdmin(t *testing.T, storage string) {
 		byCode[c["user_code"].(string)] = c
 	}
 	p, a := byCode[polled.userCode()], byCode[approved.userCode()]
-	if p == nil || p["status"] != "pending" || p["polled"] != true || p["client_name"] != "Living-room TV" || p["scope"] != "openid" {
+	if p == nil || p["status"] != "pending" || p["polled"] != true || p["client_name"] != "Living-room TV" || p["scope"] != "openid" || p["issued_to"] != "127.0.0.1" {
 		t.Errorf("the polled code: %v", p)
 	}
 	if a == nil || a["status"] != "approved" || a["polled"] != false || a["scope"] != "openid profile" {
@@ -131,10 +131,38 @@ func testAdmin(t *testing.T, storage string) {
 		}
 	}
 
+	// The guess limits: wrong user codes counted in this window, and the
+	// address they refuse now.
+	var limits struct {
+		GuessLimits struct {
+			Total     int              `json:"wrong_guesses"`
+			InForce   bool             `json:"total_in_force"`
+			Addresses []map[string]any `json:"addresses"`
+		} `json:"guess_limits"`
+	}
+	if _, body = adminRequest(t, http.MethodGet, "/device-flow/tv-site/codes", nil); json.Unmarshal(body, &limits) != nil || limits.GuessLimits.Total != 0 || len(limits.GuessLimits.Addresses) != 0 {
+		t.Fatalf("guess limits before any wrong guess: %s", body)
+	}
+	for range 3 {
+		if status, _, _ := guess(t, "BBBB-BBBB", ""); status != http.StatusBadRequest {
+			t.Fatalf("a wrong guess: %d", status)
+		}
+	}
+	_, body = adminRequest(t, http.MethodGet, "/device-flow/tv-site/codes", nil)
+	if err := json.Unmarshal(body, &limits); err != nil {
+		t.Fatal(err)
+	}
+	g := limits.GuessLimits
+	if g.Total != 3 || g.InForce || len(g.Addresses) != 1 || g.Addresses[0]["address"] != "127.0.0.1" ||
+		g.Addresses[0]["wrong_guesses"] != float64(3) || g.Addresses[0]["in_force"] != true {
+		t.Fatalf("guess limits after 3 wrong guesses (guess_limit 3): %s", body)
+	}
+
 	// The command.
 	third := newDevice(t, clientID, "openid")
 	out, err := runDeviceFlowCommand(t, "list")
-	if err != nil || !strings.Contains(out, third.userCode()) || !strings.Contains(out, "3 live codes") || strings.Contains(out, third.deviceCode()) {
+	if err != nil || !strings.Contains(out, third.userCode()) || !strings.Contains(out, "3 live codes") || strings.Contains(out, third.deviceCode()) ||
+		!strings.Contains(out, "tv-site: 3 wrong user codes") || !strings.Contains(out, "refused until then (guess_limit 3): 127.0.0.1") {
 		t.Fatalf("device-flow list: %v\n%s", err, out)
 	}
 	t.Logf("caddy device-flow list:\n%s", out)

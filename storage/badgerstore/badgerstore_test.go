@@ -266,7 +266,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, err := s.Hit(ctx, "k", time.Hour); err != nil {
+		if _, err := storetest.Hit(ctx, s, "k", time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -292,7 +292,7 @@ func TestReopen(t *testing.T) {
 	if got, err := s.TakeLogin(ctx, "l", ""); err != nil || got.Verifier != "v" {
 		t.Fatalf("the login after reopening: %+v, %v", got, err)
 	}
-	if n, err := s.Hit(ctx, "k", time.Hour); err != nil || n != 4 {
+	if n, err := storetest.Hit(ctx, s, "k", time.Hour); err != nil || n != 4 {
 		t.Fatalf("a hit after reopening: %d, %v; want 4", n, err)
 	}
 	again, err := s.Secret(ctx, "mac", func() ([]byte, error) { return []byte("second"), nil })
@@ -306,7 +306,7 @@ func TestCountersAreWrittenBehind(t *testing.T) {
 	db := openDB(t, Options{InMemory: true})
 	s := db.Store("h")
 	for range 5 {
-		if _, err := s.Hit(t.Context(), "k", time.Hour); err != nil {
+		if _, err := storetest.Hit(t.Context(), s, "k", time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}

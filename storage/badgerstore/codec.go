@@ -25,7 +25,7 @@ import (
 //	            varint Unix seconds then uvarint nanoseconds, of
 //	            CreatedAt, ExpiresAt and, with lastPollFlag, LastPoll
 //	duration  Interval
-//	fields    ClientID, Scope, Reason, CodeHash, SealKey, Sealed: each a
+//	fields    ClientID, Scope, Reason, IssuedTo, CodeHash, SealKey, Sealed: each a
 //	          uvarint length and that many bytes
 //
 // A duration is one uvarint, zigzag(d / unit) << 2 | tag, the tag naming
@@ -56,7 +56,7 @@ const (
 )
 
 func encodeDevice(d *flow.Device) []byte {
-	b := make([]byte, 0, 48+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.CodeHash)+len(d.SealKey)+len(d.Sealed))
+	b := make([]byte, 0, 48+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.IssuedTo)+len(d.CodeHash)+len(d.SealKey)+len(d.Sealed))
 	flags := byte(d.Status) & statusMask
 	if d.Retried {
 		flags |= retriedFlag
@@ -87,7 +87,7 @@ func encodeDevice(d *flow.Device) []byte {
 		}
 	}
 	b = appendDuration(b, int64(d.Interval))
-	for _, s := range [...]string{d.ClientID, d.Scope, d.Reason} {
+	for _, s := range [...]string{d.ClientID, d.Scope, d.Reason, d.IssuedTo} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -181,22 +181,22 @@ func decodeDevice(userCode string, b []byte) (*flow.Device, error) {
 		}
 	}
 	d.Interval = time.Duration(r.duration())
-	var f [6][2]int // where each field's bytes are in b
+	var f [7][2]int // where each field's bytes are in b
 	for i := range f {
 		f[i] = r.field()
 	}
 	if r.bad || r.off != len(b) {
 		return nil, errCorruptRecord
 	}
-	// One string for the three texts and one slice for the three byte
+	// One string for the four texts and one slice for the three byte
 	// fields: two allocations, whatever the record holds.
-	texts := string(b[f[0][0]:f[2][1]])
-	for i, p := range [...]*string{&d.ClientID, &d.Scope, &d.Reason} {
+	texts := string(b[f[0][0]:f[3][1]])
+	for i, p := range [...]*string{&d.ClientID, &d.Scope, &d.Reason, &d.IssuedTo} {
 		*p = texts[f[i][0]-f[0][0] : f[i][1]-f[0][0]]
 	}
-	raw := bytes.Clone(b[f[3][0]:f[5][1]])
+	raw := bytes.Clone(b[f[4][0]:f[6][1]])
 	for i, p := range [...]*[]byte{&d.CodeHash, &d.SealKey, &d.Sealed} {
-		if start, end := f[3+i][0]-f[3][0], f[3+i][1]-f[3][0]; end > start {
+		if start, end := f[4+i][0]-f[4][0], f[4+i][1]-f[4][0]; end > start {
 			*p = raw[start:end:end]
 		}
 	}

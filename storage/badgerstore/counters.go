@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
 // Counters (the issue and guess limits) are hit by many requests at once,
@@ -42,15 +45,35 @@ func (c *counters) shard(key string) *counterShard {
 	return &c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
 }
 
-func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
-	k := string(s.ns.key(kindCounter, key))
-	sh := s.db.counters.shard(k)
+// Tally: see flow.Store. Each step takes its counter's shard lock.
+func (s *Store) Tally(_ context.Context, steps ...flow.Tally) ([]int64, error) {
+	out := make([]int64, 0, len(steps))
+	now := time.Now()
+	for _, st := range steps {
+		n, err := s.db.tally(string(s.ns.key(kindCounter, st.Key)), st.TTL, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+		if st.TTL > 0 && st.Limit > 0 && n > st.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// tally adds one to the counter under the Badger key k when ttl is above
+// zero, and returns its value.
+func (db *DB) tally(k string, ttl time.Duration, now time.Time) (int64, error) {
+	sh := db.counters.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	now := time.Now()
-	c, err := s.db.counter(sh, k, now)
+	c, err := db.counter(sh, k, now)
 	if err != nil {
 		return 0, err
+	}
+	if ttl <= 0 {
+		return c.value, nil
 	}
 	if c.value == 0 { // a new window
 		c.until = ceilUnix(now.Add(ttl))
@@ -63,16 +86,50 @@ func (s *Store) Hit(_ context.Context, key string, ttl time.Duration) (int64, er
 	return c.value, nil
 }
 
-func (s *Store) Count(_ context.Context, key string) (int64, error) {
-	k := string(s.ns.key(kindCounter, key))
-	sh := s.db.counters.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	c, err := s.db.counter(sh, k, time.Now())
+// Counters: see flow.Store. The keys are those in Badger and those hit
+// since the last write behind; each value is read as Tally reads it.
+func (s *Store) Counters(ctx context.Context, prefix string, fn func(key string, value int64) bool) error {
+	full := s.ns.key(kindCounter, prefix)
+	skip := len(full) - len(prefix)
+	keys := make(map[string]bool)
+	err := s.db.view(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = full
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.ValidForPrefix(full); it.Next() {
+			keys[string(it.Item().Key())] = true
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return c.value, nil
+	for i := range s.db.counters.shards {
+		sh := &s.db.counters.shards[i]
+		sh.mu.Lock()
+		for k := range sh.m {
+			if strings.HasPrefix(k, string(full)) {
+				keys[k] = true
+			}
+		}
+		sh.mu.Unlock()
+	}
+	now := time.Now()
+	for k := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := s.db.tally(k, 0, now)
+		if err != nil {
+			return err
+		}
+		if n > 0 && !fn(k[skip:], n) {
+			return nil
+		}
+	}
+	return nil
 }
 
 // counter is the live counter under key, from memory or else from Badger;

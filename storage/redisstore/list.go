@@ -2,9 +2,7 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 
@@ -20,21 +18,40 @@ const scanCount = 1000
 // errStopScan ends a walk that fn asked to stop.
 var errStopScan = errors.New("redisstore: stop")
 
-// Devices: see flow.Store. It SCANs for the namespace's device keys
-// (MATCH <prefix>dev:{*}) and reads the records it finds, a batch per
-// SCAN call in one pipeline. On a Cluster it scans every master, at the
-// same time; fn is still called by one goroutine at a time. A key may be
-// seen twice (SCAN's guarantee is at least once): each user code is
-// handed to fn once.
+// Devices: see flow.Store. It walks the namespace's device keys.
 func (s *Store) Devices(ctx context.Context, fn func(*flow.Device) bool) error {
-	w := &deviceWalk{s: s, fn: fn, seen: make(map[string]bool)}
+	prefix := s.prefix + "dev:{"
+	var decodeErr error
+	err := s.walk(ctx, prefix, func(key, raw string) bool {
+		userCode := strings.TrimSuffix(key[len(prefix):], "}")
+		d, err := decodeDevice(userCode, raw)
+		if err != nil {
+			decodeErr = err
+			return false
+		}
+		return fn(d)
+	})
+	if err != nil {
+		return err
+	}
+	return decodeErr
+}
+
+// walk SCANs for the keys that start with prefix (MATCH <prefix>*) and
+// reads them, a batch per SCAN call in one pipeline, handing each key and
+// value to fn until it returns false. On a Cluster it scans every master
+// at the same time; fn is still called by one goroutine at a time. A key
+// is handed to fn once, though SCAN may return it twice.
+func (s *Store) walk(ctx context.Context, prefix string, fn func(key, raw string) bool) error {
+	w := &walk{rdb: s.c.rdb, fn: fn, seen: make(map[string]bool)}
+	match := globEscape(prefix) + "*"
 	var err error
 	if cc, ok := s.c.rdb.(*redis.ClusterClient); ok {
 		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return w.scan(ctx, node)
+			return w.scan(ctx, node, match)
 		})
 	} else {
-		err = w.scan(ctx, s.c.rdb)
+		err = w.scan(ctx, s.c.rdb, match)
 	}
 	if errors.Is(err, errStopScan) {
 		return nil
@@ -42,10 +59,10 @@ func (s *Store) Devices(ctx context.Context, fn func(*flow.Device) bool) error {
 	return err
 }
 
-// deviceWalk is one call of Devices.
-type deviceWalk struct {
-	s  *Store
-	fn func(*flow.Device) bool
+// walk is one call of Store.walk.
+type walk struct {
+	rdb redis.UniversalClient
+	fn  func(key, raw string) bool
 
 	mu   sync.Mutex // serializes fn
 	seen map[string]bool
@@ -53,16 +70,14 @@ type deviceWalk struct {
 }
 
 // scan walks the keys of one node (or of the whole server).
-func (w *deviceWalk) scan(ctx context.Context, node redis.Cmdable) error {
-	prefix := w.s.prefix + "dev:{"
-	match := globEscape(prefix) + "*}"
+func (w *walk) scan(ctx context.Context, node redis.Cmdable, match string) error {
 	var cursor uint64
 	for {
 		keys, next, err := node.Scan(ctx, cursor, match, scanCount).Result()
 		if err != nil {
-			return unavailable("scan devices", err)
+			return unavailable("scan", err)
 		}
-		if err := w.read(ctx, prefix, keys); err != nil {
+		if err := w.read(ctx, keys); err != nil {
 			return err
 		}
 		if cursor = next; cursor == 0 {
@@ -71,18 +86,18 @@ func (w *deviceWalk) scan(ctx context.Context, node redis.Cmdable) error {
 	}
 }
 
-// read gets the records under keys and hands them to fn.
-func (w *deviceWalk) read(ctx context.Context, prefix string, keys []string) error {
+// read gets the values under keys and hands them to fn.
+func (w *walk) read(ctx context.Context, keys []string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	pipe := w.s.c.rdb.Pipeline()
+	pipe := w.rdb.Pipeline()
 	gets := make([]*redis.StringCmd, len(keys))
 	for i, k := range keys {
 		gets[i] = pipe.Get(ctx, k)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return unavailable("read devices", err)
+		return unavailable("read", err)
 	}
 	for i, get := range gets {
 		raw, err := get.Result()
@@ -90,33 +105,28 @@ func (w *deviceWalk) read(ctx context.Context, prefix string, keys []string) err
 			continue // gone since the scan saw it
 		}
 		if err != nil {
-			return unavailable("read devices", err)
+			return unavailable("read", err)
 		}
-		userCode := strings.TrimSuffix(strings.TrimPrefix(keys[i], prefix), "}")
-		d := new(flow.Device)
-		if err := json.Unmarshal([]byte(raw), d); err != nil {
-			return fmt.Errorf("redisstore: decoding device %q: %w", userCode, err)
-		}
-		if !w.give(userCode, d) {
+		if !w.give(keys[i], raw) {
 			return errStopScan
 		}
 	}
 	return nil
 }
 
-// give hands d to fn unless its user code was given already; false once
-// fn asked to stop.
-func (w *deviceWalk) give(userCode string, d *flow.Device) bool {
+// give hands the key to fn unless it was given already; false once fn
+// asked to stop.
+func (w *walk) give(key, raw string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
 		return false
 	}
-	if w.seen[userCode] {
+	if w.seen[key] {
 		return true
 	}
-	w.seen[userCode] = true
-	w.done = !w.fn(d)
+	w.seen[key] = true
+	w.done = !w.fn(key, raw)
 	return !w.done
 }
 

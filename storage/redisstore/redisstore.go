@@ -15,15 +15,33 @@
 // Options.KeyPrefix (default "df:") and ns is the first 8 bytes of the
 // SHA-256 of the namespace, in hex (16 characters):
 //
-//	<prefix><ns>:dev:{<user code>}  a device record (JSON), until ExpiresAt + Grace
-//	<prefix><ns>:login:{<key>}      a browser login (JSON), until its ExpiresAt
-//	<prefix><ns>:hit:{<key>}        a counter, until ttl after its first hit
-//	<prefix><ns>:secret:{<name>}    a server secret, forever
+//	<prefix><ns>:dev:{<user code>}   a device record (JSON), until ExpiresAt + Grace
+//	<prefix><ns>:login:{<key>}       a browser login (JSON), until its ExpiresAt
+//	<prefix><ns>:hit:{<ns>}:<key>    a counter, until ttl after its first hit
+//	<prefix><ns>:secret:{<name>}     a server secret, forever
 //
-// Every command and script touches a single key, so all of this works on a
-// Redis Cluster as it is. The braces are hash tags; a prefix that holds one
-// itself ("{df}:") puts every key in one slot, which works too but forgoes
-// spreading the load over the cluster.
+// The braces are hash tags: on a Redis Cluster a record, a login or a
+// secret is one key in its own slot, so codes spread over all masters,
+// while a namespace's counters share one slot, so that one script can take
+// every step of a Tally. A prefix that holds a hash tag itself ("{df}:")
+// puts every key in one slot, which works too but forgoes spreading the
+// load over the cluster.
+//
+// # Round trips
+//
+// Every method is one round trip to Redis in the common case, and every
+// script is sent by its SHA (EVALSHA; the source only once per server):
+//
+//   - CreateDevice: SET NX.
+//   - UpdateDevice (a poll, an approval, a delivery): one compare-and-swap
+//     script, when this Client remembers the record (see recent.go);
+//     otherwise a GET first. The script writes only if Redis still holds
+//     the record fn saw, byte for byte, and otherwise answers with what it
+//     holds, so fn runs again on that without another read.
+//   - DeviceByUserCode, PutLogin: GET, SET.
+//   - TakeLogin: one script that deletes and returns the login if it
+//     holds the state.
+//   - Tally: one script over the namespace's counters.
 //
 // # Device records
 //
@@ -34,13 +52,14 @@
 // and UpdateDevice still return the record, and callers compare ExpiresAt
 // themselves (a late poll is answered expired_token).
 //
-// UpdateDevice is optimistic: it reads the record, runs fn on it, and
-// applies the verdict with a Lua compare-and-swap that succeeds only if the
-// key still holds byte for byte what fn saw; otherwise it reads again and
-// calls fn again, after a short random back-off, at most MaxAttempts times.
-// The comparison is on the full value, so an interleaved write that left
-// the record identical is not a conflict: fn's verdict depends only on the
-// record it was handed.
+// UpdateDevice is optimistic: fn's verdict is applied only if the record is
+// still the one fn saw, else fn is called again on the newer one, at most
+// MaxAttempts times (with a short random back-off from the third). The
+// comparison is on the full value, so an interleaved write that left the
+// record identical is not a conflict: fn's verdict depends only on the
+// record it was handed. A verdict reached on a remembered record is
+// always checked against Redis, Keep included: what a device is told never
+// rests on this instance's memory alone.
 //
 // # Errors
 //
@@ -53,13 +72,10 @@ package redisstore
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"strconv"
@@ -126,6 +142,10 @@ type Options struct {
 	// Grace is how long a device record is kept after its ExpiresAt
 	// (default DefaultGrace).
 	Grace time.Duration
+	// RecentRecords is how many device records the Client remembers, so
+	// that a poll is one round trip (recent.go); 0 means
+	// DefaultRecentRecords, -1 none.
+	RecentRecords int
 
 	// EvictionWarning, when set, is called when a Redis server this
 	// client connects to may evict keys (see eviction.go), once per
@@ -143,6 +163,7 @@ type Client struct {
 	rdb    redis.UniversalClient
 	prefix string
 	grace  time.Duration
+	recent *recent // records as this Client last saw them
 }
 
 // Open connects to Redis as opts say and checks the connection with PING.
@@ -166,7 +187,7 @@ func Connect(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{rdb: redis.NewUniversalClient(uo), prefix: opts.KeyPrefix, grace: opts.Grace}
+	c := &Client{rdb: redis.NewUniversalClient(uo), prefix: opts.KeyPrefix, grace: opts.Grace, recent: newRecent(opts.RecentRecords)}
 	if c.prefix == "" {
 		c.prefix = DefaultKeyPrefix
 	}
@@ -195,14 +216,16 @@ func (c *Client) Close() error { return c.rdb.Close() }
 // key it uses carries a hash of namespace (see the package documentation).
 func (c *Client) Store(namespace string) *Store {
 	sum := sha256.Sum256([]byte(namespace))
-	return &Store{c: c, prefix: c.prefix + hex.EncodeToString(sum[:8]) + ":"}
+	ns := hex.EncodeToString(sum[:8])
+	return &Store{c: c, ns: ns, prefix: c.prefix + ns + ":"}
 }
 
 // Store is one namespace's flow.Store on a Client. It is safe for
 // concurrent use.
 type Store struct {
 	c      *Client
-	prefix string // the Client's prefix and the namespace hash
+	ns     string // the namespace's hash, 16 hex digits
+	prefix string // the Client's prefix, ns and ":"
 }
 
 var _ flow.Store = (*Store)(nil)
@@ -368,8 +391,13 @@ func ParseURL(s string) (*redis.UniversalOptions, error) {
 
 func (s *Store) deviceKey(userCode string) string { return s.prefix + "dev:{" + userCode + "}" }
 func (s *Store) loginKey(key string) string       { return s.prefix + "login:{" + key + "}" }
-func (s *Store) hitKey(key string) string         { return s.prefix + "hit:{" + key + "}" }
 func (s *Store) secretKey(name string) string     { return s.prefix + "secret:{" + name + "}" }
+
+// counterKey: a namespace's counters share one hash tag, the namespace's
+// hash, so that one Lua script can step through those of a Tally on a
+// Cluster too (all in one slot).
+func (s *Store) counterKey(key string) string { return s.counterPrefix() + key }
+func (s *Store) counterPrefix() string        { return s.prefix + "hit:{" + s.ns + "}:" }
 
 // ---- errors ----
 
@@ -377,226 +405,6 @@ func (s *Store) secretKey(name string) string     { return s.prefix + "secret:{"
 // cause reachable.
 func unavailable(op string, err error) error {
 	return fmt.Errorf("redisstore: %s: %w: %w", op, flow.ErrUnavailable, err)
-}
-
-// ---- scripts ----
-//
-// redis.NewScript runs a script by its SHA (EVALSHA) and sends the source
-// only when the server does not know it yet.
-
-// compareAndSwap replaces KEYS[1] with ARGV[2], expiring at ARGV[3] (unix
-// ms), or deletes it when ARGV[2] is empty; only if it still holds ARGV[1].
-// It returns 1 when it did, 0 when the key held something else.
-var compareAndSwap = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-	return 0
-end
-if ARGV[2] == '' then
-	redis.call('DEL', KEYS[1])
-else
-	redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-end
-return 1
-`)
-
-// hit increments KEYS[1] and gives it a TTL of ARGV[1] ms on the first hit
-// (or whenever it has none, should one ever lack it).
-var hit = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) == -1 then
-	redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-return n
-`)
-
-// ---- devices ----
-
-// deadline is when a device record expires, as unix ms.
-func (s *Store) deadline(d *flow.Device) int64 {
-	return d.ExpiresAt.Add(s.c.grace).UnixMilli()
-}
-
-// CreateDevice stores the record under its user code with SET NX.
-func (s *Store) CreateDevice(ctx context.Context, d *flow.Device) error {
-	if d.UserCode == "" || d.ExpiresAt.IsZero() {
-		return errors.New("redisstore: CreateDevice: record needs a user code and ExpiresAt")
-	}
-	data, err := json.Marshal(d)
-	if err != nil {
-		return fmt.Errorf("redisstore: encoding device: %w", err)
-	}
-	args := redis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(s.deadline(d))}
-	err = s.c.rdb.SetArgs(ctx, s.deviceKey(d.UserCode), data, args).Err()
-	if errors.Is(err, redis.Nil) {
-		return flow.ErrUserCodeTaken
-	}
-	if err != nil {
-		return unavailable("create device", err)
-	}
-	return nil
-}
-
-// DeviceByUserCode reads the record.
-func (s *Store) DeviceByUserCode(ctx context.Context, userCode string) (*flow.Device, error) {
-	d, _, err := s.getDevice(ctx, userCode)
-	if err == nil && d == nil {
-		err = flow.ErrNotFound
-	}
-	return d, err
-}
-
-// getDevice reads and decodes a record; nil when there is none. raw is the
-// stored value, for compare-and-swap.
-func (s *Store) getDevice(ctx context.Context, userCode string) (d *flow.Device, raw string, err error) {
-	raw, err = s.c.rdb.Get(ctx, s.deviceKey(userCode)).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, "", nil
-	}
-	if err != nil {
-		return nil, "", unavailable("read device", err)
-	}
-	d = new(flow.Device)
-	if err := json.Unmarshal([]byte(raw), d); err != nil {
-		return nil, "", fmt.Errorf("redisstore: decoding device %q: %w", userCode, err)
-	}
-	return d, raw, nil
-}
-
-// UpdateDevice reads, calls fn, and applies its verdict by compare-and-swap,
-// calling fn again on conflict.
-func (s *Store) UpdateDevice(ctx context.Context, userCode string, fn func(*flow.Device) (flow.Verdict, error)) error {
-	for attempt := range MaxAttempts {
-		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
-				return unavailable("update device", err)
-			}
-		}
-		d, raw, err := s.getDevice(ctx, userCode)
-		if err != nil {
-			return err
-		}
-		verdict, fnErr := fn(d)
-		if d == nil || verdict == flow.Keep {
-			return fnErr // nothing to write
-		}
-		var newRaw string // empty: delete
-		switch verdict {
-		case flow.Save:
-			if d.UserCode != userCode || d.ExpiresAt.IsZero() {
-				return errors.New("redisstore: UpdateDevice: fn must not change UserCode nor clear ExpiresAt")
-			}
-			b, err := json.Marshal(d)
-			if err != nil {
-				return fmt.Errorf("redisstore: encoding device: %w", err)
-			}
-			newRaw = string(b)
-		case flow.Delete:
-		default:
-			return fmt.Errorf("redisstore: UpdateDevice: unknown verdict %d", verdict)
-		}
-		swapped, err := compareAndSwap.Run(ctx, s.c.rdb, []string{s.deviceKey(userCode)}, raw, newRaw, s.deadline(d)).Int()
-		if err != nil {
-			return unavailable("update device", err)
-		}
-		if swapped == 1 {
-			return fnErr
-		}
-		// Another writer got in between: read again and call fn again.
-	}
-	return unavailable("update device", fmt.Errorf("record %q still changing after %d attempts", userCode, MaxAttempts))
-}
-
-// backoff waits a little, growing with attempt and jittered so that
-// contending writers spread out.
-func backoff(ctx context.Context, attempt int) error {
-	limit := time.Duration(min(attempt, 10)) * 500 * time.Microsecond
-	t := time.NewTimer(time.Duration(rand.Int64N(int64(limit) + 1)))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// ---- logins ----
-
-// PutLogin stores the login until its ExpiresAt.
-func (s *Store) PutLogin(ctx context.Context, key string, login *flow.Login) error {
-	data, err := json.Marshal(login)
-	if err != nil {
-		return fmt.Errorf("redisstore: encoding login: %w", err)
-	}
-	k := s.loginKey(key)
-	if !login.ExpiresAt.After(time.Now()) {
-		// Already expired: store nothing (and drop what was there).
-		err = s.c.rdb.Del(ctx, k).Err()
-	} else {
-		err = s.c.rdb.SetArgs(ctx, k, data, redis.SetArgs{ExpireAt: login.ExpiresAt}).Err()
-	}
-	if err != nil {
-		return unavailable("put login", err)
-	}
-	return nil
-}
-
-// TakeLogin reads the login and deletes it with a compare-and-swap, only
-// if it holds the state given: the login is returned once.
-func (s *Store) TakeLogin(ctx context.Context, key, state string) (*flow.Login, error) {
-	k := s.loginKey(key)
-	for range MaxAttempts {
-		data, err := s.c.rdb.Get(ctx, k).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil, flow.ErrNotFound
-		}
-		if err != nil {
-			return nil, unavailable("take login", err)
-		}
-		var l flow.Login
-		if err := json.Unmarshal([]byte(data), &l); err != nil {
-			return nil, fmt.Errorf("%w: redisstore: decoding login: %w", flow.ErrUnavailable, err)
-		}
-		if subtle.ConstantTimeCompare([]byte(l.State), []byte(state)) != 1 {
-			return nil, flow.ErrNotFound // not its state: left as it is
-		}
-		taken, err := compareAndSwap.Run(ctx, s.c.rdb, []string{k}, data, "", 0).Int()
-		if err != nil {
-			return nil, unavailable("take login", err)
-		}
-		if taken == 1 {
-			return &l, nil
-		}
-		// Replaced or taken in between: look again.
-	}
-	return nil, unavailable("take login", fmt.Errorf("login still changing after %d attempts", MaxAttempts))
-}
-
-// ---- counters ----
-
-// Hit increments the counter; the first hit starts its TTL.
-func (s *Store) Hit(ctx context.Context, key string, ttl time.Duration) (int64, error) {
-	ms := ttl.Milliseconds()
-	if ms < 1 {
-		ms = 1
-	}
-	n, err := hit.Run(ctx, s.c.rdb, []string{s.hitKey(key)}, ms).Int64()
-	if err != nil {
-		return 0, unavailable("hit", err)
-	}
-	return n, nil
-}
-
-// Count reads the counter.
-func (s *Store) Count(ctx context.Context, key string) (int64, error) {
-	n, err := s.c.rdb.Get(ctx, s.hitKey(key)).Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, unavailable("count", err)
-	}
-	return n, nil
 }
 
 // ---- secrets ----

@@ -160,13 +160,13 @@ func TestKeys(t *testing.T) {
 	}
 	wantTTL(p+"login:{L1}", 3*time.Minute)
 
-	if _, err := s.Hit(ctx, "H1", 90*time.Second); err != nil {
+	if _, err := storetest.Hit(ctx, s, "H1", 90*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Hit(ctx, "H1", time.Hour); err != nil { // a later hit keeps the first TTL
+	if _, err := storetest.Hit(ctx, s, "H1", time.Hour); err != nil { // a later hit keeps the first TTL
 		t.Fatal(err)
 	}
-	wantTTL(p+"hit:{H1}", 90*time.Second)
+	wantTTL(p+"hit:{"+nsHash("handler-1")+"}:H1", 90*time.Second)
 
 	if _, err := s.Secret(ctx, "S1", func() ([]byte, error) { return []byte("x"), nil }); err != nil {
 		t.Fatal(err)
@@ -378,7 +378,7 @@ func TestFault(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.Hit(ctx, "h", time.Hour); err != nil {
+			if _, err := storetest.Hit(ctx, s, "h", time.Hour); err != nil {
 				t.Fatal(err)
 			}
 
@@ -435,8 +435,8 @@ func TestFault(t *testing.T) {
 					return s.PutLogin(ctx, "l", &flow.Login{ExpiresAt: time.Now().Add(time.Minute)})
 				}},
 				{"TakeLogin", func(ctx context.Context) error { _, err := s.TakeLogin(ctx, "l", ""); return err }},
-				{"Hit", func(ctx context.Context) error { _, err := s.Hit(ctx, "h", time.Hour); return err }},
-				{"Count", func(ctx context.Context) error { _, err := s.Count(ctx, "h"); return err }},
+				{"Hit", func(ctx context.Context) error { _, err := storetest.Hit(ctx, s, "h", time.Hour); return err }},
+				{"Count", func(ctx context.Context) error { _, err := storetest.Count(ctx, s, "h"); return err }},
 				{"Secret", func(ctx context.Context) error {
 					_, err := s.Secret(ctx, "cookie", func() ([]byte, error) { return []byte("other"), nil })
 					return err
@@ -482,7 +482,7 @@ func TestFault(t *testing.T) {
 			if err != nil || !bytes.Equal(again, secret) {
 				t.Fatalf("Secret after restart = %q, %v; want %q", again, err, secret)
 			}
-			if n, err := s.Hit(ctx, "h", time.Hour); err != nil || n != 2 {
+			if n, err := storetest.Hit(ctx, s, "h", time.Hour); err != nil || n != 2 {
 				t.Fatalf("Hit after restart = %d, %v; want 2", n, err)
 			}
 			err = s.UpdateDevice(ctx, d.UserCode, func(rec *flow.Device) (flow.Verdict, error) {

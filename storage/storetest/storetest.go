@@ -31,6 +31,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -81,6 +83,8 @@ func Run(t *testing.T, open Open) {
 		{"LoginState", testLoginState},
 		{"Hits", testHits},
 		{"HitsConcurrent", testHitsConcurrent},
+		{"TallySteps", testTallySteps},
+		{"Counters", testCounters},
 		{"Secret", testSecret},
 		{"SecretConcurrent", testSecretConcurrent},
 	}
@@ -144,6 +148,7 @@ func NewDevice(ttl time.Duration) *flow.Device {
 		ExpiresAt: now.Add(ttl),
 		Interval:  5 * time.Second,
 		SealKey:   randomBytes(32),
+		IssuedTo:  "192.0.2.1",
 	}
 }
 
@@ -339,6 +344,7 @@ func testCreateAndRead(t *testing.T, s flow.Store) {
 	d.LastPoll = time.Now().Add(-time.Second)
 	d.Retried = true
 	d.Status = flow.Approved
+	d.IssuedTo = "2001:db8::1"
 	mustCreate(t, s, d)
 	wantRecord(t, s, d)
 
@@ -389,7 +395,7 @@ func testMissing(t *testing.T, s flow.Store) {
 	if l, err := s.TakeLogin(ctx(t), randomKey("login-"), ""); !errors.Is(err, flow.ErrNotFound) {
 		t.Errorf("TakeLogin(missing) = %+v, %v; want ErrNotFound", l, err)
 	}
-	if n, err := s.Count(ctx(t), randomKey("count-")); err != nil || n != 0 {
+	if n, err := Count(ctx(t), s, randomKey("count-")); err != nil || n != 0 {
 		t.Errorf("Count(missing) = %d, %v; want 0, nil", n, err)
 	}
 	for _, v := range []flow.Verdict{flow.Keep, flow.Save, flow.Delete} {
@@ -696,7 +702,7 @@ func testNamespaces(t *testing.T, open Open) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := a.Hit(ctx(t), hitKey, time.Hour); err != nil {
+		if _, err := Hit(ctx(t), a, hitKey, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -710,7 +716,7 @@ func testNamespaces(t *testing.T, open Open) {
 	if l, err := b.TakeLogin(ctx(t), loginKey, ""); !errors.Is(err, flow.ErrNotFound) {
 		t.Fatalf("TakeLogin in another namespace = %+v, %v; want ErrNotFound", l, err)
 	}
-	if n, err := b.Count(ctx(t), hitKey); err != nil || n != 0 {
+	if n, err := Count(ctx(t), b, hitKey); err != nil || n != 0 {
 		t.Fatalf("Count in another namespace = %d, %v; want 0", n, err)
 	}
 	secretB, err := b.Secret(ctx(t), secretName, randomSecret)
@@ -728,7 +734,7 @@ func testNamespaces(t *testing.T, open Open) {
 	if err := b.PutLogin(ctx(t), loginKey, loginB); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := b.Hit(ctx(t), hitKey, time.Hour); err != nil || n != 1 {
+	if n, err := Hit(ctx(t), b, hitKey, time.Hour); err != nil || n != 1 {
 		t.Fatalf("Hit in another namespace = %d, %v; want 1", n, err)
 	}
 
@@ -738,7 +744,7 @@ func testNamespaces(t *testing.T, open Open) {
 	if got, err := a2.TakeLogin(ctx(t), loginKey, ""); err != nil || diffLogin(got, loginA) != "" {
 		t.Fatalf("TakeLogin in the same namespace = %+v, %v; want %+v", got, err, loginA)
 	}
-	if n, err := a2.Count(ctx(t), hitKey); err != nil || n != 2 {
+	if n, err := Count(ctx(t), a2, hitKey); err != nil || n != 2 {
 		t.Fatalf("Count in the same namespace = %d, %v; want 2", n, err)
 	}
 	if got, err := a2.Secret(ctx(t), secretName, randomSecret); err != nil || !bytes.Equal(got, secretA) {
@@ -877,7 +883,7 @@ func testHits(t *testing.T, s flow.Store) {
 			if st.key == b {
 				want = st.wantB
 			}
-			n, err := s.Hit(ctx(t), st.key, time.Hour)
+			n, err := Hit(ctx(t), s, st.key, time.Hour)
 			if err != nil {
 				t.Fatalf("step %d: Hit: %v", i, err)
 			}
@@ -887,13 +893,67 @@ func testHits(t *testing.T, s flow.Store) {
 		}
 		// Count reads without changing, however often.
 		for range 2 {
-			if n, err := s.Count(ctx(t), a); err != nil || n != st.wantA {
+			if n, err := Count(ctx(t), s, a); err != nil || n != st.wantA {
 				t.Fatalf("step %d: Count(a) = %d, %v; want %d", i, n, err, st.wantA)
 			}
-			if n, err := s.Count(ctx(t), b); err != nil || n != st.wantB {
+			if n, err := Count(ctx(t), s, b); err != nil || n != st.wantB {
 				t.Fatalf("step %d: Count(b) = %d, %v; want %d", i, n, err, st.wantB)
 			}
 		}
+	}
+}
+
+// testTallySteps: steps are taken in order, reads see the hits before
+// them, and a hit past its Limit ends the call.
+func testTallySteps(t *testing.T, s flow.Store) {
+	a, b, c := randomKey("t-a-"), randomKey("t-b-"), randomKey("t-c-")
+	hour := time.Hour
+	tests := []struct {
+		name  string
+		steps []flow.Tally
+		want  []int64
+	}{
+		{"reads of nothing", []flow.Tally{flow.Read(a), flow.Read(b)}, []int64{0, 0}},
+		{"hit then read", []flow.Tally{flow.Hit(a, hour), flow.Read(a), flow.Hit(b, hour)}, []int64{1, 1, 1}},
+		{"within the limit", []flow.Tally{{Key: a, TTL: hour, Limit: 2}, flow.Hit(b, hour), flow.Read(c)}, []int64{2, 2, 0}},
+		{"past the limit stops", []flow.Tally{{Key: a, TTL: hour, Limit: 2}, flow.Hit(b, hour), flow.Read(c)}, []int64{3}},
+		{"a read's limit is no limit", []flow.Tally{{Key: a, Limit: 1}, flow.Hit(c, hour)}, []int64{3, 1}},
+		{"later steps were not taken", []flow.Tally{flow.Read(a), flow.Read(b), flow.Read(c)}, []int64{3, 2, 1}},
+		{"the same counter twice", []flow.Tally{flow.Hit(c, hour), flow.Hit(c, hour)}, []int64{2, 3}},
+	}
+	for _, tc := range tests {
+		got, err := s.Tally(ctx(t), tc.steps...)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Fatalf("%s: Tally = %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// testCounters: Counters lists the live counters under a prefix, with
+// their values, and no others.
+func testCounters(t *testing.T, s flow.Store) {
+	prefix := randomKey("list-") + ":"
+	want := map[string]int64{prefix + "x": 2, prefix + "2001:db8::/64:7": 1}
+	for key, n := range want {
+		for range n {
+			if _, err := Hit(ctx(t), s, key, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := Hit(ctx(t), s, "other-"+prefix, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	if err := s.Counters(ctx(t), prefix, func(key string, n int64) bool { got[key] = n; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("Counters(%q) = %v, want %v", prefix, got, want)
+	}
+	calls := 0
+	if err := s.Counters(ctx(t), prefix, func(string, int64) bool { calls++; return false }); err != nil || calls != 1 {
+		t.Fatalf("Counters stopped by fn: %d calls, %v; want 1, nil", calls, err)
 	}
 }
 
@@ -901,7 +961,7 @@ func testHitsConcurrent(t *testing.T, s flow.Store) {
 	key := randomKey("hits-")
 	got := make([]int64, Concurrency)
 	together(func(i int) {
-		n, err := s.Hit(ctx(t), key, time.Hour)
+		n, err := Hit(ctx(t), s, key, time.Hour)
 		if err != nil {
 			t.Errorf("Hit: %v", err)
 		}
@@ -913,7 +973,7 @@ func testHitsConcurrent(t *testing.T, s flow.Store) {
 			t.Fatalf("concurrent Hit results %v, want each of 1..%d once", got, Concurrency)
 		}
 	}
-	if n, err := s.Count(ctx(t), key); err != nil || n != Concurrency {
+	if n, err := Count(ctx(t), s, key); err != nil || n != Concurrency {
 		t.Fatalf("Count = %d, %v; want %d", n, err, Concurrency)
 	}
 }
@@ -1009,7 +1069,7 @@ func testExpiry(t *testing.T, s flow.Store, wait func(time.Duration)) {
 		t.Fatalf("PutLogin: %v", err)
 	}
 	hitKey := randomKey("hits-")
-	if n, err := s.Hit(ctx(t), hitKey, time.Second); err != nil || n != 1 {
+	if n, err := Hit(ctx(t), s, hitKey, time.Second); err != nil || n != 1 {
 		t.Fatalf("Hit = %d, %v; want 1", n, err)
 	}
 
@@ -1022,7 +1082,7 @@ func testExpiry(t *testing.T, s flow.Store, wait func(time.Duration)) {
 		t.Fatalf("PutLogin: %v", err)
 	}
 	longHitKey := randomKey("hits-")
-	if _, err := s.Hit(ctx(t), longHitKey, time.Hour); err != nil {
+	if _, err := Hit(ctx(t), s, longHitKey, time.Hour); err != nil {
 		t.Fatalf("Hit: %v", err)
 	}
 
@@ -1046,7 +1106,7 @@ func testExpiry(t *testing.T, s flow.Store, wait func(time.Duration)) {
 		t.Logf("too slow to check the grace period (%v passed)", time.Since(t0))
 	}
 	// The counter lives on until its TTL is up.
-	if n, err := s.Count(ctx(t), hitKey); err != nil || n != 1 {
+	if n, err := Count(ctx(t), s, hitKey); err != nil || n != 1 {
 		t.Fatalf("Count before the TTL = %d, %v; want 1", n, err)
 	}
 
@@ -1058,10 +1118,10 @@ func testExpiry(t *testing.T, s flow.Store, wait func(time.Duration)) {
 	if l, err := s.TakeLogin(ctx(t), loginKey, ""); !errors.Is(err, flow.ErrNotFound) {
 		t.Errorf("TakeLogin after expiry = %+v, %v; want ErrNotFound", l, err)
 	}
-	if n, err := s.Count(ctx(t), hitKey); err != nil || n != 0 {
+	if n, err := Count(ctx(t), s, hitKey); err != nil || n != 0 {
 		t.Errorf("Count after the TTL = %d, %v; want 0", n, err)
 	}
-	if n, err := s.Hit(ctx(t), hitKey, time.Hour); err != nil || n != 1 {
+	if n, err := Hit(ctx(t), s, hitKey, time.Hour); err != nil || n != 1 {
 		t.Errorf("Hit after the TTL = %d, %v; want 1 (a new window)", n, err)
 	}
 	// The expired record's user code is free again.
@@ -1077,7 +1137,27 @@ func testExpiry(t *testing.T, s flow.Store, wait func(time.Duration)) {
 	} else if d := diffLogin(got, longLogin); d != "" {
 		t.Errorf("TakeLogin(long-lived): %s", d)
 	}
-	if n, err := s.Count(ctx(t), longHitKey); err != nil || n != 1 {
+	if n, err := Count(ctx(t), s, longHitKey); err != nil || n != 1 {
 		t.Errorf("Count(long-lived) = %d, %v; want 1", n, err)
 	}
+}
+
+// Hit adds one to the counter key through Tally and returns its value.
+func Hit(ctx context.Context, s flow.Store, key string, ttl time.Duration) (int64, error) {
+	return one(s.Tally(ctx, flow.Hit(key, ttl)))
+}
+
+// Count reads the counter key through Tally.
+func Count(ctx context.Context, s flow.Store, key string) (int64, error) {
+	return one(s.Tally(ctx, flow.Read(key)))
+}
+
+func one(n []int64, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	if len(n) != 1 {
+		return 0, fmt.Errorf("Tally of one step returned %d values", len(n))
+	}
+	return n[0], nil
 }

@@ -172,23 +172,38 @@ func (s memStore) TakeLogin(_ context.Context, key, state string) (*flow.Login, 
 	return &l, nil
 }
 
-func (s memStore) Hit(_ context.Context, key string, ttl time.Duration) (int64, error) {
+func (s memStore) Tally(_ context.Context, steps ...flow.Tally) ([]int64, error) {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	e, ok := live(s.b.hits, s.key(key))
-	if !ok {
-		e.expires = time.Now().Add(ttl)
+	var out []int64
+	for _, st := range steps {
+		e, ok := live(s.b.hits, s.key(st.Key))
+		if st.TTL > 0 {
+			if !ok {
+				e.expires = time.Now().Add(st.TTL)
+			}
+			e.n++
+			s.b.hits[s.key(st.Key)] = e
+		}
+		out = append(out, e.n)
+		if st.TTL > 0 && st.Limit > 0 && e.n > st.Limit {
+			break
+		}
 	}
-	e.n++
-	s.b.hits[s.key(key)] = e
-	return e.n, nil
+	return out, nil
 }
 
-func (s memStore) Count(_ context.Context, key string) (int64, error) {
+func (s memStore) Counters(_ context.Context, prefix string, fn func(string, int64) bool) error {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
-	e, _ := live(s.b.hits, s.key(key))
-	return e.n, nil
+	for k := range s.b.hits {
+		e, ok := live(s.b.hits, k)
+		key, mine := strings.CutPrefix(k, s.key(""))
+		if ok && mine && strings.HasPrefix(key, prefix) && !fn(key, e.n) {
+			return nil
+		}
+	}
+	return nil
 }
 
 func (s memStore) Secret(_ context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
