@@ -121,6 +121,10 @@ var storageMetrics struct {
 	once     sync.Once
 	diskLow  *prometheus.GaugeVec
 	diskFree *prometheus.GaugeVec
+	// The Redis store's round trips, for its capacity
+	// (docs/multi-instance.md).
+	redisDuration prometheus.Histogram
+	redisErrors   prometheus.Counter
 }
 
 func initStorageMetrics() {
@@ -137,9 +141,31 @@ func initStorageMetrics() {
 		Name:      "badger_disk_free_bytes",
 		Help:      "Free space on the Badger folder's filesystem at the last check (every second).",
 	}, []string{"dir"})
+	storageMetrics.redisDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns,
+		Subsystem: sub,
+		Name:      "redis_duration_seconds",
+		Help:      "Time taken by each round trip to Redis (a command or a script, sent and answered); a request of the flow makes one in the common case.",
+		Buckets:   []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
+	storageMetrics.redisErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns,
+		Subsystem: sub,
+		Name:      "redis_errors_total",
+		Help:      "Round trips to Redis that failed (unreachable, timeout, CLUSTERDOWN, READONLY, OOM, ...); each makes a request of the flow answer 503.",
+	})
 }
 
-// registerStorageMetrics registers the free-space gauges with this
+// redisRoundTrip is the redisstore.Options.OnRoundTrip that feeds the
+// Redis collectors.
+func redisRoundTrip(took time.Duration, failed bool) {
+	storageMetrics.redisDuration.Observe(took.Seconds())
+	if failed {
+		storageMetrics.redisErrors.Inc()
+	}
+}
+
+// registerStorageMetrics registers the stores' collectors with this
 // config's registry.
 func registerStorageMetrics(ctx caddy.Context, logger *zap.Logger) {
 	storageMetrics.once.Do(initStorageMetrics)
@@ -147,7 +173,7 @@ func registerStorageMetrics(ctx caddy.Context, logger *zap.Logger) {
 	if registry == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{storageMetrics.diskLow, storageMetrics.diskFree} {
+	for _, c := range []prometheus.Collector{storageMetrics.diskLow, storageMetrics.diskFree, storageMetrics.redisDuration, storageMetrics.redisErrors} {
 		var already prometheus.AlreadyRegisteredError
 		if err := registry.Register(c); err != nil && !errors.As(err, &already) {
 			logger.Error("device flow metrics could not be registered", zap.Error(err))

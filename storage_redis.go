@@ -119,6 +119,8 @@ func (r *RedisStorage) Provision(ctx caddy.Context) error {
 		logger.Warn("Redis may evict the device flow's keys; set maxmemory-policy noeviction",
 			zap.String("server", server), zap.String("maxmemory_policy", policy))
 	}
+	registerStorageMetrics(ctx, logger)
+	opts.OnRoundTrip = redisRoundTrip
 	val, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		c, err := redisstore.Connect(opts)
 		if err != nil {

@@ -19,7 +19,7 @@
 # BASE_DURATION=4 (seconds of each adjacent baseline),
 # CONNECTIONS=64 THREADS=2 (wrk), POOL=50000 (pending codes polled
 # round-robin), CHECK=1 (wrk classifies every answer: heavier client),
-# NO_REDIS=1, KEEP=1 (keep the temporary folder with logs and Caddyfiles),
+# STORES="badger redis" (the stores to measure), NO_REDIS=1, KEEP=1 (keep the temporary folder with logs and Caddyfiles),
 # LIVE=0 (skip (d), the live-codes runs of the store alone), LIVE_POLL=3
 # (seconds of polls in each), LIVE_HTTP=1 (also poll 200k of the 1M codes
 # through Caddy: ~25 s more, past the 5 minutes).
@@ -278,10 +278,13 @@ run_store() { # NAME STORAGE_LINE [EXTRA_PID]
 	measure "GET /device (entry page)" "$name" browser "$url" "$pid" "$admin" - "$extra_pid"
 }
 
-mkdir -p "$tmp/badger-data"
-run_store badger "storage badger $tmp/badger-data"
+STORES=${STORES:-badger redis}
+if [[ " $STORES " == *" badger "* ]]; then
+	mkdir -p "$tmp/badger-data"
+	run_store badger "storage badger $tmp/badger-data"
+fi
 
-if [ -n "${NO_REDIS:-}" ]; then
+if [ -n "${NO_REDIS:-}" ] || [[ " $STORES " != *" redis "* ]]; then
 	say "Redis skipped (NO_REDIS)"
 elif ! command -v redis-server >/dev/null; then
 	say "Redis skipped: redis-server is not installed (apt-get install redis-server)"

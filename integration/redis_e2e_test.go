@@ -154,9 +154,16 @@ func TestRedisOutageMidFlow(t *testing.T) {
 				t.Fatalf("confirmation page expected:\n%s", confirm.body)
 			}
 
+			before := scrapeMetrics(t)
+			if before["caddy_device_flow_redis_duration_seconds_count"] < 3 {
+				t.Errorf("Redis round trips timed before the outage: %v, want at least 3", before["caddy_device_flow_redis_duration_seconds_count"])
+			}
 			outage.stop(srv)
 			fakeClock.Advance(5 * time.Second)
 			expectUnavailable(t, unavailableChecks(t, clientID, tv, b, confirm.csrf(t)))
+			if failed := scrapeMetrics(t)["caddy_device_flow_redis_errors_total"] - before["caddy_device_flow_redis_errors_total"]; failed < 1 {
+				t.Errorf("caddy_device_flow_redis_errors_total grew by %v during the outage, want at least 1", failed)
+			}
 
 			srv.Restart()
 			if status, out := untilAvailable(t, func() (int, map[string]any) { return tv.pollAfter(5 * time.Second) }); status != 400 || out["error"] != "authorization_pending" {

@@ -19,17 +19,20 @@ const DefaultRecentRecords = 100_000
 // changed the record, or it expired) costs one more round trip, never a
 // different answer.
 //
-// It is bounded: when full, storing a record drops another at random (Go
-// map order). A nil *recent remembers nothing.
+// It is bounded by two generations per shard: records go into the new
+// one; when it is full it becomes the old one and the old one is dropped;
+// a record found in the old one moves to the new one. So the records
+// polled or written lately stay, and a code nobody polls is forgotten
+// after two generations. A nil *recent remembers nothing.
 type recent struct {
 	seed   maphash.Seed
 	shards [32]recentShard
-	max    int // per shard
+	max    int // per generation of a shard
 }
 
 type recentShard struct {
-	mu sync.Mutex
-	m  map[string]string
+	mu       sync.Mutex
+	new, old map[string]string
 }
 
 func newRecent(size int) *recent {
@@ -40,9 +43,9 @@ func newRecent(size int) *recent {
 		return nil
 	}
 	r := &recent{seed: maphash.MakeSeed()}
-	r.max = max(1, size/len(r.shards))
+	r.max = max(1, size/(2*len(r.shards)))
 	for i := range r.shards {
-		r.shards[i].m = make(map[string]string)
+		r.shards[i].new = make(map[string]string)
 	}
 	return r
 }
@@ -59,7 +62,13 @@ func (r *recent) get(key string) (raw string, ok bool) {
 	sh := r.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	raw, ok = sh.m[key]
+	if raw, ok = sh.new[key]; ok {
+		return raw, true
+	}
+	if raw, ok = sh.old[key]; ok {
+		delete(sh.old, key)
+		r.keep(sh, key, raw)
+	}
 	return raw, ok
 }
 
@@ -71,15 +80,19 @@ func (r *recent) put(key, raw string) {
 	sh := r.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	delete(sh.old, key)
 	if raw == "" {
-		delete(sh.m, key)
+		delete(sh.new, key)
 		return
 	}
-	if _, ok := sh.m[key]; !ok && len(sh.m) >= r.max {
-		for k := range sh.m {
-			delete(sh.m, k)
-			break
-		}
+	r.keep(sh, key, raw)
+}
+
+// keep puts raw into the new generation of sh (locked), turning it old
+// first when it is full.
+func (r *recent) keep(sh *recentShard, key, raw string) {
+	if _, ok := sh.new[key]; !ok && len(sh.new) >= r.max {
+		sh.old, sh.new = sh.new, make(map[string]string, r.max)
 	}
-	sh.m[key] = raw
+	sh.new[key] = raw
 }

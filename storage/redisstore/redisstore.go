@@ -152,6 +152,11 @@ type Options struct {
 	// server and policy.
 	EvictionWarning func(addr, policy string)
 
+	// OnRoundTrip, when set, is called after every round trip to Redis
+	// (a command, or a pipeline) with how long it took and whether it
+	// failed (a missing key is no failure): for metrics.
+	OnRoundTrip func(took time.Duration, failed bool)
+
 	// Configure, when set, is called last on the client options, for
 	// settings not covered above.
 	Configure func(*redis.UniversalOptions)
@@ -193,6 +198,12 @@ func Connect(opts Options) (*Client, error) {
 	}
 	if c.grace <= 0 {
 		c.grace = DefaultGrace
+	}
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		cc.AddHook(followFailover{cc})
+	}
+	if opts.OnRoundTrip != nil {
+		c.rdb.AddHook(timing{report: opts.OnRoundTrip})
 	}
 	return c, nil
 }

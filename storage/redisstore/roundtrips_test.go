@@ -214,4 +214,3 @@ func TestRecentRecordsBounded(t *testing.T) {
 		t.Errorf("a poll without memory took %d round trips, want 2 (GET, then the swap)", trips)
 	}
 }
-

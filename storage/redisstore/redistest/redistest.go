@@ -1,5 +1,6 @@
 // Package redistest starts throw-away redis-server processes (one server or
-// a small Redis Cluster) on loopback ports for tests.
+// a small Redis Cluster, with replicas if asked) on loopback ports for
+// tests.
 //
 // When redis-server (or, for a cluster, redis-cli) is not on PATH, the
 // helpers skip the test, unless the environment variable CI is set: then
@@ -9,7 +10,6 @@ package redistest
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -62,9 +62,11 @@ func require(t testing.TB, bin string) {
 type Option func(*config)
 
 type config struct {
-	appendOnly bool
-	cluster    bool
-	args       []string
+	appendOnly  bool
+	cluster     bool
+	replicas    int           // StartCluster: replicas per master
+	nodeTimeout time.Duration // cluster-node-timeout; 0: the default
+	args        []string
 }
 
 // AppendOnly turns on the append-only file with fsync on every write, so
@@ -77,7 +79,27 @@ func Args(args ...string) Option {
 	return func(c *config) { c.args = append(c.args, args...) }
 }
 
+// Replicas gives every master of StartCluster n replicas, so that a master
+// may fail over (Server.Kill, Cluster.WaitFailover). Start ignores it.
+func Replicas(n int) Option { return func(c *config) { c.replicas = n } }
+
+// NodeTimeout sets cluster-node-timeout: how long a cluster node may not
+// answer before it is taken for failed. The default is 5 s, or 1 s for a
+// cluster with replicas, so that a replica takes over within a few seconds
+// of its master's crash.
+func NodeTimeout(d time.Duration) Option { return func(c *config) { c.nodeTimeout = d } }
+
 func clusterMode() Option { return func(c *config) { c.cluster = true } }
+
+func (c config) clusterNodeTimeout() time.Duration {
+	switch {
+	case c.nodeTimeout > 0:
+		return c.nodeTimeout
+	case c.replicas > 0:
+		return time.Second
+	}
+	return 5 * time.Second
+}
 
 // Server is one redis-server process. Its data directory is a temporary
 // directory of the test, kept across Stop and Restart.
@@ -86,6 +108,7 @@ type Server struct {
 	URL  string // redis://127.0.0.1:port/0
 	Port int
 	Dir  string
+	ID   string // the cluster node ID, for the nodes of StartCluster
 
 	t   testing.TB
 	cfg config
@@ -141,7 +164,12 @@ func (s *Server) args() []string {
 		a = append(a,
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(s.Dir, "nodes.conf"),
-			"--cluster-node-timeout", "5000",
+			"--cluster-node-timeout", strconv.FormatInt(s.cfg.clusterNodeTimeout().Milliseconds(), 10),
+			// A replica may always take over, however long it has been
+			// apart from its master, and a replica's first sync starts
+			// at once rather than after the default 5 s.
+			"--cluster-replica-validity-factor", "0",
+			"--repl-diskless-sync-delay", "0",
 		)
 	}
 	return append(a, s.cfg.args...)
@@ -235,51 +263,6 @@ func (s *Server) Restart() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.t.Fatalf("redistest: restart: %v", err)
-}
-
-// Cluster is a Redis Cluster of masters without replicas.
-type Cluster struct {
-	Nodes []*Server
-	Addrs []string // host:port of every node, a seed list for cluster clients
-}
-
-// StartCluster starts n (at least 3) cluster-enabled servers, joins them
-// with redis-cli --cluster create, and waits for cluster_state:ok.
-func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
-	t.Helper()
-	if n < 3 {
-		t.Fatalf("redistest: a cluster needs at least 3 masters, not %d", n)
-	}
-	Require(t)
-	require(t, cliBinary())
-	c := &Cluster{}
-	for range n {
-		node := Start(t, append(opts, clusterMode())...)
-		c.Nodes = append(c.Nodes, node)
-		c.Addrs = append(c.Addrs, node.Addr)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	out, err := exec.CommandContext(ctx, cliBinary(), args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redistest: %s --cluster create: %v\n%s", cliBinary(), err, out)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, node := range c.Nodes {
-		for {
-			info, err := Do(node.Addr, "CLUSTER", "INFO")
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("redistest: cluster node %s not ok after 30s: %q, %v", node.Addr, info, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	return c
 }
 
 // freePort picks a loopback port that is free now; for cluster nodes the
