@@ -5,9 +5,11 @@ import (
 	"sync"
 )
 
-// DefaultRecentRecords is how many device records a Client remembers
-// unless Options.RecentRecords says otherwise: about 40 MiB at ~400 bytes
-// each (a record's JSON, its key and the map's own share).
+// DefaultRecentRecords is how many device records a Client remembers at
+// least (and at most twice as many: see recent) unless
+// Options.RecentRecords says otherwise. A record costs ~400 bytes here
+// (its JSON, its key and the map's share): 40–80 MiB when full, which
+// happens only with 100,000 devices waiting on one instance.
 const DefaultRecentRecords = 100_000
 
 // recent remembers device records as this Client last saw them in Redis
@@ -19,11 +21,12 @@ const DefaultRecentRecords = 100_000
 // changed the record, or it expired) costs one more round trip, never a
 // different answer.
 //
-// It is bounded by two generations per shard: records go into the new
-// one; when it is full it becomes the old one and the old one is dropped;
-// a record found in the old one moves to the new one. So the records
-// polled or written lately stay, and a code nobody polls is forgotten
-// after two generations. A nil *recent remembers nothing.
+// It is bounded by two generations per shard, each of its share of size:
+// records go into the new one; when it is full it becomes the old one and
+// the old one is dropped; a record found in the old one moves to the new
+// one. So the last size records polled or written stay (a fleet of that
+// many devices polling in turn never misses), and a code nobody polls is
+// forgotten after two generations. A nil *recent remembers nothing.
 type recent struct {
 	seed   maphash.Seed
 	shards [32]recentShard
@@ -43,7 +46,7 @@ func newRecent(size int) *recent {
 		return nil
 	}
 	r := &recent{seed: maphash.MakeSeed()}
-	r.max = max(1, size/(2*len(r.shards)))
+	r.max = max(1, size/len(r.shards))
 	for i := range r.shards {
 		r.shards[i].new = make(map[string]string)
 	}
