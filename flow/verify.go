@@ -256,6 +256,7 @@ func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, 
 func (s *Service) deny(ctx context.Context, userCode string, codeHash []byte, reason string) error {
 	changed := false
 	err := s.cfg.Store.UpdateDevice(ctx, userCode, func(d *Device) (Verdict, error) {
+		changed = false // fn may run again on a newer record
 		if d == nil || subtle.ConstantTimeCompare(d.CodeHash, codeHash) != 1 || d.Status != Pending {
 			return Keep, nil
 		}
