@@ -132,7 +132,7 @@ func (s *Service) Guesses(ctx context.Context) (GuessLimits, error) {
 	}
 	w, ends := window(s.cfg.Now(), l.GuessWindow)
 	g := GuessLimits{WindowEnds: ends, TotalLimit: l.GuessesTotal, PerAddress: l.GuessesPerIP, Addresses: []AddressGuesses{}}
-	n, err := s.cfg.Store.Tally(ctx, Read(guessTotalKey(w)))
+	n, err := s.tally(ctx, Read(guessTotalKey(w)))
 	if err != nil {
 		return GuessLimits{}, err
 	}

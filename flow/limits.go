@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -91,9 +92,26 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// tally is Store.Tally, with its answer checked: a value for every step
+// up to the end or to a hit past its Limit, so that the callers may index
+// them. A store that answers otherwise is failing (503), never a panic.
+func (s *Service) tally(ctx context.Context, steps ...Tally) ([]int64, error) {
+	n, err := s.cfg.Store.Tally(ctx, steps...)
+	if err != nil {
+		return nil, err
+	}
+	if len(n) == len(steps) && len(n) > 0 {
+		return n, nil
+	}
+	if k := len(n) - 1; k >= 0 && k < len(steps) && steps[k].TTL > 0 && steps[k].Limit > 0 && n[k] > steps[k].Limit {
+		return n, nil
+	}
+	return nil, fmt.Errorf("%w: the store answered %d counter values for %d steps", ErrUnavailable, len(n), len(steps))
+}
+
 // hit adds one to a single counter and returns its new value.
 func (s *Service) hit(ctx context.Context, key string, ttl time.Duration) (int64, error) {
-	n, err := s.cfg.Store.Tally(ctx, Hit(key, ttl))
+	n, err := s.tally(ctx, Hit(key, ttl))
 	if err != nil {
 		return 0, err
 	}
@@ -153,7 +171,7 @@ func (s *Service) guessesLeft(ctx context.Context, ip string) (ok bool, retryAft
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, s.cfg.Limits.GuessWindow)
-	n, err := s.cfg.Store.Tally(ctx, Read(guessKey(ip, w)), Read(guessTotalKey(w)))
+	n, err := s.tally(ctx, Read(guessKey(ip, w)), Read(guessTotalKey(w)))
 	if err != nil {
 		return false, 0, err
 	}
@@ -175,7 +193,7 @@ func (s *Service) wrongGuess(ctx context.Context, ip string) (ok bool, retryAfte
 	now := s.cfg.Now()
 	w, ends := window(now, s.cfg.Limits.GuessWindow)
 	ttl := s.cfg.Limits.GuessWindow + time.Minute
-	n, err := s.cfg.Store.Tally(ctx, Hit(guessKey(ip, w), ttl), Hit(guessTotalKey(w), ttl))
+	n, err := s.tally(ctx, Hit(guessKey(ip, w), ttl), Hit(guessTotalKey(w), ttl))
 	if err != nil {
 		return false, 0, err
 	}
@@ -252,7 +270,7 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 	lw, lends := window(now, s.cfg.ExpiresIn)
 	prev, _ := window(now.Add(-s.cfg.ExpiresIn), s.cfg.ExpiresIn)
 	steps = append(steps, Hit("i:all:"+lw, 2*s.cfg.ExpiresIn+time.Minute), Read("i:all:"+prev))
-	n, err := s.cfg.Store.Tally(ctx, steps...)
+	n, err := s.tally(ctx, steps...)
 	if err != nil {
 		return nil, err
 	}

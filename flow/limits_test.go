@@ -1,6 +1,7 @@
 package flow_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -248,5 +249,28 @@ func TestForgedCallbacksCountAsGuesses(t *testing.T) {
 	}
 	if a := h.lookup("192.0.2.7", wrongCode); a.status != http.StatusTooManyRequests {
 		t.Fatalf("a user code from the same address: %d, want 429", a.status)
+	}
+}
+
+// shortTally answers every Tally with fewer values than steps, as a broken
+// store might.
+type shortTally struct{ flow.Store }
+
+func (shortTally) Tally(context.Context, ...flow.Tally) ([]int64, error) { return nil, nil }
+
+// A store that answers a Tally with too few values makes the requests
+// that count answer 503, never panic.
+func TestShortTallyIsUnavailable(t *testing.T) {
+	h := newHarness(t, harnessOptions{configure: func(c *flow.Config) { c.Store = shortTally{c.Store} }})
+	for _, tc := range []struct {
+		name string
+		a    answer
+	}{
+		{"issue", h.post("192.0.2.1", "/device/code", url.Values{"client_id": {"tv"}})},
+		{"lookup", h.lookup("192.0.2.1", "BCDF-GHJK")},
+	} {
+		if tc.a.status != http.StatusServiceUnavailable || tc.a.header.Get("Retry-After") == "" {
+			t.Errorf("%s: %d %s; want 503 with Retry-After", tc.name, tc.a.status, tc.a.body)
+		}
 	}
 }
