@@ -418,27 +418,13 @@ func TestRedisClusterFailover(t *testing.T) {
 		time.Since(start).Round(time.Millisecond), codes, victims, victim.Addr, len(before))
 
 	// The chaos.
-	stop := make(chan struct{})
-	stopped := func() bool {
-		select {
-		case <-stop:
-			return true
-		default:
-			return false
-		}
-	}
-	var wg sync.WaitGroup
-	stopChaos := sync.OnceFunc(func() {
-		close(stop)
-		wg.Wait()
-	})
-	t.Cleanup(stopChaos) // also when the test fails midway
+	chaos := redistest.StartChaos(t)
 
 	// Devices poll about every 1.2 s (the interval is 1 s), each of them
 	// at either instance.
 	const pollers = 8
 	for g := range pollers {
-		wg.Go(func() {
+		chaos.Go(func() {
 			var mine []*failoverCode
 			for i, c := range initial {
 				if i%pollers == g && c.role != "held" {
@@ -446,9 +432,9 @@ func TestRedisClusterFailover(t *testing.T) {
 				}
 			}
 			last := make(map[*failoverCode]time.Time)
-			for n := 0; !stopped(); n++ {
+			for n := 0; !chaos.Stopped(); n++ {
 				for _, c := range mine {
-					if stopped() || time.Since(last[c]) < 1200*time.Millisecond {
+					if chaos.Stopped() || time.Since(last[c]) < 1200*time.Millisecond {
 						continue
 					}
 					last[c] = time.Now()
@@ -483,12 +469,12 @@ func TestRedisClusterFailover(t *testing.T) {
 	}
 	const approvers = 4
 	for g := range approvers {
-		wg.Go(func() {
+		chaos.Go(func() {
 			p := newPerson()
 			for i := g; i < len(toApprove); i += approvers {
 				c := toApprove[i]
 				uncertain := false // an attempt failed: it may have approved the code all the same
-				for n := 0; !stopped(); n++ {
+				for n := 0; !chaos.Stopped(); n++ {
 					site := sites[(i+n)%2]
 					got, err := p.approve(site, c.user)
 					if err != nil {
@@ -523,8 +509,8 @@ func TestRedisClusterFailover(t *testing.T) {
 		})
 	}
 	// New devices keep asking for codes; those acknowledged must survive.
-	wg.Go(func() {
-		for n := 0; !stopped(); n++ {
+	chaos.Go(func() {
+		for n := 0; !chaos.Stopped(); n++ {
 			c, a, err := issue(sites[n%2])
 			switch {
 			case err != nil:
@@ -573,7 +559,7 @@ func TestRedisClusterFailover(t *testing.T) {
 		}
 	}
 	time.Sleep(500 * time.Millisecond) // the chaos goes on a little on the new master
-	stopChaos()
+	chaos.Stop()
 
 	t.Logf("SIGKILL of %s: %s took over after %v", victim.Addr, promoted.Addr, failover.Round(time.Millisecond))
 	for _, site := range sites {

@@ -208,26 +208,12 @@ func TestClusterFailover(t *testing.T) {
 		records, time.Since(start).Round(time.Millisecond), victims, victim.Addr)
 
 	// The chaos: devices poll, people approve, new devices ask for codes.
-	stop := make(chan struct{})
-	stopped := func() bool {
-		select {
-		case <-stop:
-			return true
-		default:
-			return false
-		}
-	}
-	var wg sync.WaitGroup
-	stopChaos := sync.OnceFunc(func() {
-		close(stop)
-		wg.Wait()
-	})
-	t.Cleanup(stopChaos) // also when the test fails midway
+	chaos := redistest.StartChaos(t)
 	const pollers = 6
 	for g := range pollers {
-		wg.Go(func() {
-			for !stopped() {
-				for i := g; i < records && !stopped(); i += pollers {
+		chaos.Go(func() {
+			for !chaos.Stopped() {
+				for i := g; i < records && !chaos.Stopped(); i += pollers {
 					uc := initial[i]
 					if role(i) == "held" {
 						continue
@@ -249,13 +235,13 @@ func TestClusterFailover(t *testing.T) {
 	}
 	const approvers = 3
 	for g := range approvers {
-		wg.Go(func() {
+		chaos.Go(func() {
 			for i := g; i < records; i += approvers {
 				if role(i) != "approve" {
 					continue
 				}
 				uc := initial[i]
-				for !stopped() {
+				for !chaos.Stopped() {
 					if !led.failed("approve", onVictim(uc), approveRecord(ctx, s, uc)) {
 						led.mu.Lock()
 						led.approved[uc] = true
@@ -268,8 +254,8 @@ func TestClusterFailover(t *testing.T) {
 			}
 		})
 	}
-	wg.Go(func() {
-		for !stopped() {
+	chaos.Go(func() {
+		for !chaos.Stopped() {
 			d := storetest.NewDevice(time.Hour)
 			err := s.CreateDevice(ctx, d)
 			for errors.Is(err, flow.ErrUserCodeTaken) {
@@ -313,7 +299,7 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond) // the chaos goes on a little on the new master
-	stopChaos()
+	chaos.Stop()
 
 	led.mu.Lock()
 	defer led.mu.Unlock()
