@@ -51,7 +51,7 @@ func (s *Store) Tally(ctx context.Context, steps ...flow.Tally) ([]int64, error)
 		}
 		args = append(args, ttl, max(0, st.Limit))
 	}
-	values, err := tally.Run(ctx, s.c.rdb, keys, args...).Int64Slice()
+	values, err := tally.Run(ctx, s.c.do, keys, args...).Int64Slice()
 	if err != nil {
 		return nil, unavailable("tally", err)
 	}

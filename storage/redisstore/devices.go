@@ -47,7 +47,7 @@ func (s *Store) CreateDevice(ctx context.Context, d *flow.Device) error {
 	}
 	key := s.deviceKey(d.UserCode)
 	args := redis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(s.deadline(d))}
-	err = s.c.rdb.SetArgs(ctx, key, data, args).Err()
+	err = s.c.do.SetArgs(ctx, key, data, args).Err()
 	if errors.Is(err, redis.Nil) {
 		return flow.ErrUserCodeTaken
 	}
@@ -73,7 +73,7 @@ func (s *Store) DeviceByUserCode(ctx context.Context, userCode string) (*flow.De
 
 // read GETs the record under key ("" when there is none) and remembers it.
 func (s *Store) read(ctx context.Context, key string) (string, error) {
-	raw, err := s.c.rdb.Get(ctx, key).Result()
+	raw, err := s.c.do.Get(ctx, key).Result()
 	if errors.Is(err, redis.Nil) {
 		raw, err = "", nil
 	}
@@ -141,7 +141,7 @@ func (s *Store) UpdateDevice(ctx context.Context, userCode string, fn func(*flow
 		default:
 			return fmt.Errorf("redisstore: UpdateDevice: unknown verdict %d", verdict)
 		}
-		reply, err := swapDevice.Run(ctx, s.c.rdb, []string{key}, raw, mode, newRaw, expireAt).Slice()
+		reply, err := swapDevice.Run(ctx, s.c.do, []string{key}, raw, mode, newRaw, expireAt).Slice()
 		if err != nil {
 			s.c.recent.put(key, "") // the write may or may not have happened
 			return unavailable("update device", err)

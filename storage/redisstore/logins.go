@@ -38,9 +38,9 @@ func (s *Store) PutLogin(ctx context.Context, key string, login *flow.Login) err
 	k := s.loginKey(key)
 	if !login.ExpiresAt.After(time.Now()) {
 		// Already expired: store nothing (and drop what was there).
-		err = s.c.rdb.Del(ctx, k).Err()
+		err = s.c.do.Del(ctx, k).Err()
 	} else {
-		err = s.c.rdb.SetArgs(ctx, k, data, redis.SetArgs{ExpireAt: login.ExpiresAt}).Err()
+		err = s.c.do.SetArgs(ctx, k, data, redis.SetArgs{ExpireAt: login.ExpiresAt}).Err()
 	}
 	if err != nil {
 		return unavailable("put login", err)
@@ -51,7 +51,7 @@ func (s *Store) PutLogin(ctx context.Context, key string, login *flow.Login) err
 // TakeLogin deletes and returns the login in one script, only if it holds
 // the state given: the login is returned once.
 func (s *Store) TakeLogin(ctx context.Context, key, state string) (*flow.Login, error) {
-	data, err := takeLogin.Run(ctx, s.c.rdb, []string{s.loginKey(key)}, state).Text()
+	data, err := takeLogin.Run(ctx, s.c.do, []string{s.loginKey(key)}, state).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, flow.ErrNotFound
 	}
