@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/record"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/storetest"
 )
 
@@ -343,7 +344,7 @@ func TestCorruptValues(t *testing.T) {
 	s := db.Store("h")
 	err := db.bdb.Update(func(txn *badger.Txn) error {
 		return errors.Join(
-			txn.Set(s.ns.key(kindDevice, "BAD"), []byte{deviceFormat, 0, 0xFF}),
+			txn.Set(s.ns.key(kindDevice, "BAD"), []byte{record.Format, 0, 0xFF}),
 			txn.Set(s.ns.key(kindLogin, "bad"), []byte("{not json")))
 	})
 	if err != nil {

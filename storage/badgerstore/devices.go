@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/record"
 )
 
 // Device records are keyed by their user code (keys.go), encoded as in
@@ -29,7 +30,7 @@ func (s *Store) CreateDevice(_ context.Context, d *flow.Device) error {
 			}
 			return err
 		}
-		return s.db.set(txn, key, encodeDevice(d), s.db.keepUntil(d))
+		return s.db.set(txn, key, record.Encode(d), s.db.keepUntil(d))
 	})
 	if err == nil {
 		sl.forget() // the entry of an expired record under the same user code
@@ -90,7 +91,7 @@ func (s *Store) UpdateDevice(_ context.Context, userCode string, fn func(*flow.D
 				}
 			}
 			sl.forget()
-			return s.db.set(txn, key, encodeDevice(d), s.db.keepUntil(d))
+			return s.db.set(txn, key, record.Encode(d), s.db.keepUntil(d))
 		case flow.Delete:
 			sl.forget()
 			return s.db.del(txn, key)
@@ -110,7 +111,7 @@ func (s *Store) UpdateDevice(_ context.Context, userCode string, fn func(*flow.D
 func onlyPollMoved(d, stored *flow.Device, raw []byte) bool {
 	c := *d
 	c.LastPoll, c.Retried = stored.LastPoll, stored.Retried
-	return bytes.Equal(encodeDevice(&c), raw)
+	return bytes.Equal(record.Encode(&c), raw)
 }
 
 // readDevice reads the record under key, and its encoding; nil when there
@@ -120,7 +121,7 @@ func readDevice(txn *badger.Txn, key []byte, userCode string) (*flow.Device, []b
 	if err != nil || !found {
 		return nil, nil, err
 	}
-	d, err := decodeDevice(userCode, raw)
+	d, err := record.Decode(userCode, raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: the record of user code %q: %w", flow.ErrUnavailable, userCode, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/record"
 )
 
 // Most requests a device flow serves are pending polls, which change
@@ -144,7 +145,7 @@ func (s slot) forget() {
 // pack, or LastPoll is before 1970 or after 2116.
 func (s slot) remember(d *flow.Device, until uint64) bool {
 	ns := d.LastPoll.UnixNano()
-	if !s.packed || d.LastPoll.IsZero() || ns <= 0 || ns >= compactCreated {
+	if !s.packed || d.LastPoll.IsZero() || ns <= 0 || ns >= 1<<62 { // so that ns<<1 | Retried fits
 		return false
 	}
 	v := uint64(ns) << 1
@@ -226,7 +227,7 @@ func saveLastPoll(db *DB, wb *badger.WriteBatch, key []byte, userCode string, v 
 		return err
 	}
 	d.LastPoll, d.Retried = time.Unix(0, int64(v>>1)), v&1 != 0
-	e := badger.NewEntry(key, encodeDevice(d))
+	e := badger.NewEntry(key, record.Encode(d))
 	e.ExpiresAt = db.keepUntil(d)
 	return wb.SetEntry(e)
 }

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/record"
 )
 
 // swapDevice applies an UpdateDevice verdict to KEYS[1] if it still holds
@@ -41,13 +41,10 @@ func (s *Store) CreateDevice(ctx context.Context, d *flow.Device) error {
 	if d.UserCode == "" || d.ExpiresAt.IsZero() {
 		return errors.New("redisstore: CreateDevice: record needs a user code and ExpiresAt")
 	}
-	data, err := json.Marshal(d)
-	if err != nil {
-		return fmt.Errorf("redisstore: encoding device: %w", err)
-	}
+	data := record.Encode(d)
 	key := s.deviceKey(d.UserCode)
 	args := redis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(s.deadline(d))}
-	err = s.c.do.SetArgs(ctx, key, data, args).Err()
+	err := s.c.do.SetArgs(ctx, key, data, args).Err()
 	if errors.Is(err, redis.Nil) {
 		return flow.ErrUserCodeTaken
 	}
@@ -84,13 +81,14 @@ func (s *Store) read(ctx context.Context, key string) (string, error) {
 	return raw, nil
 }
 
-// decodeDevice decodes a stored record; nil for "" (none).
+// decodeDevice decodes a stored record (storage/record); nil for ""
+// (none).
 func decodeDevice(userCode, raw string) (*flow.Device, error) {
 	if raw == "" {
 		return nil, nil
 	}
-	d := new(flow.Device)
-	if err := json.Unmarshal([]byte(raw), d); err != nil {
+	d, err := record.Decode(userCode, []byte(raw))
+	if err != nil {
 		return nil, fmt.Errorf("redisstore: decoding device %q: %w", userCode, err)
 	}
 	return d, nil
@@ -131,11 +129,7 @@ func (s *Store) UpdateDevice(ctx context.Context, userCode string, fn func(*flow
 			if d.UserCode != userCode || d.ExpiresAt.IsZero() {
 				return errors.New("redisstore: UpdateDevice: fn must not change UserCode nor clear ExpiresAt")
 			}
-			b, err := json.Marshal(d)
-			if err != nil {
-				return fmt.Errorf("redisstore: encoding device: %w", err)
-			}
-			mode, newRaw, expireAt = "set", string(b), s.deadline(d)
+			mode, newRaw, expireAt = "set", string(record.Encode(d)), s.deadline(d)
 		case flow.Delete:
 			mode = "del"
 		default:

@@ -7,9 +7,9 @@ import (
 
 // DefaultRecentRecords is how many device records a Client remembers at
 // least (and at most twice as many: see recent) unless
-// Options.RecentRecords says otherwise. A record costs ~400 bytes here
-// (its JSON, its key and the map's share): 40–80 MiB when full, which
-// happens only with 100,000 devices waiting on one instance.
+// Options.RecentRecords says otherwise. A pending record costs ~250 bytes
+// here (its stored form, its key and the map's share): 25–50 MiB when
+// full, which happens only with 100,000 devices waiting on one instance.
 const DefaultRecentRecords = 100_000
 
 // recent remembers device records as this Client last saw them in Redis

@@ -15,7 +15,7 @@
 // Options.KeyPrefix (default "df:") and ns is the first 8 bytes of the
 // SHA-256 of the namespace, in hex (16 characters):
 //
-//	<prefix><ns>:dev:{<user code>}   a device record (JSON), until ExpiresAt + Grace
+//	<prefix><ns>:dev:{<user code>}   a device record (storage/record), until ExpiresAt + Grace
 //	<prefix><ns>:login:{<key>}       a browser login (JSON), until its ExpiresAt
 //	<prefix><ns>:hit:{<ns>}:<key>    a counter, until ttl after its first hit
 //	<prefix><ns>:secret:{<name>}     a server secret, forever

@@ -1,4 +1,4 @@
-package badgerstore
+package record
 
 import (
 	"bytes"
@@ -65,8 +65,8 @@ var codecCases = func() []struct {
 func TestDeviceCodecRoundTrips(t *testing.T) {
 	for _, tc := range codecCases {
 		t.Run(tc.name, func(t *testing.T) {
-			b := encodeDevice(tc.dev)
-			got, err := decodeDevice(tc.dev.UserCode, b)
+			b := Encode(tc.dev)
+			got, err := Decode(tc.dev.UserCode, b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +75,7 @@ func TestDeviceCodecRoundTrips(t *testing.T) {
 				t.Errorf("LastPoll.IsZero() changed")
 			}
 			// Canonical: UpdateDevice compares encodings (onlyPollMoved).
-			if again := encodeDevice(got); !bytes.Equal(again, b) {
+			if again := Encode(got); !bytes.Equal(again, b) {
 				t.Errorf("encoding what was decoded gave\n%x\nnot\n%x", again, b)
 			}
 			// Badger reuses its buffers: the record must not alias b.
@@ -90,7 +90,7 @@ func TestDeviceCodecRoundTrips(t *testing.T) {
 func TestDeviceCodecIsCompact(t *testing.T) {
 	d := storetest.NewDevice(10 * time.Minute)
 	j, _ := json.Marshal(d)
-	if b := encodeDevice(d); len(b)*2 > len(j) {
+	if b := Encode(d); len(b)*2 > len(j) {
 		t.Errorf("binary record is %d bytes, JSON %d: expected less than half", len(b), len(j))
 	}
 }
@@ -99,13 +99,13 @@ func TestDeviceCodecIsCompact(t *testing.T) {
 // decode to an error.
 func TestDeviceCodecRejectsDamage(t *testing.T) {
 	for _, tc := range codecCases {
-		b := encodeDevice(tc.dev)
+		b := Encode(tc.dev)
 		for n := range len(b) {
-			if _, err := decodeDevice("X", b[:n]); err == nil {
+			if _, err := Decode("X", b[:n]); err == nil {
 				t.Errorf("%s: decoded the first %d of %d bytes", tc.name, n, len(b))
 			}
 		}
-		if _, err := decodeDevice("X", append(b, 0)); err == nil {
+		if _, err := Decode("X", append(b, 0)); err == nil {
 			t.Errorf("%s: decoded with a byte more", tc.name)
 		}
 	}
@@ -114,7 +114,7 @@ func TestDeviceCodecRejectsDamage(t *testing.T) {
 		{1, 3},    // status 3
 		{1, 0x40}, // wide, with nothing after
 	} {
-		if _, err := decodeDevice("X", b); err == nil {
+		if _, err := Decode("X", b); err == nil {
 			t.Errorf("decoded %x", b)
 		}
 	}
@@ -124,15 +124,15 @@ func TestDeviceCodecRejectsDamage(t *testing.T) {
 // the same.
 func FuzzDecodeDevice(f *testing.F) {
 	for _, tc := range codecCases {
-		f.Add(encodeDevice(tc.dev))
+		f.Add(Encode(tc.dev))
 	}
-	f.Add([]byte{deviceFormat, wideFlag | lastPollFlag})
+	f.Add([]byte{Format, wideFlag | lastPollFlag})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := decodeDevice("X", b)
+		d, err := Decode("X", b)
 		if err != nil {
 			return
 		}
-		again, err := decodeDevice("X", encodeDevice(d))
+		again, err := Decode("X", Encode(d))
 		if err != nil {
 			t.Fatalf("re-encoding %+v: %v", d, err)
 		}
@@ -146,14 +146,14 @@ func BenchmarkDeviceCodec(b *testing.B) {
 	b.Run("encode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			encodeDevice(d)
+			Encode(d)
 		}
 	})
 	b.Run("decode", func(b *testing.B) {
-		enc := encodeDevice(d)
+		enc := Encode(d)
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := decodeDevice(d.UserCode, enc); err != nil {
+			if _, err := Decode(d.UserCode, enc); err != nil {
 				b.Fatal(err)
 			}
 		}

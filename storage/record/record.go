@@ -1,4 +1,7 @@
-package badgerstore
+// Package record is the one stored form of a device record (flow.Device),
+// shared by both stores: Badger keeps it as a value, Redis as the value of
+// the record's key.
+package record
 
 import (
 	"bytes"
@@ -10,9 +13,10 @@ import (
 )
 
 // A device record is stored in a compact binary form: every poll reads
-// and decodes it, and Badger pays for its size in every memtable,
-// compaction, disk block and page of the memory-mapped tables (which
-// count in the process's RSS) for as long as the code lives.
+// and decodes it (and on Redis sends it twice, the record it saw and the
+// new one), and Badger pays for its size in every memtable, compaction,
+// disk block and page of the memory-mapped tables (which count in the
+// process's RSS) for as long as the code lives.
 //
 //	byte      1, the format
 //	byte      flags: Status in bits 0–1, retriedFlag, wideFlag, lastPollFlag
@@ -33,10 +37,13 @@ import (
 // whole seconds), or the tag 3 alone followed by a varint of the
 // nanoseconds, for what the first form cannot hold. Every time reads back
 // to the nanosecond, and the encoding of a record is canonical: encoding
-// what was decoded gives the same bytes (UpdateDevice relies on it).
+// what was decoded gives the same bytes (Badger's UpdateDevice relies on
+// it).
 //
-// The user code is the record's key (keys.go) and is not repeated.
-const deviceFormat = 1
+// The user code is the record's key in both stores and is not repeated.
+
+// Format is the first byte of every record.
+const Format = 1
 
 const (
 	statusMask   = 0x03
@@ -45,7 +52,8 @@ const (
 	lastPollFlag = 0x20
 )
 
-var errCorruptRecord = errors.New("badgerstore: corrupt device record")
+// ErrCorrupt: the bytes are not a record.
+var ErrCorrupt = errors.New("record: corrupt device record")
 
 // Bounds of the compact form, so that no shift or sum overflows:
 // CreatedAt before 2116 (2^62 ns after 1970), durations within ±2^60
@@ -55,7 +63,8 @@ const (
 	compactUnits   = 1 << 60
 )
 
-func encodeDevice(d *flow.Device) []byte {
+// Encode is d in its stored form.
+func Encode(d *flow.Device) []byte {
 	b := make([]byte, 0, 48+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.IssuedTo)+len(d.CodeHash)+len(d.SealKey)+len(d.Sealed))
 	flags := byte(d.Status) & statusMask
 	if d.Retried {
@@ -69,7 +78,7 @@ func encodeDevice(d *flow.Device) []byte {
 	if !compact {
 		flags |= wideFlag
 	}
-	b = append(b, deviceFormat, flags)
+	b = append(b, Format, flags)
 	if compact {
 		b = binary.AppendUvarint(b, uint64(created))
 		b = appendDuration(b, expiresIn)
@@ -145,11 +154,11 @@ func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 // zeroUnix is time.Time{}.Unix(): the zero time reads back as zero.
 var zeroUnix = time.Time{}.Unix()
 
-// decodeDevice reads the record stored under userCode. Everything it
+// Decode reads the record stored under userCode. Everything it
 // returns is copied out of b, which may be Badger's.
-func decodeDevice(userCode string, b []byte) (*flow.Device, error) {
-	if len(b) < 2 || b[0] != deviceFormat || b[1]&statusMask > byte(flow.Denied) {
-		return nil, errCorruptRecord
+func Decode(userCode string, b []byte) (*flow.Device, error) {
+	if len(b) < 2 || b[0] != Format || b[1]&statusMask > byte(flow.Denied) {
+		return nil, ErrCorrupt
 	}
 	flags := b[1]
 	d := &flow.Device{UserCode: userCode, Status: flow.Status(flags & statusMask), Retried: flags&retriedFlag != 0}
@@ -186,7 +195,7 @@ func decodeDevice(userCode string, b []byte) (*flow.Device, error) {
 		f[i] = r.field()
 	}
 	if r.bad || r.off != len(b) {
-		return nil, errCorruptRecord
+		return nil, ErrCorrupt
 	}
 	// One string for the four texts and one slice for the three byte
 	// fields: two allocations, whatever the record holds.
