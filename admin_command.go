@@ -123,8 +123,12 @@ func guessLimitsLine(id string, g flow.GuessLimits) string {
 	if g.Off {
 		return id + ": limits off"
 	}
-	line := fmt.Sprintf("%s: %d wrong user codes in the guess window ending %s (guess_limit_total %d)",
-		id, g.Total, g.WindowEnds.Local().Format(time.TimeOnly), g.TotalLimit)
+	noun := "codes"
+	if g.Total == 1 {
+		noun = "code"
+	}
+	line := fmt.Sprintf("%s: %d wrong user %s in the guess window ending %s (guess_limit_total %d)",
+		id, g.Total, noun, g.WindowEnds.Local().Format(time.TimeOnly), g.TotalLimit)
 	if g.TotalInForce {
 		line += "; the total limit refuses everyone until then"
 	}
