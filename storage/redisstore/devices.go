@@ -140,6 +140,9 @@ func (s *Store) UpdateDevice(ctx context.Context, userCode string, fn func(*flow
 			s.c.recent.put(key, "") // the write may or may not have happened
 			return unavailable("update device", err)
 		}
+		if len(reply) == 0 {
+			return unavailable("update device", errors.New("empty script reply"))
+		}
 		if swapped, _ := reply[0].(int64); swapped == 1 {
 			if mode != "keep" {
 				s.c.recent.put(key, newRaw)

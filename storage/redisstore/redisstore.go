@@ -441,7 +441,7 @@ func unavailable(op string, err error) error {
 // back whichever value won.
 func (s *Store) Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
 	k := s.secretKey(name)
-	v, err := s.c.rdb.Get(ctx, k).Bytes()
+	v, err := s.c.do.Get(ctx, k).Bytes()
 	if err == nil {
 		return v, nil
 	}
@@ -455,10 +455,10 @@ func (s *Store) Secret(ctx context.Context, name string, generate func() ([]byte
 	if len(gen) == 0 {
 		return nil, fmt.Errorf("redisstore: generating secret %q: empty secret", name)
 	}
-	if err := s.c.rdb.SetNX(ctx, k, gen, 0).Err(); err != nil {
+	if err := s.c.do.SetNX(ctx, k, gen, 0).Err(); err != nil {
 		return nil, unavailable("secret", err)
 	}
-	v, err = s.c.rdb.Get(ctx, k).Bytes()
+	v, err = s.c.do.Get(ctx, k).Bytes()
 	if err != nil { // redis.Nil too: someone deleted it in between
 		return nil, unavailable("secret", err)
 	}
