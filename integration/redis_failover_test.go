@@ -186,15 +186,31 @@ type failoverCode struct {
 type failoverLog struct {
 	mu        sync.Mutex
 	codes     []*failoverCode
-	approved  map[*failoverCode]bool // the person saw the success page
-	unsure    map[*failoverCode]bool // a 503 during approval, then not pending: approved or lost
-	delivered map[*failoverCode]int  // 200 with tokens
-	improper  []string               // improper answers and failed requests
-	lost      []string               // a code not delivered that the instances no longer know
+	approved  map[*failoverCode]bool        // the person saw the success page
+	unsure    map[*failoverCode]bool        // a 503 during approval, then not pending: approved or lost
+	delivered map[*failoverCode]int         // 200 with tokens
+	improper  []string                      // improper answers and failed requests
+	lost      map[*failoverCode]string      // a code not delivered that the instances no longer know
+	acks      map[*failoverCode][]time.Time // when each write of a code was acknowledged, during the chaos
 	// 503s per request and place, and the first and last 503 on the
 	// killed master's slots (true) and elsewhere.
 	unavailable map[string]int
 	first, last map[bool]time.Time
+}
+
+// ack notes that a write of c was acknowledged; l.mu is held.
+func (l *failoverLog) ack(c *failoverCode) { l.acks[c] = append(l.acks[c], time.Now()) }
+
+// unreplicated says whether a write of c on the killed master was
+// acknowledged between from and to: one that Redis's asynchronous
+// replication may lose with the master (see replicatedAt).
+func (l *failoverLog) unreplicated(c *failoverCode, from, to time.Time) bool {
+	for _, at := range l.acks[c] {
+		if c.victim && !at.Before(from) && !at.After(to) {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *failoverLog) noteImproper(err error) {
@@ -280,6 +296,8 @@ func TestRedisClusterFailover(t *testing.T) {
 		approved:    make(map[*failoverCode]bool),
 		unsure:      make(map[*failoverCode]bool),
 		delivered:   make(map[*failoverCode]int),
+		lost:        make(map[*failoverCode]string),
+		acks:        make(map[*failoverCode][]time.Time),
 		unavailable: make(map[string]int),
 		first:       make(map[bool]time.Time),
 		last:        make(map[bool]time.Time),
@@ -447,11 +465,12 @@ func TestRedisClusterFailover(t *testing.T) {
 					case a.status == http.StatusOK:
 						led.mu.Lock()
 						led.delivered[c]++
+						led.ack(c)
 						led.mu.Unlock()
 					case a.err() == "invalid_grant" && led.deliveries(c) == 0:
 						led.mu.Lock()
-						led.lost = append(led.lost, fmt.Sprintf("%s (%s, on the killed master: %v): poll at %s answered invalid_grant before any delivery",
-							c.user, c.role, c.victim, sites[n%2]))
+						led.lost[c] = fmt.Sprintf("%s (%s, on the killed master: %v): poll at %s answered invalid_grant before any delivery",
+							c.user, c.role, c.victim, sites[n%2])
 						led.mu.Unlock()
 					}
 				}
@@ -487,13 +506,14 @@ func TestRedisClusterFailover(t *testing.T) {
 					switch got {
 					case approvalDone:
 						led.approved[c] = true
+						led.ack(c)
 					case approvalNotPending:
 						if uncertain {
 							// The end tells whether it was approved.
 							led.unsure[c] = true
 						} else {
-							led.lost = append(led.lost, fmt.Sprintf("%s (approve, on the killed master: %v): not pending when first approved at %s",
-								c.user, c.victim, site))
+							led.lost[c] = fmt.Sprintf("%s (approve, on the killed master: %v): not pending when first approved at %s",
+								c.user, c.victim, site)
 						}
 					}
 					led.mu.Unlock()
@@ -519,6 +539,7 @@ func TestRedisClusterFailover(t *testing.T) {
 				c.role, c.victim = "late", onVictim(c)
 				led.mu.Lock()
 				led.codes = append(led.codes, c)
+				led.ack(c)
 				led.mu.Unlock()
 			case a.status == http.StatusServiceUnavailable:
 				led.count503("device code", nil) // for a user code, and so a slot, unknown
@@ -528,6 +549,16 @@ func TestRedisClusterFailover(t *testing.T) {
 	})
 
 	time.Sleep(500 * time.Millisecond) // the chaos under way
+	// Replication is asynchronous: what the master acknowledged in the
+	// instant before it died may not have reached its replica (Redis's
+	// documented behaviour, docs/multi-instance.md). Everything
+	// acknowledged before replicatedAt has; codes written between it and
+	// the kill (a few milliseconds) are the ones Redis may lose, and are
+	// left out of the checks below.
+	replicatedAt, err := cluster.Replicated(victim, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	victim.Kill()
 	killed := time.Now()
 	promoted := cluster.WaitFailover(t, victim, 20*time.Second)
@@ -587,8 +618,19 @@ func TestRedisClusterFailover(t *testing.T) {
 			t.Logf("%s:\n%s", p.log, tailLines(string(out), 30))
 		}
 	}
-	for _, s := range led.lost {
-		t.Errorf("acknowledged code lost during the failover: %s", s)
+	kept := led.codes[:0]
+	for _, c := range led.codes {
+		if !led.unreplicated(c, replicatedAt, killed) {
+			kept = append(kept, c)
+		}
+	}
+	t.Logf("%d codes written on the killed master in the %v between its replica's confirmation and the kill are not checked",
+		len(led.codes)-len(kept), killed.Sub(replicatedAt).Round(time.Microsecond))
+	led.codes = kept
+	for c, s := range led.lost {
+		if !led.unreplicated(c, replicatedAt, killed) {
+			t.Errorf("acknowledged code lost during the failover: %s", s)
+		}
 	}
 
 	// The checks go to the same two instances, which followed the

@@ -42,6 +42,7 @@ type failoverLedger struct {
 	created  map[string]*flow.Device // CreateDevice returned nil
 	approved map[string]bool         // an approval returned nil
 	taken    map[string]int          // tokens taken, per user code
+	acks     map[string][]time.Time  // when each write of a record was acknowledged
 	failures map[string]int          // ErrUnavailable, per operation and where
 	wrong    []error                 // failures that are not ErrUnavailable
 	// The first and last ErrUnavailable on the killed master's slots and
@@ -54,10 +55,26 @@ func newFailoverLedger() *failoverLedger {
 		created:  make(map[string]*flow.Device),
 		approved: make(map[string]bool),
 		taken:    make(map[string]int),
+		acks:     make(map[string][]time.Time),
 		failures: make(map[string]int),
 		first:    make(map[bool]time.Time),
 		last:     make(map[bool]time.Time),
 	}
+}
+
+// ack notes that a write of the record uc was acknowledged; l.mu is held.
+func (l *failoverLedger) ack(uc string) { l.acks[uc] = append(l.acks[uc], time.Now()) }
+
+// unreplicated says whether a write of uc was acknowledged between from
+// and to: one that Redis's asynchronous replication may lose with the
+// master.
+func (l *failoverLedger) unreplicated(uc string, from, to time.Time) bool {
+	for _, at := range l.acks[uc] {
+		if !at.Before(from) && !at.After(to) {
+			return true
+		}
+	}
+	return false
 }
 
 // failed notes an operation's error; it returns whether there was one.
@@ -226,6 +243,7 @@ func TestClusterFailover(t *testing.T) {
 					if took {
 						led.mu.Lock()
 						led.taken[uc]++
+						led.ack(uc)
 						led.mu.Unlock()
 					}
 					time.Sleep(2 * time.Millisecond)
@@ -245,6 +263,7 @@ func TestClusterFailover(t *testing.T) {
 					if !led.failed("approve", onVictim(uc), approveRecord(ctx, s, uc)) {
 						led.mu.Lock()
 						led.approved[uc] = true
+						led.ack(uc)
 						led.mu.Unlock()
 						break
 					}
@@ -268,12 +287,23 @@ func TestClusterFailover(t *testing.T) {
 			}
 			led.mu.Lock()
 			led.created[d.UserCode] = d
+			led.ack(d.UserCode)
 			led.mu.Unlock()
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
 
 	time.Sleep(300 * time.Millisecond) // the chaos under way
+	// Replication is asynchronous: what the master acknowledged in the
+	// instant before it died may not have reached its replica (Redis's
+	// documented behaviour, docs/multi-instance.md). Everything
+	// acknowledged before replicatedAt has; the writes acknowledged
+	// between it and the kill (a few milliseconds of chaos) are the ones
+	// Redis may lose, and are checked less strictly below.
+	replicatedAt, err := cluster.Replicated(victim, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	victim.Kill()
 	killed := time.Now()
 	promoted := cluster.WaitFailover(t, victim, 20*time.Second)
@@ -328,8 +358,20 @@ func TestClusterFailover(t *testing.T) {
 	}
 
 	// Every acknowledged record is there, as written, and every
-	// acknowledged approval with it; taken ones are gone.
+	// acknowledged approval with it; taken ones are gone. Records written
+	// in the last instant before the kill are left out (see replicatedAt).
 	var approvedLeft []string
+	inWindow := 0
+	for uc := range led.created {
+		if onVictim(uc) && led.unreplicated(uc, replicatedAt, killed) {
+			delete(led.created, uc)
+			delete(led.approved, uc)
+			delete(led.taken, uc)
+			inWindow++
+		}
+	}
+	t.Logf("%d records written on the killed master after its replica had confirmed everything before (%v before the kill) are not checked",
+		inWindow, killed.Sub(replicatedAt).Round(time.Microsecond))
 	for uc, d := range led.created {
 		got, err := check.DeviceByUserCode(ctx, uc)
 		if led.taken[uc] > 0 {

@@ -420,3 +420,45 @@ func crc16(s string) uint16 {
 	}
 	return crc
 }
+
+// Replicated waits, at most timeout, until every replica of master has
+// received everything master had written when Replicated was called, and
+// returns that moment: writes acknowledged before it survive the master's
+// death. (Replication is asynchronous: a write acknowledged after it may
+// be lost with the master, which is Redis's documented behaviour.)
+func (c *Cluster) Replicated(master *Server, timeout time.Duration) (time.Time, error) {
+	mark := time.Now()
+	info, err := Do(master.Addr, "INFO", "replication")
+	if err != nil {
+		return mark, err
+	}
+	offset, err := strconv.ParseInt(infoField(info, "master_repl_offset"), 10, 64)
+	if err != nil {
+		return mark, fmt.Errorf("master_repl_offset of %s: %v", master.Addr, err)
+	}
+	nodes, err := clusterNodes(master.Addr)
+	if err != nil {
+		return mark, err
+	}
+	for deadline := time.Now().Add(timeout); ; time.Sleep(time.Millisecond) {
+		behind := ""
+		for _, e := range nodes {
+			if e.master != master.ID || !e.is("slave") {
+				continue
+			}
+			info, err := Do(e.addr, "INFO", "replication")
+			if err != nil {
+				return mark, err
+			}
+			if got, _ := strconv.ParseInt(infoField(info, "slave_repl_offset"), 10, 64); got < offset {
+				behind = e.addr
+			}
+		}
+		if behind == "" {
+			return mark, nil
+		}
+		if time.Now().After(deadline) {
+			return mark, fmt.Errorf("replica %s of %s did not reach offset %d in %v", behind, master.Addr, offset, timeout)
+		}
+	}
+}
