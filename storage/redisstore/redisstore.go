@@ -43,6 +43,12 @@
 //     holds the state.
 //   - Tally: one script over the namespace's counters.
 //
+// These commands go through go-redis's auto-pipeliner, which sends the
+// commands of concurrent requests in one write and reads their answers in
+// one read: what a round trip costs is mostly those system calls, on both
+// sides. A Cluster client also reloads the cluster's shape at the first
+// node it cannot reach (failover.go).
+//
 // # Device records
 //
 // A device record is one key, named by its normalized user code.
