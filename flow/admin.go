@@ -78,8 +78,9 @@ func (s *Service) DenyCode(ctx context.Context, userCode string) (CodeInfo, erro
 	now := s.cfg.Now()
 	var info CodeInfo
 	changed := false
+	var denied *Device
 	err := s.cfg.Store.UpdateDevice(ctx, normalized, func(d *Device) (Verdict, error) {
-		changed = false
+		changed, denied = false, d
 		if d == nil || !now.Before(d.ExpiresAt) {
 			return Keep, ErrNotFound
 		}
@@ -98,6 +99,7 @@ func (s *Service) DenyCode(ctx context.Context, userCode string) (CodeInfo, erro
 	if changed {
 		s.cfg.Observer.Event(EventDenied)
 		s.log.Info("an operator denied a device code", zap.String("client_id", info.ClientID))
+		s.audit(AuditCodeDenied, denied, denied.IssuedTo, "", zap.String("by", "operator"))
 	}
 	return info, nil
 }

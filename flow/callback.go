@@ -112,9 +112,10 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	approved := false
+	var approved *Device
+	sub := subjectOf(tokens)
 	err = s.cfg.Store.UpdateDevice(ctx, login.UserCode, func(d *Device) (Verdict, error) {
-		approved = false
+		approved = nil
 		if !s.isLoginFor(login, d) || d.Status != Pending {
 			return Keep, nil
 		}
@@ -122,18 +123,20 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return Keep, err
 		}
-		d.Status, d.Sealed, approved = Approved, sealed, true
+		// Who approved, from where: for the audit event of the delivery.
+		d.Status, d.Sealed, d.Sub, d.ApprovedFrom, approved = Approved, sealed, sub, ip, d
 		return Save, nil
 	})
 	if err != nil {
 		s.renderUnavailable(w, r, "approve device", err)
 		return
 	}
-	if !approved {
+	if approved == nil {
 		s.renderPage(w, r, http.StatusBadRequest, PageExpired, &PageData{})
 		return
 	}
 	s.cfg.Observer.Event(EventApproved)
+	s.audit(AuditCodeApproved, approved, approved.IssuedTo, ip)
 	s.log.Info("device approved", zap.String("client_id", clientID))
 	s.renderPage(w, r, http.StatusOK, PageSuccess, &PageData{ClientID: clientID})
 }
@@ -175,9 +178,13 @@ func (s *Service) isLoginFor(login *Login, d *Device) bool {
 func (s *Service) upstreamSaidNo(w http.ResponseWriter, r *http.Request, login *Login, code, description string) {
 	code = limitText(code, 64)
 	if code == ErrAccessDenied {
-		if err := s.deny(r.Context(), login.UserCode, login.CodeHash, "the user or the authorization server denied the request"); err != nil {
+		denied, err := s.deny(r.Context(), login.UserCode, login.CodeHash, "the user or the authorization server denied the request")
+		if err != nil {
 			s.renderUnavailable(w, r, "deny", err)
 			return
+		}
+		if denied != nil {
+			s.audit(AuditCodeDenied, denied, denied.IssuedTo, s.clientIP(r), zap.String("by", "upstream"))
 		}
 		s.log.Info("upstream denied the request")
 		s.renderPage(w, r, http.StatusOK, PageDenied, &PageData{})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -55,10 +56,25 @@ type Config struct {
 
 	Limits Limits
 
+	// IssueFrom, when not empty, are the only networks device codes are
+	// issued to ("Trusted Networks" of the cross-device BCP); a client's
+	// own IssueFrom replaces it. Others get unauthorized_client.
+	IssueFrom []netip.Prefix
+	// CodeNetworks locks a user code opened from more networks than this
+	// (networkOf: IPv4 /24, IPv6 /56): one code sent to many people is the
+	// signature of device-code phishing. 0 means DefaultCodeNetworks; a
+	// negative value turns the lock off.
+	CodeNetworks int
+
 	Store    Store
 	Pages    Renderer
 	Logger   *zap.Logger
 	Observer Observer
+	// Audit gets the audit events (audit.go); none when nil.
+	Audit *zap.Logger
+	// Place names where an address is (a city, a country), for the audit
+	// events' device_place and person_place; none when nil.
+	Place func(ip string) string
 	// ClientIP gives the client's address as Caddy sees it (honouring
 	// trusted_proxies); RemoteAddr's host when nil.
 	ClientIP func(*http.Request) string
@@ -75,6 +91,8 @@ type Client struct {
 	// AuthorizeParams replace Config.AuthorizeParams of the same name on
 	// this client's authorization requests.
 	AuthorizeParams url.Values
+	// IssueFrom replaces Config.IssueFrom for this client.
+	IssueFrom []netip.Prefix
 }
 
 // reservedAuthorizeParams are the authorization request parameters the
@@ -140,6 +158,7 @@ const (
 	DefaultExpiresIn       = 10 * time.Minute
 	DefaultInterval        = 5 * time.Second
 	DefaultUpstreamTimeout = 10 * time.Second
+	DefaultCodeNetworks    = 3
 )
 
 // withDefaults fills what was left out and checks what was given.
@@ -164,6 +183,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	if c.Audit == nil {
+		c.Audit = zap.NewNop()
+	}
+	if c.CodeNetworks == 0 {
+		c.CodeNetworks = DefaultCodeNetworks
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}

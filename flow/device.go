@@ -65,6 +65,9 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 	}
 	ctx := r.Context()
 	ip := s.clientIP(r)
+	if refusal := s.onTrustedNetwork(clientID, client, ip); refusal != nil {
+		return nil, refusal
+	}
 	refusal, err := s.mayIssue(ctx, ip)
 	if err != nil {
 		s.storeFailed("count issued codes", err)
@@ -107,6 +110,7 @@ func (s *Service) issueCode(w http.ResponseWriter, r *http.Request) (*deviceAuth
 		return nil, unavailable()
 	}
 	s.cfg.Observer.Event(EventCodeIssued)
+	s.audit(AuditCodeIssued, rec, ip, "", zap.String("scope", scope))
 	if ce := s.log.Check(zap.DebugLevel, "device code issued"); ce != nil {
 		ce.Write(zap.String("client_id", clientID), zap.String("scope", scope), zap.String("client_ip", ip))
 	}

@@ -11,6 +11,7 @@ import (
 const (
 	ErrInvalidRequest       = "invalid_request"
 	ErrInvalidClient        = "invalid_client"
+	ErrUnauthorizedClient   = "unauthorized_client"
 	ErrInvalidGrant         = "invalid_grant"
 	ErrInvalidScope         = "invalid_scope"
 	ErrUnsupportedGrantType = "unsupported_grant_type"

@@ -24,6 +24,8 @@ const (
 	EventGuessLimited = "guess_limited"
 	EventWrongCode    = "wrong_code"
 	EventIssueLimited = "issue_limited"
+	EventIssueRefused = "issue_refused" // a device outside issue_from
+	EventCodeLocked   = "code_locked"   // opened from more than code_networks networks
 	// Not yet in metrics.go's flowEvents: Caddy's metrics skip them until
 	// they are added there.
 	EventApproveLimited = "approve_limited"

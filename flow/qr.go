@@ -51,7 +51,7 @@ func (s *Service) serveQR(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, &oauthError{status: http.StatusTooManyRequests, Code: ErrInvalidRequest,
 			Description: "too many wrong user codes; try again later", retryAfter: retry})
 		return
-	case missUnknown:
+	case missUnknown, missLocked:
 		writeOAuthError(w, &oauthError{status: http.StatusNotFound, Code: ErrInvalidRequest,
 			Description: "unknown, expired or used user_code"})
 		return

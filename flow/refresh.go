@@ -63,6 +63,7 @@ func (s *Service) relayRefresh(w http.ResponseWriter, r *http.Request, form url.
 	defer release()
 	tokens, err := s.tokenRequest(r.Context(), "refresh", clientID, up)
 	if err == nil {
+		s.auditRefresh(r, clientID, tokens, "")
 		writeJSON(w, http.StatusOK, tokens)
 		return
 	}
@@ -73,6 +74,7 @@ func (s *Service) relayRefresh(w http.ResponseWriter, r *http.Request, form url.
 		if ce := s.log.Check(zap.DebugLevel, "upstream refused a refresh"); ce != nil {
 			ce.Write(zap.String("client_id", clientID), zap.String("error", ue.Code))
 		}
+		s.auditRefresh(r, clientID, nil, ue.Code)
 		writeOAuthError(w, &oauthError{status: ue.Status, Code: ue.Code, Description: ue.Description})
 		return
 	}
@@ -92,4 +94,20 @@ func onlyRefreshParams(form url.Values) *oauthError {
 		}
 	}
 	return nil
+}
+
+// auditRefresh records a refresh the upstream answered: with the subject
+// of the new ID token when it sent one, or the error it refused with.
+func (s *Service) auditRefresh(r *http.Request, clientID string, tokens []byte, refused string) {
+	if !s.cfg.Audit.Core().Enabled(auditLevel(AuditRefreshRelayed)) {
+		return // no need to read the ID token
+	}
+	fields := []zap.Field{zap.String("client_id", clientID)}
+	if sub := subjectOf(tokens); sub != "" {
+		fields = append(fields, zap.String("sub", sub))
+	}
+	if refused != "" {
+		fields = append(fields, zap.String("error", limitText(refused, 64)))
+	}
+	s.audit(AuditRefreshRelayed, nil, s.clientIP(r), "", fields...)
 }

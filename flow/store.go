@@ -162,7 +162,24 @@ type Device struct {
 	// IssuedTo is the address that asked for the code, for operators
 	// (the admin API); the flow never reads it.
 	IssuedTo string `json:"ip,omitempty"`
+	// Networks are the networks (networkOf) of the browsers that opened
+	// the code, each once, in the order they first did: the lock of
+	// Config.CodeNetworks counts them.
+	Networks []string `json:"nets,omitempty"`
+	// Sub is the upstream's subject of the person who approved (the ID
+	// token's sub), and ApprovedFrom their address: both only label the
+	// audit event of the delivery.
+	Sub          string `json:"sub,omitempty"`
+	ApprovedFrom string `json:"by,omitempty"`
 }
+
+// LockedReason is the Reason of a code locked for being opened from too
+// many networks; the device gets it as error_description.
+const LockedReason = "the user code was opened from too many networks and was locked; if this device is yours, request a new code"
+
+// Locked reports whether d was locked for being opened from too many
+// networks.
+func (d *Device) Locked() bool { return d.Status == Denied && d.Reason == LockedReason }
 
 // Login is one trip of a person's browser to the upstream and back. An
 // authorization has at most one in progress: it is stored under a key

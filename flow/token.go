@@ -75,13 +75,14 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 	}
 	hash := codes.Hash(deviceCode)
 	var (
-		answer *oauthError
-		sealed []byte
-		event  string
+		answer    *oauthError
+		sealed    []byte
+		event     string
+		delivered *Device // for the audit event
 	)
 	now := s.cfg.Now()
 	err := s.cfg.Store.UpdateDevice(r.Context(), userCode, func(d *Device) (Verdict, error) {
-		answer, sealed, event = nil, nil, ""
+		answer, sealed, event, delivered = nil, nil, "", nil
 		switch {
 		case d == nil || subtle.ConstantTimeCompare(d.CodeHash, hash) != 1:
 			// Unknown, delivered or long expired, or its user code has
@@ -96,7 +97,7 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			event = EventExpired
 			return Keep, nil
 		case d.Status == Approved:
-			sealed = d.Sealed
+			sealed, delivered = d.Sealed, d
 			event = EventDelivered
 			return Delete, nil // take once: a second poll finds nothing
 		case d.Status == Denied:
@@ -146,5 +147,6 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 		return nil, badRequest(ErrInvalidGrant, "the authorization could not be completed; start over")
 	}
 	s.log.Info("tokens delivered to device", zap.String("client_id", clientID))
+	s.audit(AuditTokensDelivered, delivered, delivered.IssuedTo, delivered.ApprovedFrom, zap.String("poll_ip", s.clientIP(r)))
 	return tokens, nil
 }

@@ -49,6 +49,7 @@ func (s *Service) showVerify(w http.ResponseWriter, r *http.Request) {
 		s.renderPage(w, r, status, page, data)
 		return
 	}
+	s.audit(AuditCodeOpened, d, d.IssuedTo, s.clientIP(r))
 	s.fillConfirm(r, d, data)
 	s.renderPage(w, r, http.StatusOK, PageConfirm, data)
 }
@@ -60,6 +61,7 @@ const (
 	found           lookupMiss = iota
 	missUnknown                // unknown, malformed, expired or used: one answer for all
 	missLimited                // past the guess limits (retry says for how long)
+	missLocked                 // live, but locked: opened from too many networks (noteOpened)
 	missUnavailable            // the store failed (already noted)
 )
 
@@ -83,7 +85,13 @@ func (s *Service) findPending(ctx context.Context, ip, typed string) (d *Device,
 			return nil, missUnavailable, 0
 		}
 	}
-	if d == nil || d.Status != Pending || !s.cfg.Now().Before(d.ExpiresAt) {
+	live := d != nil && s.cfg.Now().Before(d.ExpiresAt)
+	if live && d.Locked() {
+		// The right code, made useless: saying so tells nobody anything
+		// they could use, and warns the next person it was sent to.
+		return nil, missLocked, 0
+	}
+	if !live || d.Status != Pending {
 		s.cfg.Observer.Event(EventWrongCode)
 		ok, retry, err := s.wrongGuess(ctx, ip)
 		switch {
@@ -122,8 +130,20 @@ func (s *Service) lookUp(r *http.Request, typed string, data *PageData) (d *Devi
 	case missUnknown:
 		data.Error = "invalid_code"
 		return nil, http.StatusBadRequest, PageEnter
+	case missLocked:
+		data.Error = "locked"
+		return nil, http.StatusForbidden, PageError
 	}
 	data.UserCode = s.cfg.UserCode.Display(d.UserCode)
+	switch locked, err := s.noteOpened(r.Context(), d, ip); {
+	case err != nil:
+		s.storeFailed("note where the code was opened", err)
+		data.Error, data.RetryAfter = "unavailable", 5
+		return nil, http.StatusServiceUnavailable, PageError
+	case locked:
+		data.Error = "locked"
+		return nil, http.StatusForbidden, PageError
+	}
 	return d, http.StatusOK, ""
 }
 
@@ -211,9 +231,13 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 			s.renderPage(w, r, status, page, data)
 			return
 		}
-		if err := s.deny(r.Context(), d.UserCode, d.CodeHash, "the user denied the request"); err != nil {
+		denied, err := s.deny(r.Context(), d.UserCode, d.CodeHash, "the user denied the request")
+		if err != nil {
 			s.renderUnavailable(w, r, "deny", err)
 			return
+		}
+		if denied != nil {
+			s.audit(AuditCodeDenied, denied, denied.IssuedTo, s.clientIP(r), zap.String("by", "person"))
 		}
 		s.log.Info("person denied the request", zap.String("client_id", d.ClientID))
 		http.Redirect(w, r, s.paths.Verify+"?result=denied", http.StatusSeeOther)
@@ -252,19 +276,23 @@ func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, 
 
 // deny marks a pending authorization denied; the device hears
 // access_denied. codeHash names the authorization: its user code may have
-// gone to another since the person saw it.
-func (s *Service) deny(ctx context.Context, userCode string, codeHash []byte, reason string) error {
-	changed := false
+// gone to another since the person saw it. It returns the denied record,
+// nil when there was nothing pending to deny.
+func (s *Service) deny(ctx context.Context, userCode string, codeHash []byte, reason string) (*Device, error) {
+	var denied *Device
 	err := s.cfg.Store.UpdateDevice(ctx, userCode, func(d *Device) (Verdict, error) {
-		changed = false // fn may run again on a newer record
+		denied = nil // fn may run again on a newer record
 		if d == nil || subtle.ConstantTimeCompare(d.CodeHash, codeHash) != 1 || d.Status != Pending {
 			return Keep, nil
 		}
-		d.Status, d.Reason, changed = Denied, reason, true
+		d.Status, d.Reason, denied = Denied, reason, d
 		return Save, nil
 	})
-	if err == nil && changed {
+	if err != nil {
+		return nil, err
+	}
+	if denied != nil {
 		s.cfg.Observer.Event(EventDenied)
 	}
-	return err
+	return denied, nil
 }

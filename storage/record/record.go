@@ -19,7 +19,7 @@ import (
 // process's RSS) for as long as the code lives.
 //
 //	byte      1, the format
-//	byte      flags: Status in bits 0–1, retriedFlag, wideFlag, lastPollFlag
+//	byte      flags: Status in bits 0–1, retriedFlag, wideFlag, lastPollFlag, extraFlag
 //	times     compact (no wideFlag):
 //	            uvarint   CreatedAt, Unix nanoseconds
 //	            duration  ExpiresAt − CreatedAt
@@ -31,6 +31,11 @@ import (
 //	duration  Interval
 //	fields    ClientID, Scope, Reason, IssuedTo, CodeHash, SealKey, Sealed: each a
 //	          uvarint length and that many bytes
+//	extra     with extraFlag only, set when one of them is not empty:
+//	            uvarint   the number of Networks, then each as a field
+//	            fields    Sub, ApprovedFrom
+//	          (records written before these fields existed have no
+//	          extraFlag and read back with them empty)
 //
 // A duration is one uvarint, zigzag(d / unit) << 2 | tag, the tag naming
 // the unit (0 seconds, 1 milliseconds, 2 nanoseconds: most durations are
@@ -50,6 +55,7 @@ const (
 	retriedFlag  = 0x80
 	wideFlag     = 0x40
 	lastPollFlag = 0x20
+	extraFlag    = 0x10
 )
 
 // ErrCorrupt: the bytes are not a record.
@@ -78,6 +84,10 @@ func Encode(d *flow.Device) []byte {
 	if !compact {
 		flags |= wideFlag
 	}
+	extra := hasExtra(d)
+	if extra {
+		flags |= extraFlag
+	}
 	b = append(b, Format, flags)
 	if compact {
 		b = binary.AppendUvarint(b, uint64(created))
@@ -104,7 +114,19 @@ func Encode(d *flow.Device) []byte {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
+	if extra {
+		b = binary.AppendUvarint(b, uint64(len(d.Networks)))
+		for _, s := range append(d.Networks[:len(d.Networks):len(d.Networks)], d.Sub, d.ApprovedFrom) {
+			b = binary.AppendUvarint(b, uint64(len(s)))
+			b = append(b, s...)
+		}
+	}
 	return b
+}
+
+// hasExtra reports whether d has a field of the extra section.
+func hasExtra(d *flow.Device) bool {
+	return len(d.Networks) > 0 || d.Sub != "" || d.ApprovedFrom != ""
 }
 
 // compactTimes returns CreatedAt in Unix nanoseconds and ExpiresAt and
@@ -194,6 +216,12 @@ func Decode(userCode string, b []byte) (*flow.Device, error) {
 	for i := range f {
 		f[i] = r.field()
 	}
+	if flags&extraFlag != 0 {
+		readExtra(&r, d)
+		if !hasExtra(d) {
+			r.bad = true // not canonical: the flag goes with a field
+		}
+	}
 	if r.bad || r.off != len(b) {
 		return nil, ErrCorrupt
 	}
@@ -210,6 +238,27 @@ func Decode(userCode string, b []byte) (*flow.Device, error) {
 		}
 	}
 	return d, nil
+}
+
+// readExtra reads the extra section into d.
+func readExtra(r *reader, d *flow.Device) {
+	n := r.uvarint()
+	if n > uint64(len(r.b)-r.off) { // every network takes a byte at least
+		r.bad = true
+		return
+	}
+	text := func() string {
+		f := r.field()
+		return string(r.b[f[0]:f[1]])
+	}
+	if n > 0 {
+		d.Networks = make([]string, n)
+		for i := range d.Networks {
+			d.Networks[i] = text()
+		}
+	}
+	d.Sub = text()
+	d.ApprovedFrom = text()
 }
 
 // reader walks an encoded record; running off its end sets bad instead of

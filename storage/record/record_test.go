@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"reflect"
@@ -26,6 +27,9 @@ func sameDevice(t *testing.T, got, want *flow.Device) {
 				*b = nil
 			}
 		}
+		if len(d.Networks) == 0 {
+			d.Networks = nil
+		}
 		return d
 	}
 	if g, w := norm(*got), norm(*want); !reflect.DeepEqual(g, w) {
@@ -44,6 +48,11 @@ var codecCases = func() []struct {
 	full.Sealed = bytes.Repeat([]byte{7}, 3000)
 	full.Reason = "the upstream said: no ✋"
 	full.Interval = 15 * time.Second
+	opened := storetest.NewDevice(time.Hour)
+	opened.Networks = []string{"192.0.2.0/24", "2001:db8:0:100::/56", ""}
+	approved := storetest.NewDevice(time.Hour)
+	approved.Status, approved.Sealed = flow.Approved, []byte{9}
+	approved.Sub, approved.ApprovedFrom = "248289761001", "2001:db8::7"
 	polledBefore := storetest.NewDevice(time.Minute)
 	polledBefore.LastPoll = polledBefore.CreatedAt.Add(-time.Nanosecond)
 	return []struct {
@@ -59,6 +68,9 @@ var codecCases = func() []struct {
 		{"far past and far future", &flow.Device{CreatedAt: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC),
 			ExpiresAt: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), LastPoll: time.Unix(-1, 5)}},
 		{"denied", &flow.Device{Status: flow.Denied, Reason: "denied by the person", SealKey: []byte{1}}},
+		{"opened from networks", opened},
+		{"approved, with its subject", approved},
+		{"only a subject", &flow.Device{Sub: "x"}},
 	}
 }()
 
@@ -95,6 +107,23 @@ func TestDeviceCodecIsCompact(t *testing.T) {
 	}
 }
 
+// A record written before the fields of the extra section existed (this
+// one by that encoder) still reads, with them empty.
+func TestDeviceCodecReadsRecordsWithoutExtra(t *testing.T) {
+	old, _ := hex.DecodeString("01228080e8ef9eca9cc318c0253828027476066f70656e6964026e6f093139322e302e322e310201020103020405")
+	d, err := Decode("BCDFGHJK", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := time.Unix(1767225600, 0)
+	sameDevice(t, d, &flow.Device{UserCode: "BCDFGHJK", ClientID: "tv", Scope: "openid", Status: flow.Denied, Reason: "no",
+		CreatedAt: c, ExpiresAt: c.Add(10 * time.Minute), Interval: 5 * time.Second, LastPoll: c.Add(7 * time.Second),
+		IssuedTo: "192.0.2.1", CodeHash: []byte{1, 2}, SealKey: []byte{3}, Sealed: []byte{4, 5}})
+	if !bytes.Equal(Encode(d), old) {
+		t.Error("a record without extra fields encodes differently than before")
+	}
+}
+
 // Every truncation or extension of a record, and a few damaged bytes,
 // decode to an error.
 func TestDeviceCodecRejectsDamage(t *testing.T) {
@@ -113,11 +142,19 @@ func TestDeviceCodecRejectsDamage(t *testing.T) {
 		{2, 0},    // another format
 		{1, 3},    // status 3
 		{1, 0x40}, // wide, with nothing after
+		emptyExtra(), // the extra flag with nothing in it: not canonical
 	} {
 		if _, err := Decode("X", b); err == nil {
 			t.Errorf("decoded %x", b)
 		}
 	}
+}
+
+// emptyExtra is a record with the extra flag and an empty extra section.
+func emptyExtra() []byte {
+	b := append(Encode(&flow.Device{}), 0, 0, 0) // no networks, no sub, no address
+	b[1] |= extraFlag
+	return b
 }
 
 // Decoding any bytes never panics; what decodes encodes to what decodes

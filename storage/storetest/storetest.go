@@ -167,6 +167,7 @@ func cloneDevice(d *flow.Device) *flow.Device {
 	c.CodeHash = bytes.Clone(d.CodeHash)
 	c.SealKey = bytes.Clone(d.SealKey)
 	c.Sealed = bytes.Clone(d.Sealed)
+	c.Networks = slices.Clone(d.Networks)
 	return &c
 }
 
@@ -217,6 +218,15 @@ func diffDevice(got, want *flow.Device) string {
 	}
 	if got.Reason != want.Reason {
 		add("Reason", got.Reason, want.Reason)
+	}
+	if got.IssuedTo != want.IssuedTo {
+		add("IssuedTo", got.IssuedTo, want.IssuedTo)
+	}
+	if !slices.Equal(got.Networks, want.Networks) {
+		add("Networks", got.Networks, want.Networks)
+	}
+	if got.Sub != want.Sub || got.ApprovedFrom != want.ApprovedFrom {
+		add("Sub, ApprovedFrom", got.Sub+", "+got.ApprovedFrom, want.Sub+", "+want.ApprovedFrom)
 	}
 	return strings.Join(d, "; ")
 }
@@ -345,6 +355,8 @@ func testCreateAndRead(t *testing.T, s flow.Store) {
 	d.Retried = true
 	d.Status = flow.Approved
 	d.IssuedTo = "2001:db8::1"
+	d.Networks = []string{"192.0.2.0/24", "2001:db8::/56"}
+	d.Sub, d.ApprovedFrom = "248289761001", "192.0.2.7"
 	mustCreate(t, s, d)
 	wantRecord(t, s, d)
 
