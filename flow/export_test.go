@@ -16,3 +16,9 @@ func CountQRDraws() (count func() int, stop func()) {
 	}
 	return func() int { return int(n.Load()) }, func() { drawQR = orig }
 }
+
+// SubjectOf is subjectOf, for its table and fuzz tests.
+var SubjectOf = subjectOf
+
+// NetworkOf is networkOf, for its table test.
+var NetworkOf = networkOf

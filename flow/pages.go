@@ -41,7 +41,8 @@ type PageData struct {
 	// came back to another browser or was replayed), "upstream" (the
 	// sign-in service failed or timed out), "upstream_error" (it answered
 	// with an error), "unavailable" (our storage is down, or the
-	// upstream's metadata not read yet), "bad_request".
+	// upstream's metadata not read yet), "bad_request", "locked" (the
+	// code was opened from too many networks, see noteOpened).
 	Error string
 	// ErrorDetail is an operator-facing detail safe to show (never a secret).
 	ErrorDetail string
