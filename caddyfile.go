@@ -56,7 +56,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			secret <upstream secret>     # for a confidential upstream client
 //			scopes <scope...>            # allowed scopes
 //			authorize_param <name> <value>  # replaces the site's parameter of that name
+//			issue_from <cidr...>         # replaces the site's issue_from for this client
 //		}
+//
+//		issue_from    <cidr...>|private_ranges  # issue device codes only to these networks; repeatable; default anywhere
+//		code_networks <n>|off            # lock a code opened from more networks (IPv4 /24, IPv6 /56); default 3
 //
 //		guess_limit       <n> per <duration>   # wrong user codes per client IP; default 20 per 15m
 //		guess_limit_total <n>                  # wrong user codes server-wide per window; default 2000
@@ -121,6 +125,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if _, err = oneOf(d, "off"); err == nil {
 				h.limits().Off = true
 			}
+		case "issue_from":
+			err = issueFromArgs(d, &h.IssueFrom)
+		case "code_networks":
+			h.CodeNetworks, err = codeNetworksArg(d)
 		default:
 			return unrecognized(d, "device_flow", siteSubdirectives)
 		}
@@ -184,6 +192,8 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 			}
 		case "authorize_param":
 			err = authorizeParamArg(d, &c.AuthorizeParams)
+		case "issue_from":
+			err = issueFromArgs(d, &c.IssueFrom)
 		default:
 			return unrecognized(d, "client", clientSubdirectives)
 		}
@@ -221,9 +231,9 @@ var (
 		"name", "authorization_endpoint", "token_endpoint", "issuer", "base_url", "token_auth",
 		"upstream_timeout", "authorize_param", "expires_in", "interval", "user_code", "prefix",
 		"templates", "storage", "client", "guess_limit", "guess_limit_total", "issue_limit",
-		"refresh_limit", "max_live_codes", "limits",
+		"refresh_limit", "max_live_codes", "limits", "issue_from", "code_networks",
 	}
-	clientSubdirectives = []string{"name", "secret", "scopes", "authorize_param"}
+	clientSubdirectives = []string{"name", "secret", "scopes", "authorize_param", "issue_from"}
 )
 
 // unrecognized is the error for an unknown subdirective; it names the
@@ -273,6 +283,47 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(rb)]
+}
+
+// issueFromArgs reads `issue_from <cidr...>` into list, checking each
+// network now; private_ranges stands for the private and loopback
+// networks, as in trusted_proxies. Repeated lines add up.
+func issueFromArgs(d *caddyfile.Dispenser, list *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Err("issue_from wants one or more networks: issue_from <cidr|address|private_ranges...>")
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Err("issue_from takes no block")
+	}
+	for _, a := range args {
+		if a == "private_ranges" {
+			*list = append(*list, caddyhttp.PrivateRangesCIDR()...)
+			continue
+		}
+		if _, err := flow.ParseNetwork(a); err != nil {
+			return d.Errf("issue_from: %v", err)
+		}
+		*list = append(*list, a)
+	}
+	return nil
+}
+
+// codeNetworksArg reads `code_networks <n>|off`; 0 and off turn the lock
+// off.
+func codeNetworksArg(d *caddyfile.Dispenser) (*int, error) {
+	v, err := singleArg(d)
+	if err != nil {
+		return nil, err
+	}
+	if v == "off" {
+		v = "0"
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return nil, d.Errf("code_networks: %q is not a whole number or off", v)
+	}
+	return &n, nil
 }
 
 // rateLimitArg reads `<n> per <duration>`.

@@ -112,6 +112,14 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"authorize_param scope", ok + "\t\tauthorize_param scope openid", `"scope" is set by the flow: it is what the device asks for`, 5},
 		{"authorize_param response_mode", ok + "\t\tauthorize_param response_mode form_post", `"response_mode" is set by the flow`, 5},
 		{"client authorize_param redirect_uri", ok + "\t\tclient tv {\n\t\t\tauthorize_param redirect_uri https://evil.example\n\t\t}", `"redirect_uri" is set by the flow`, 6},
+		{"issue_from empty", ok + "\t\tissue_from", "issue_from wants one or more networks", 5},
+		{"issue_from bad CIDR", ok + "\t\tissue_from 192.0.2.0/24 10.0.0.0/33", `issue_from: "10.0.0.0/33" is not a network in CIDR form`, 5},
+		{"issue_from host name", ok + "\t\tissue_from office.example.com", `"office.example.com" is neither an IP address nor a network`, 5},
+		{"issue_from with a block", ok + "\t\tissue_from 10.0.0.0/8 {\n\t\t\tx\n\t\t}", "issue_from takes no block", 6},
+		{"client issue_from bad", ok + "\t\tclient tv {\n\t\t\tissue_from 10.0.0.1/8x\n\t\t}", `"10.0.0.1/8x" is not a network`, 6},
+		{"code_networks negative", ok + "\t\tcode_networks -1", `code_networks: "-1" is not a whole number or off`, 5},
+		{"code_networks word", ok + "\t\tcode_networks many", `code_networks: "many" is not a whole number or off`, 5},
+		{"code_networks two", ok + "\t\tcode_networks 3 4", "wrong argument count", 5},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,5 +278,34 @@ func TestReadmeIdentityProviders(t *testing.T) {
 		if got := adaptCaddyfile(t, caddyfile); !strings.Contains(got, `"handler": "device_flow"`) {
 			t.Errorf("no device_flow handler from:\n%s", caddyfile)
 		}
+	}
+}
+
+// TestValidateNetworks: JSON gets the same refusals of issue_from and
+// code_networks as the Caddyfile, naming the client when it is the
+// client's.
+func TestValidateNetworks(t *testing.T) {
+	minus := -1
+	h := Handler{
+		Issuer:       "https://idp.example.com",
+		IssueFrom:    []string{"192.0.2.0/24", "192.0.2.0/24/1"},
+		CodeNetworks: &minus,
+		Clients:      map[string]*ClientConfig{"kiosk": {IssueFrom: []string{"lobby"}}},
+	}
+	err := h.Validate()
+	for _, want := range []string{
+		`issue_from: "192.0.2.0/24/1" is not a network in CIDR form`,
+		`client kiosk: issue_from: "lobby" is neither an IP address nor a network`,
+		"code_networks must be 0 (off) or more, not -1",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to say %s", err, want)
+		}
+	}
+	zero := 0
+	h.IssueFrom, h.CodeNetworks = []string{"10.0.0.0/8", "2001:db8::1"}, &zero
+	h.Clients["kiosk"].IssueFrom = []string{"192.0.2.7"}
+	if err := h.Validate(); err != nil {
+		t.Errorf("Validate() = %v for good networks", err)
 	}
 }

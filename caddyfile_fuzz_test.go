@@ -37,6 +37,8 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"device_flow {\n" + up + "guess_limit -1 per 1m\n}",
 		"device_flow {\n" + up + "guess_limit 99999999999999999999 per 1m\n}",
 		"device_flow {\n" + up + "issue_limit 1 per 1d\n}",
+		"device_flow {\n" + up + "issue_from 192.0.2.0/24 ::1 private_ranges\ncode_networks off\nclient tv {\nissue_from 10.0.0.0/8\n}\n}",
+		"device_flow {\n" + up + "issue_from 192.0.2.0/99\ncode_networks 99999999999999999999\n}",
 		"device_flow {\n" + up + "expires_in 10m\ninterval 5s\nupstream_timeout 1s\nuser_code digits\ntoken_auth post\n}",
 		"device_flow {\n" + up + "prefix /oauth\nbase_url https://auth.example\ntemplates /etc/pages\n}",
 		"device_flow {\n" + up + "name tv-site\n}",

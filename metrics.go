@@ -42,6 +42,8 @@ var flowEvents = []string{
 	flow.EventIssueLimited,
 	flow.EventApproveLimited,
 	flow.EventRefreshLimited,
+	flow.EventIssueRefused,
+	flow.EventCodeLocked,
 }
 
 func initDeviceFlowMetrics() {
@@ -51,7 +53,7 @@ func initDeviceFlowMetrics() {
 		Namespace: ns,
 		Subsystem: sub,
 		Name:      "events_total",
-		Help:      "Device flow events: codes issued, approvals, denials, expirations, slow_downs, deliveries, wrong codes and limits hit.",
+		Help:      "Device flow events: codes issued, approvals, denials, expirations, slow_downs, deliveries, wrong codes, limits hit, codes refused off issue_from and codes locked by code_networks.",
 	}, []string{"event"})
 	m.upstreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns,

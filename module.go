@@ -99,6 +99,17 @@ type Handler struct {
 	// Limits are the guess and flood limits; unset ones take the defaults.
 	Limits *LimitsConfig `json:"limits,omitempty"`
 
+	// IssueFrom are the only networks device codes are issued to: CIDRs
+	// ("192.0.2.0/24") or single addresses, matched against the client
+	// address as Caddy sees it (trusted_proxies). A device elsewhere gets
+	// unauthorized_client. Empty: anywhere. A client's own list replaces
+	// it.
+	IssueFrom []string `json:"issue_from,omitempty"`
+	// CodeNetworks locks a user code opened from more networks (IPv4 /24,
+	// IPv6 /56) than this: it can no longer be approved and its device
+	// gets access_denied. 0 turns the lock off. Default: 3.
+	CodeNetworks *int `json:"code_networks,omitempty"`
+
 	// StorageRaw is the store, a module in the http.device_flow.storage
 	// namespace named by "backend": "badger" (the default, an embedded
 	// database) or "redis" (shared by several instances).
@@ -123,6 +134,8 @@ type ClientConfig struct {
 	// AuthorizeParams are this client's extra authorization request
 	// parameters; each replaces the handler's parameter of the same name.
 	AuthorizeParams map[string][]string `json:"authorize_params,omitempty"`
+	// IssueFrom replaces the handler's issue_from for this client.
+	IssueFrom []string `json:"issue_from,omitempty"`
 }
 
 // LimitsConfig sets the guess and flood limits (see flow.Limits); zero
@@ -241,6 +254,19 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		ClientIP:              caddyClientIP,
 		Now:                   now,
 		Observer:              newMetrics(ctx, h.logger),
+		// Its own logger, so that `log { include
+		// http.handlers.device_flow.audit }` sends the events elsewhere.
+		Audit: h.logger.Named("audit").With(zap.String("handler", h.adminID())),
+	}
+	if cfg.IssueFrom, err = flow.ParseNetworks(h.IssueFrom); err != nil {
+		return cfg, fmt.Errorf("issue_from: %w", err)
+	}
+	switch n := h.CodeNetworks; {
+	case n == nil:
+	case *n == 0:
+		cfg.CodeNetworks = -1 // off
+	default:
+		cfg.CodeNetworks = *n
 	}
 	cfg.HTTPClient = &http.Client{
 		// Never follow an upstream's redirect with our client credentials.
@@ -260,8 +286,12 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 			if c == nil {
 				c = &ClientConfig{}
 			}
+			issueFrom, err := flow.ParseNetworks(c.IssueFrom)
+			if err != nil {
+				return cfg, fmt.Errorf("client %s: issue_from: %w", id, err)
+			}
 			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: repl.ReplaceKnown(c.Secret, ""), Scopes: c.Scopes,
-				AuthorizeParams: replaceParams(repl, c.AuthorizeParams)}
+				AuthorizeParams: replaceParams(repl, c.AuthorizeParams), IssueFrom: issueFrom}
 		}
 	}
 	if l := h.Limits; l != nil {
@@ -329,10 +359,19 @@ func (h *Handler) Validate() error {
 	if err := flow.CheckAuthorizeParams(h.AuthorizeParams); err != nil {
 		errs = append(errs, fmt.Errorf("authorize_params: %w", err))
 	}
+	if _, err := flow.ParseNetworks(h.IssueFrom); err != nil {
+		errs = append(errs, fmt.Errorf("issue_from: %w", err))
+	}
+	if n := h.CodeNetworks; n != nil && *n < 0 {
+		errs = append(errs, fmt.Errorf("code_networks must be 0 (off) or more, not %d", *n))
+	}
 	for _, id := range slices.Sorted(maps.Keys(h.Clients)) {
 		if c := h.Clients[id]; c != nil {
 			if err := flow.CheckAuthorizeParams(c.AuthorizeParams); err != nil {
 				errs = append(errs, fmt.Errorf("client %s: authorize_params: %w", id, err))
+			}
+			if _, err := flow.ParseNetworks(c.IssueFrom); err != nil {
+				errs = append(errs, fmt.Errorf("client %s: issue_from: %w", id, err))
 			}
 		}
 	}
