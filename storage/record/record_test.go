@@ -139,9 +139,9 @@ func TestDeviceCodecRejectsDamage(t *testing.T) {
 		}
 	}
 	for _, b := range [][]byte{
-		{2, 0},    // another format
-		{1, 3},    // status 3
-		{1, 0x40}, // wide, with nothing after
+		{2, 0},       // another format
+		{1, 3},       // status 3
+		{1, 0x40},    // wide, with nothing after
 		emptyExtra(), // the extra flag with nothing in it: not canonical
 	} {
 		if _, err := Decode("X", b); err == nil {
