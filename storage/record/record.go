@@ -55,7 +55,7 @@ const (
 	retriedFlag  = 0x80
 	wideFlag     = 0x40
 	lastPollFlag = 0x20
-	extraFlag    = 0x10
+	extraFlag    = 0x08
 )
 
 // ErrCorrupt: the bytes are not a record.
