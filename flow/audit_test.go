@@ -1,6 +1,7 @@
 package flow_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -27,6 +28,12 @@ func TestAuditEvents(t *testing.T) {
 		_, audit = observed(c)
 		c.IssueFrom = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
 		c.Limits = flow.Limits{Off: true}
+		c.Place = func(ip string) string { // the person's network only
+			if strings.HasPrefix(ip, "203.0.113.") {
+				return "Person City, XX"
+			}
+			return ""
+		}
 	}})
 	const (
 		deviceIP = "198.51.100.7"
@@ -87,6 +94,13 @@ func TestAuditEvents(t *testing.T) {
 		h.openFrom(http.DefaultClient, ip, locked["user_code"].(string))
 	}
 
+	// Denied by the operator.
+	operated := h.newCode(deviceIP, client)
+	secrets = append(secrets, operated["device_code"].(string))
+	if _, err := h.svc.DenyCode(context.Background(), operated["user_code"].(string)); err != nil {
+		t.Fatal(err)
+	}
+
 	// Refused: not on the trusted network.
 	if a := h.post("192.0.2.66", "/device/code", url.Values{"client_id": {client}}); a.status != http.StatusForbidden {
 		t.Fatalf("issue off the trusted network: %d", a.status)
@@ -99,19 +113,21 @@ func TestAuditEvents(t *testing.T) {
 		fields map[string]any
 	}{
 		{flow.AuditCodeIssued, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "scope": "openid"}},
-		{flow.AuditCodeOpened, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP}},
-		{flow.AuditCodeApproved, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "sub": subject}},
-		{flow.AuditTokensDelivered, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "sub": subject, "poll_ip": pollIP}},
+		{flow.AuditCodeOpened, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX"}},
+		{flow.AuditCodeApproved, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX", "sub": subject}},
+		{flow.AuditTokensDelivered, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX", "sub": subject, "poll_ip": pollIP}},
 		{flow.AuditRefreshRelayed, zapcore.InfoLevel, map[string]any{"client_id": client, "device_ip": deviceIP, "sub": subject}},
 		{flow.AuditCodeIssued, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": denied["user_code"], "device_ip": deviceIP, "scope": "openid"}},
-		{flow.AuditCodeOpened, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": denied["user_code"], "device_ip": deviceIP, "person_ip": personIP}},
-		{flow.AuditCodeDenied, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": denied["user_code"], "device_ip": deviceIP, "person_ip": personIP, "by": "person"}},
+		{flow.AuditCodeOpened, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": denied["user_code"], "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX"}},
+		{flow.AuditCodeDenied, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": denied["user_code"], "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX", "by": "person"}},
 		{flow.AuditCodeIssued, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": locked["user_code"], "device_ip": deviceIP, "scope": "openid"}},
 		{flow.AuditCodeOpened, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": locked["user_code"], "device_ip": deviceIP, "person_ip": "192.0.2.1"}},
 		{flow.AuditCodeOpened, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": locked["user_code"], "device_ip": deviceIP, "person_ip": "192.0.3.1"}},
 		{flow.AuditCodeOpened, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": locked["user_code"], "device_ip": deviceIP, "person_ip": "192.0.4.1"}},
 		{flow.AuditCodeLocked, zapcore.WarnLevel, map[string]any{"client_id": client, "user_code": locked["user_code"], "device_ip": deviceIP, "person_ip": "192.0.5.1",
 			"networks": []any{"192.0.2.0/24", "192.0.3.0/24", "192.0.4.0/24", "192.0.5.0/24"}}},
+		{flow.AuditCodeIssued, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": operated["user_code"], "device_ip": deviceIP, "scope": "openid"}},
+		{flow.AuditCodeDenied, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": operated["user_code"], "device_ip": deviceIP, "by": "operator"}},
 		{flow.AuditIssueRefused, zapcore.WarnLevel, map[string]any{"client_id": client, "device_ip": "192.0.2.66"}},
 	}
 	got := audit.AllUntimed()
