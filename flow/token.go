@@ -76,13 +76,12 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 	hash := codes.Hash(deviceCode)
 	var (
 		answer    *oauthError
-		sealed    []byte
+		delivered *Device // the approved record taken: its sealed tokens, and who approved for the audit
 		event     string
-		delivered *Device // for the audit event
 	)
 	now := s.cfg.Now()
 	err := s.cfg.Store.UpdateDevice(r.Context(), userCode, func(d *Device) (Verdict, error) {
-		answer, sealed, event, delivered = nil, nil, "", nil
+		answer, delivered, event = nil, nil, ""
 		switch {
 		case d == nil || subtle.ConstantTimeCompare(d.CodeHash, hash) != 1:
 			// Unknown, delivered or long expired, or its user code has
@@ -97,7 +96,7 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 			event = EventExpired
 			return Keep, nil
 		case d.Status == Approved:
-			sealed, delivered = d.Sealed, d
+			delivered = d
 			event = EventDelivered
 			return Delete, nil // take once: a second poll finds nothing
 		case d.Status == Denied:
@@ -139,7 +138,7 @@ func (s *Service) poll(r *http.Request, deviceCode, clientID string) ([]byte, *o
 	if answer != nil {
 		return nil, answer
 	}
-	tokens, err := seal.Open(deviceCode, sealed)
+	tokens, err := seal.Open(deviceCode, delivered.Sealed)
 	if err != nil {
 		// The record was approved with tokens for another key: impossible
 		// unless the store was tampered with.
