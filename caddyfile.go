@@ -177,7 +177,9 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 		case "name":
 			c.Name, err = singleArg(d)
 		case "secret":
-			c.Secret, err = singleArg(d)
+			if c.Secret, err = singleArg(d); err == nil && strings.TrimSpace(c.Secret) == "" {
+				err = d.Errf("client %s: secret is empty", id)
+			}
 		case "scopes":
 			if c.Scopes = d.RemainingArgs(); len(c.Scopes) == 0 {
 				err = d.ArgErr()

@@ -95,6 +95,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"client without id", ok + "\t\tclient", "wrong argument count", 5},
 		{"client twice", ok + "\t\tclient tv\n\t\tclient tv", `client "tv" is configured twice`, 6},
 		{"client unknown field", ok + "\t\tclient tv {\n\t\t\tcolour blue\n\t\t}", `unrecognized client subdirective "colour"`, 6},
+		{"client secret empty", ok + "\t\tclient tv {\n\t\t\tsecret \"\"\n\t\t}", "client tv: secret is empty", 6},
 		{"client scopes empty", ok + "\t\tclient tv {\n\t\t\tscopes\n\t\t}", "wrong argument count", 6},
 		{"guess_limit syntax", ok + "\t\tguess_limit 10", "guess_limit <n> per <duration>", 5},
 		{"guess_limit count", ok + "\t\tguess_limit ten per 1m", "not a positive whole number", 5},

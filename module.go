@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -260,7 +261,11 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 			if c == nil {
 				c = &ClientConfig{}
 			}
-			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: repl.ReplaceKnown(c.Secret, ""), Scopes: c.Scopes,
+			secret, err := clientSecret(repl, id, c.Secret)
+			if err != nil {
+				return cfg, err
+			}
+			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: secret, Scopes: c.Scopes,
 				AuthorizeParams: replaceParams(repl, c.AuthorizeParams)}
 		}
 	}
@@ -278,6 +283,23 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	}
 	return cfg, nil
 }
+
+// clientSecret resolves the {env.*} placeholders of a client's secret. A
+// secret that was given but comes out empty (an unset variable) is an
+// error: taken as no secret, it would silently make a public client. The
+// error names only the placeholders, which are all the given text was.
+func clientSecret(repl *caddy.Replacer, id, given string) (string, error) {
+	secret := repl.ReplaceKnown(given, "")
+	if given == "" || strings.TrimSpace(secret) != "" {
+		return secret, nil
+	}
+	if placeholders := placeholderPattern.FindAllString(given, -1); len(placeholders) > 0 {
+		return "", fmt.Errorf("client %s: secret is empty after expanding %s (is the variable set?)", id, strings.Join(placeholders, ", "))
+	}
+	return "", fmt.Errorf("client %s: secret is empty", id)
+}
+
+var placeholderPattern = regexp.MustCompile(`\{[^{}]*\}`)
 
 // replaceParams resolves the {env.*} placeholders in parameter values, so
 // an audience or login hint can come from the environment.
