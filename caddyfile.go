@@ -76,13 +76,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "name":
 			h.Name, err = singleArg(d)
 		case "authorization_endpoint":
-			h.AuthorizationEndpoint, err = urlArg(d)
+			h.AuthorizationEndpoint, err = urlArg(d, flow.CheckAuthorizationEndpoint)
 		case "token_endpoint":
-			h.TokenEndpoint, err = urlArg(d)
+			h.TokenEndpoint, err = urlArg(d, flow.CheckEndpointURL)
 		case "issuer":
-			h.Issuer, err = urlArg(d)
+			h.Issuer, err = urlArg(d, flow.CheckEndpointURL)
 		case "base_url":
-			h.BaseURL, err = urlArg(d)
+			h.BaseURL, err = urlArg(d, flow.CheckEndpointURL)
 		case "token_auth":
 			h.TokenAuth, err = oneOf(d, "basic", "post")
 		case "upstream_timeout":
@@ -325,7 +325,8 @@ func flagArg(d *caddyfile.Dispenser) (bool, error) {
 	return true, nil
 }
 
-func urlArg(d *caddyfile.Dispenser) (string, error) {
+// urlArg reads a URL and checks it with check.
+func urlArg(d *caddyfile.Dispenser, check func(string) error) (string, error) {
 	name := d.Val()
 	v, err := singleArg(d)
 	if err != nil {
@@ -333,7 +334,7 @@ func urlArg(d *caddyfile.Dispenser) (string, error) {
 	}
 	// A placeholder ({env.IDP_URL}) is resolved at run time; check the rest now.
 	if !strings.Contains(v, "{") {
-		if err := flow.CheckEndpointURL(v); err != nil {
+		if err := check(v); err != nil {
 			return "", d.Errf("%s: %v", name, err)
 		}
 	}

@@ -232,16 +232,19 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		AuthorizationEndpoint: h.AuthorizationEndpoint,
 		TokenEndpoint:         h.TokenEndpoint,
 		Issuer:                h.Issuer,
-		TokenAuth:             h.TokenAuth,
-		UpstreamTimeout:       time.Duration(h.UpstreamTimeout),
-		ExpiresIn:             time.Duration(h.ExpiresIn),
-		Interval:              time.Duration(h.Interval),
-		Prefix:                h.Prefix,
-		BaseURL:               h.BaseURL,
-		Logger:                h.logger,
-		ClientIP:              caddyClientIP,
-		Now:                   now,
-		Observer:              newMetrics(ctx, h.logger),
+		// caddy validate fails on an issuer name the DNS does not know
+		// (a typo); a running Caddy logs it and keeps looking.
+		IssuerMustResolve: validating(),
+		TokenAuth:         h.TokenAuth,
+		UpstreamTimeout:   time.Duration(h.UpstreamTimeout),
+		ExpiresIn:         time.Duration(h.ExpiresIn),
+		Interval:          time.Duration(h.Interval),
+		Prefix:            h.Prefix,
+		BaseURL:           h.BaseURL,
+		Logger:            h.logger,
+		ClientIP:          caddyClientIP,
+		Now:               now,
+		Observer:          newMetrics(ctx, h.logger),
 	}
 	cfg.HTTPClient = &http.Client{
 		// Never follow an upstream's redirect with our client credentials.
@@ -347,6 +350,12 @@ func (h *Handler) Validate() error {
 	}
 	if err := checkPrefix(h.Prefix); err != nil {
 		errs = append(errs, err)
+	}
+	// With a placeholder, flow.New checks it once resolved.
+	if h.AuthorizationEndpoint != "" && !strings.Contains(h.AuthorizationEndpoint, "{") {
+		if err := flow.CheckAuthorizationEndpoint(h.AuthorizationEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("authorization_endpoint: %w", err))
+		}
 	}
 	if err := flow.CheckAuthorizeParams(h.AuthorizeParams); err != nil {
 		errs = append(errs, fmt.Errorf("authorize_params: %w", err))
