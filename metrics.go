@@ -42,6 +42,7 @@ var flowEvents = []string{
 	flow.EventIssueLimited,
 	flow.EventApproveLimited,
 	flow.EventRefreshLimited,
+	flow.EventRecordForged,
 }
 
 func initDeviceFlowMetrics() {

@@ -61,10 +61,18 @@ type Config struct {
 
 	Limits Limits
 
-	Store    Store
-	Pages    Renderer
-	Logger   *zap.Logger
-	Observer Observer
+	Store Store
+	// ServerSecret, when set (at least MinServerSecret bytes), is the
+	// server secret instead of the one the store keeps: the keys of
+	// cookies, CSRF tokens, states and device codes are derived from it,
+	// and every record the store holds is authenticated under another key
+	// derived from it (integrity.go). The store never sees it. Handlers
+	// that must not share records must not share it either: module.go
+	// binds it to the handler's namespace.
+	ServerSecret []byte
+	Pages        Renderer
+	Logger       *zap.Logger
+	Observer     Observer
 	// ClientIP gives the client's address as Caddy sees it (honouring
 	// trusted_proxies); RemoteAddr's host when nil.
 	ClientIP func(*http.Request) string
@@ -261,6 +269,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Store == nil {
 		errs = append(errs, errors.New("no store"))
+	}
+	if c.ServerSecret != nil && len(c.ServerSecret) < MinServerSecret {
+		errs = append(errs, fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. 48 random bytes in base64: openssl rand -base64 48)", len(c.ServerSecret), MinServerSecret))
 	}
 	if c.Pages == nil {
 		errs = append(errs, errors.New("no page renderer"))

@@ -24,6 +24,8 @@ const (
 	EventGuessLimited = "guess_limited"
 	EventWrongCode    = "wrong_code"
 	EventIssueLimited = "issue_limited"
+	// EventRecordForged: a stored record failed its MAC (server_secret).
+	EventRecordForged = "record_forged"
 	// Not yet in metrics.go's flowEvents: Caddy's metrics skip them until
 	// they are added there.
 	EventApproveLimited = "approve_limited"

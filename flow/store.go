@@ -162,6 +162,9 @@ type Device struct {
 	// IssuedTo is the address that asked for the code, for operators
 	// (the admin API); the flow never reads it.
 	IssuedTo string `json:"ip,omitempty"`
+	// MAC authenticates the record under a key from the configured
+	// server secret (see integrity.go); nil without one.
+	MAC []byte `json:"mac,omitempty"`
 }
 
 // Login is one trip of a person's browser to the upstream and back. An
@@ -174,4 +177,5 @@ type Login struct {
 	Verifier  string    `json:"pkce"` // the PKCE code_verifier, sealed under the state (seal.SealVerifier)
 	Browser   string    `json:"b"`    // HMAC of the browser's session
 	ExpiresAt time.Time `json:"ea"`
+	MAC       []byte    `json:"mac,omitempty"` // as Device.MAC
 }

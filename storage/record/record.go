@@ -19,7 +19,7 @@ import (
 // process's RSS) for as long as the code lives.
 //
 //	byte      1, the format
-//	byte      flags: Status in bits 0–1, retriedFlag, wideFlag, lastPollFlag
+//	byte      flags: Status in bits 0–1, retriedFlag, wideFlag, lastPollFlag, macFlag
 //	times     compact (no wideFlag):
 //	            uvarint   CreatedAt, Unix nanoseconds
 //	            duration  ExpiresAt − CreatedAt
@@ -31,6 +31,11 @@ import (
 //	duration  Interval
 //	fields    ClientID, Scope, Reason, IssuedTo, CodeHash, SealKey, Sealed: each a
 //	          uvarint length and that many bytes
+//	MAC       with macFlag only (a server_secret is set): a uvarint length
+//	          and that many bytes, never none. A record without it is
+//	          byte for byte what versions before it wrote, so each reads
+//	          the other's records; an older version takes a record with
+//	          it for corrupt.
 //
 // A duration is one uvarint, zigzag(d / unit) << 2 | tag, the tag naming
 // the unit (0 seconds, 1 milliseconds, 2 nanoseconds: most durations are
@@ -50,6 +55,7 @@ const (
 	retriedFlag  = 0x80
 	wideFlag     = 0x40
 	lastPollFlag = 0x20
+	macFlag      = 0x10
 )
 
 // ErrCorrupt: the bytes are not a record.
@@ -65,10 +71,13 @@ const (
 
 // Encode is d in its stored form.
 func Encode(d *flow.Device) []byte {
-	b := make([]byte, 0, 48+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.IssuedTo)+len(d.CodeHash)+len(d.SealKey)+len(d.Sealed))
+	b := make([]byte, 0, 48+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.IssuedTo)+len(d.CodeHash)+len(d.SealKey)+len(d.Sealed)+len(d.MAC))
 	flags := byte(d.Status) & statusMask
 	if d.Retried {
 		flags |= retriedFlag
+	}
+	if len(d.MAC) > 0 {
+		flags |= macFlag
 	}
 	polled := !d.LastPoll.IsZero()
 	if polled {
@@ -103,6 +112,10 @@ func Encode(d *flow.Device) []byte {
 	for _, s := range [...][]byte{d.CodeHash, d.SealKey, d.Sealed} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
+	}
+	if len(d.MAC) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(d.MAC)))
+		b = append(b, d.MAC...)
 	}
 	return b
 }
@@ -190,9 +203,14 @@ func Decode(userCode string, b []byte) (*flow.Device, error) {
 		}
 	}
 	d.Interval = time.Duration(r.duration())
-	var f [7][2]int // where each field's bytes are in b
-	for i := range f {
+	var f [8][2]int // where each field's bytes are in b; the MAC last
+	for i := range 7 {
 		f[i] = r.field()
+	}
+	if flags&macFlag != 0 {
+		if f[7] = r.field(); f[7][0] == f[7][1] {
+			r.bad = true // not canonical: no MAC is no flag
+		}
 	}
 	if r.bad || r.off != len(b) {
 		return nil, ErrCorrupt
@@ -203,8 +221,12 @@ func Decode(userCode string, b []byte) (*flow.Device, error) {
 	for i, p := range [...]*string{&d.ClientID, &d.Scope, &d.Reason, &d.IssuedTo} {
 		*p = texts[f[i][0]-f[0][0] : f[i][1]-f[0][0]]
 	}
-	raw := bytes.Clone(b[f[4][0]:f[6][1]])
-	for i, p := range [...]*[]byte{&d.CodeHash, &d.SealKey, &d.Sealed} {
+	last := 6
+	if flags&macFlag != 0 {
+		last = 7
+	}
+	raw := bytes.Clone(b[f[4][0]:f[last][1]])
+	for i, p := range []*[]byte{&d.CodeHash, &d.SealKey, &d.Sealed, &d.MAC}[:last-3] {
 		if start, end := f[4+i][0]-f[4][0], f[4+i][1]-f[4][0]; end > start {
 			*p = raw[start:end:end]
 		}
