@@ -50,6 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		storage badger [<dir>] [{ min_free <size> }]   # default: device_flow in Caddy's data directory; min_free 64MiB
 //		storage redis <url>|<addr...>    # several instances sharing one Redis
 //		templates <dir>                  # page overrides, same names as the embedded pages
+//		server_secret <secret>           # at least 32 bytes, e.g. {env.DEVICE_FLOW_SECRET}; authenticates the store's records
 //
 //		client <client_id> {             # allow-list; without any, every client_id passes
 //			name   "<display name>"      # shown on the confirmation page
@@ -103,6 +104,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "templates":
 			h.Templates, err = singleArg(d)
+		case "server_secret":
+			if h.ServerSecret, err = singleArg(d); err == nil && !strings.Contains(h.ServerSecret, "{") && len(h.ServerSecret) < flow.MinServerSecret {
+				err = d.Errf("server_secret is too short: %d bytes, at least %d (e.g. openssl rand -base64 48, given by {env.*})", len(h.ServerSecret), flow.MinServerSecret)
+			}
 		case "storage":
 			err = h.unmarshalStorage(d)
 		case "client":
@@ -222,7 +227,7 @@ var (
 	siteSubdirectives = []string{
 		"name", "authorization_endpoint", "token_endpoint", "issuer", "base_url", "token_auth",
 		"upstream_timeout", "authorize_param", "expires_in", "interval", "user_code", "prefix",
-		"templates", "storage", "client", "guess_limit", "guess_limit_total", "issue_limit",
+		"templates", "server_secret", "storage", "client", "guess_limit", "guess_limit_total", "issue_limit",
 		"refresh_limit", "max_live_codes", "limits",
 	}
 	clientSubdirectives = []string{"name", "secret", "scopes", "authorize_param"}

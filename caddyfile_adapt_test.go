@@ -98,6 +98,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"reserved name in the endpoint's query", "authorization_endpoint https://idp.example.com/authorize?tenant=a&scope=admin\n\t\ttoken_endpoint https://idp.example.com/token", `authorization_endpoint: its query: authorization parameter "scope" is set by the flow`, 3},
 		{"look-alike in the endpoint's query", "authorization_endpoint https://idp.example.com/authorize?state%5B%5D=x\n\t\ttoken_endpoint https://idp.example.com/token", `"state[]" may be read as "state"`, 3},
 		{"authorize_param look-alike", ok + "\t\tauthorize_param \" state\" x", `" state" may be read as "state"`, 5},
+		{"server_secret short", ok + "\t\tserver_secret tooshort", "server_secret is too short: 8 bytes, at least 32", 5},
+		{"server_secret twice over", ok + "\t\tserver_secret a b", "wrong argument count", 5},
 		{"client secret empty", ok + "\t\tclient tv {\n\t\t\tsecret \"\"\n\t\t}", "client tv: secret is empty", 6},
 		{"client scopes empty", ok + "\t\tclient tv {\n\t\t\tscopes\n\t\t}", "wrong argument count", 6},
 		{"guess_limit syntax", ok + "\t\tguess_limit 10", "guess_limit <n> per <duration>", 5},

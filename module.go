@@ -8,6 +8,8 @@ package deviceflow
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,6 +102,17 @@ type Handler struct {
 	// Limits are the guess and flood limits; unset ones take the defaults.
 	Limits *LimitsConfig `json:"limits,omitempty"`
 
+	// ServerSecret is the server secret, from the configuration rather
+	// than the store (not a client's upstream secret): at least 32 bytes,
+	// best from the environment ("{env.DEVICE_FLOW_SECRET}"); the same on
+	// every instance sharing a store. With it, cookies, states and device
+	// codes are keyed by it, and every record in the store is
+	// authenticated under it, so that whoever can write to the store
+	// cannot make the flow hand out or seal tokens (docs/security.md).
+	// Without it, a secret is made and kept in the store. Setting or
+	// changing it makes codes and sign-ins in progress start over.
+	ServerSecret string `json:"server_secret,omitempty"`
+
 	// StorageRaw is the store, a module in the http.device_flow.storage
 	// namespace named by "backend": "badger" (the default, an embedded
 	// database) or "redis" (shared by several instances).
@@ -191,6 +204,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading storage: %v", err)
 	}
 	cfg.Store = mod.(StorageProvider).Store(h.namespace())
+	if cfg.ServerSecret, err = h.serverSecret(); err != nil {
+		return err
+	}
 	if cfg.Pages, err = templates.New(h.Templates); err != nil {
 		return fmt.Errorf("templates: %v", err)
 	}
@@ -285,6 +301,29 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// serverSecret resolves ServerSecret's placeholders and binds the result
+// to this handler's namespace, so that handlers given one secret still
+// derive keys of their own; nil when none is configured. It is never
+// logged or put in an error.
+func (h *Handler) serverSecret() ([]byte, error) {
+	if h.ServerSecret == "" {
+		return nil, nil
+	}
+	secret := caddy.NewReplacer().ReplaceKnown(h.ServerSecret, "")
+	if strings.TrimSpace(secret) == "" {
+		if placeholders := placeholderPattern.FindAllString(h.ServerSecret, -1); len(placeholders) > 0 {
+			return nil, fmt.Errorf("server_secret is empty after expanding %s (is the variable set?)", strings.Join(placeholders, ", "))
+		}
+		return nil, errors.New("server_secret is empty")
+	}
+	if len(secret) < flow.MinServerSecret {
+		return nil, fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. openssl rand -base64 48)", len(secret), flow.MinServerSecret)
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("caddy-device-flow handler\x00" + h.namespace()))
+	return m.Sum(nil), nil
 }
 
 // clientSecret resolves the {env.*} placeholders of a client's secret. A
