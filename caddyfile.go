@@ -50,6 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		storage badger [<dir>] [{ min_free <size> }]   # default: device_flow in Caddy's data directory; min_free 64MiB
 //		storage redis <url>|<addr...>    # several instances sharing one Redis
 //		templates <dir>                  # page overrides, same names as the embedded pages
+//		server_secret <secret>           # at least 32 bytes, e.g. {env.DEVICE_FLOW_SECRET}; authenticates the store's records
 //
 //		client <client_id> {             # allow-list; without any, every client_id passes
 //			name   "<display name>"      # shown on the confirmation page
@@ -80,13 +81,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "name":
 			h.Name, err = singleArg(d)
 		case "authorization_endpoint":
-			h.AuthorizationEndpoint, err = urlArg(d)
+			h.AuthorizationEndpoint, err = urlArg(d, flow.CheckAuthorizationEndpoint)
 		case "token_endpoint":
-			h.TokenEndpoint, err = urlArg(d)
+			h.TokenEndpoint, err = urlArg(d, flow.CheckEndpointURL)
 		case "issuer":
-			h.Issuer, err = urlArg(d)
+			h.Issuer, err = urlArg(d, flow.CheckEndpointURL)
 		case "base_url":
-			h.BaseURL, err = urlArg(d)
+			h.BaseURL, err = urlArg(d, flow.CheckEndpointURL)
 		case "token_auth":
 			h.TokenAuth, err = oneOf(d, "basic", "post")
 		case "upstream_timeout":
@@ -107,6 +108,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "templates":
 			h.Templates, err = singleArg(d)
+		case "server_secret":
+			if h.ServerSecret, err = singleArg(d); err == nil && !strings.Contains(h.ServerSecret, "{") && len(h.ServerSecret) < flow.MinServerSecret {
+				err = d.Errf("server_secret is too short: %d bytes, at least %d (e.g. openssl rand -base64 48, given by {env.*})", len(h.ServerSecret), flow.MinServerSecret)
+			}
 		case "storage":
 			err = h.unmarshalStorage(d)
 		case "client":
@@ -185,7 +190,9 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 		case "name":
 			c.Name, err = singleArg(d)
 		case "secret":
-			c.Secret, err = singleArg(d)
+			if c.Secret, err = singleArg(d); err == nil && strings.TrimSpace(c.Secret) == "" {
+				err = d.Errf("client %s: secret is empty", id)
+			}
 		case "scopes":
 			if c.Scopes = d.RemainingArgs(); len(c.Scopes) == 0 {
 				err = d.ArgErr()
@@ -230,7 +237,7 @@ var (
 	siteSubdirectives = []string{
 		"name", "authorization_endpoint", "token_endpoint", "issuer", "base_url", "token_auth",
 		"upstream_timeout", "authorize_param", "expires_in", "interval", "user_code", "prefix",
-		"templates", "storage", "client", "guess_limit", "guess_limit_total", "issue_limit",
+		"templates", "server_secret", "storage", "client", "guess_limit", "guess_limit_total", "issue_limit",
 		"refresh_limit", "max_live_codes", "limits", "issue_from", "code_networks",
 	}
 	clientSubdirectives = []string{"name", "secret", "scopes", "authorize_param", "issue_from"}
@@ -374,7 +381,8 @@ func flagArg(d *caddyfile.Dispenser) (bool, error) {
 	return true, nil
 }
 
-func urlArg(d *caddyfile.Dispenser) (string, error) {
+// urlArg reads a URL and checks it with check.
+func urlArg(d *caddyfile.Dispenser, check func(string) error) (string, error) {
 	name := d.Val()
 	v, err := singleArg(d)
 	if err != nil {
@@ -382,7 +390,7 @@ func urlArg(d *caddyfile.Dispenser) (string, error) {
 	}
 	// A placeholder ({env.IDP_URL}) is resolved at run time; check the rest now.
 	if !strings.Contains(v, "{") {
-		if err := flow.CheckEndpointURL(v); err != nil {
+		if err := check(v); err != nil {
 			return "", d.Errf("%s: %v", name, err)
 		}
 	}

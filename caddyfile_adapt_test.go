@@ -95,6 +95,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"client without id", ok + "\t\tclient", "wrong argument count", 5},
 		{"client twice", ok + "\t\tclient tv\n\t\tclient tv", `client "tv" is configured twice`, 6},
 		{"client unknown field", ok + "\t\tclient tv {\n\t\t\tcolour blue\n\t\t}", `unrecognized client subdirective "colour"`, 6},
+		{"reserved name in the endpoint's query", "authorization_endpoint https://idp.example.com/authorize?tenant=a&scope=admin\n\t\ttoken_endpoint https://idp.example.com/token", `authorization_endpoint: its query: authorization parameter "scope" is set by the flow`, 3},
+		{"look-alike in the endpoint's query", "authorization_endpoint https://idp.example.com/authorize?state%5B%5D=x\n\t\ttoken_endpoint https://idp.example.com/token", `"state[]" may be read as "state"`, 3},
+		{"authorize_param look-alike", ok + "\t\tauthorize_param \" state\" x", `" state" may be read as "state"`, 5},
+		{"server_secret short", ok + "\t\tserver_secret tooshort", "server_secret is too short: 8 bytes, at least 32", 5},
+		{"server_secret twice over", ok + "\t\tserver_secret a b", "wrong argument count", 5},
+		{"client secret empty", ok + "\t\tclient tv {\n\t\t\tsecret \"\"\n\t\t}", "client tv: secret is empty", 6},
 		{"client scopes empty", ok + "\t\tclient tv {\n\t\t\tscopes\n\t\t}", "wrong argument count", 6},
 		{"guess_limit syntax", ok + "\t\tguess_limit 10", "guess_limit <n> per <duration>", 5},
 		{"guess_limit count", ok + "\t\tguess_limit ten per 1m", "not a positive whole number", 5},
@@ -180,6 +186,22 @@ func TestValidateAuthorizeParams(t *testing.T) {
 			t.Errorf("Validate() = %v, want it to say %s", err, want)
 		}
 	}
+	h = Handler{
+		AuthorizationEndpoint: "https://idp.example.com/authorize?request_uri=https://evil.example",
+		TokenEndpoint:         "https://idp.example.com/token",
+		AuthorizeParams:       map[string][]string{"scope[]": {"admin"}},
+		Clients:               map[string]*ClientConfig{"tv": {}},
+	}
+	err = h.Validate()
+	for _, want := range []string{
+		`authorization_endpoint: its query: authorization parameter "request_uri" is set by the flow`,
+		`authorize_params: authorization parameter "scope[]" may be read as "scope"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to say %s", err, want)
+		}
+	}
+	h.AuthorizationEndpoint = "{env.AUTHORIZE_URL}" // checked once resolved, by flow.New
 	h.AuthorizeParams = map[string][]string{"access_type": {"offline"}}
 	h.Clients["tv"].AuthorizeParams = map[string][]string{"audience": {"{env.AUDIENCE}"}}
 	if err := h.Validate(); err != nil {

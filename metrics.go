@@ -44,6 +44,7 @@ var flowEvents = []string{
 	flow.EventRefreshLimited,
 	flow.EventIssueRefused,
 	flow.EventCodeLocked,
+	flow.EventRecordForged,
 }
 
 func initDeviceFlowMetrics() {

@@ -8,12 +8,15 @@ package deviceflow
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -109,6 +112,16 @@ type Handler struct {
 	// IPv6 /56) than this: it can no longer be approved and its device
 	// gets access_denied. 0 turns the lock off. Default: 3.
 	CodeNetworks *int `json:"code_networks,omitempty"`
+	// ServerSecret is the server secret, from the configuration rather
+	// than the store (not a client's upstream secret): at least 32 bytes,
+	// best from the environment ("{env.DEVICE_FLOW_SECRET}"); the same on
+	// every instance sharing a store. With it, cookies, states and device
+	// codes are keyed by it, and every record in the store is
+	// authenticated under it, so that whoever can write to the store
+	// cannot make the flow hand out or seal tokens (docs/security.md).
+	// Without it, a secret is made and kept in the store. Setting or
+	// changing it makes codes and sign-ins in progress start over.
+	ServerSecret string `json:"server_secret,omitempty"`
 
 	// StorageRaw is the store, a module in the http.device_flow.storage
 	// namespace named by "backend": "badger" (the default, an embedded
@@ -203,6 +216,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading storage: %v", err)
 	}
 	cfg.Store = mod.(StorageProvider).Store(h.namespace())
+	if cfg.ServerSecret, err = h.serverSecret(); err != nil {
+		return err
+	}
 	if cfg.Pages, err = templates.New(h.Templates); err != nil {
 		return fmt.Errorf("templates: %v", err)
 	}
@@ -244,16 +260,19 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		AuthorizationEndpoint: h.AuthorizationEndpoint,
 		TokenEndpoint:         h.TokenEndpoint,
 		Issuer:                h.Issuer,
-		TokenAuth:             h.TokenAuth,
-		UpstreamTimeout:       time.Duration(h.UpstreamTimeout),
-		ExpiresIn:             time.Duration(h.ExpiresIn),
-		Interval:              time.Duration(h.Interval),
-		Prefix:                h.Prefix,
-		BaseURL:               h.BaseURL,
-		Logger:                h.logger,
-		ClientIP:              caddyClientIP,
-		Now:                   now,
-		Observer:              newMetrics(ctx, h.logger),
+		// caddy validate fails on an issuer name the DNS does not know
+		// (a typo); a running Caddy logs it and keeps looking.
+		IssuerMustResolve: validating(),
+		TokenAuth:         h.TokenAuth,
+		UpstreamTimeout:   time.Duration(h.UpstreamTimeout),
+		ExpiresIn:         time.Duration(h.ExpiresIn),
+		Interval:          time.Duration(h.Interval),
+		Prefix:            h.Prefix,
+		BaseURL:           h.BaseURL,
+		Logger:            h.logger,
+		ClientIP:          caddyClientIP,
+		Now:               now,
+		Observer:          newMetrics(ctx, h.logger),
 		// Its own logger, so that `log { include
 		// http.handlers.device_flow.audit }` sends the events elsewhere.
 		Audit: h.logger.Named("audit").With(zap.String("handler", h.adminID())),
@@ -290,7 +309,11 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 			if err != nil {
 				return cfg, fmt.Errorf("client %s: issue_from: %w", id, err)
 			}
-			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: repl.ReplaceKnown(c.Secret, ""), Scopes: c.Scopes,
+			secret, err := clientSecret(repl, id, c.Secret)
+			if err != nil {
+				return cfg, err
+			}
+			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: secret, Scopes: c.Scopes,
 				AuthorizeParams: replaceParams(repl, c.AuthorizeParams), IssueFrom: issueFrom}
 		}
 	}
@@ -308,6 +331,46 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	}
 	return cfg, nil
 }
+
+// serverSecret resolves ServerSecret's placeholders and binds the result
+// to this handler's namespace, so that handlers given one secret still
+// derive keys of their own; nil when none is configured. It is never
+// logged or put in an error.
+func (h *Handler) serverSecret() ([]byte, error) {
+	if h.ServerSecret == "" {
+		return nil, nil
+	}
+	secret := caddy.NewReplacer().ReplaceKnown(h.ServerSecret, "")
+	if strings.TrimSpace(secret) == "" {
+		if placeholders := placeholderPattern.FindAllString(h.ServerSecret, -1); len(placeholders) > 0 {
+			return nil, fmt.Errorf("server_secret is empty after expanding %s (is the variable set?)", strings.Join(placeholders, ", "))
+		}
+		return nil, errors.New("server_secret is empty")
+	}
+	if len(secret) < flow.MinServerSecret {
+		return nil, fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. openssl rand -base64 48)", len(secret), flow.MinServerSecret)
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("caddy-device-flow handler\x00" + h.namespace()))
+	return m.Sum(nil), nil
+}
+
+// clientSecret resolves the {env.*} placeholders of a client's secret. A
+// secret that was given but comes out empty (an unset variable) is an
+// error: taken as no secret, it would silently make a public client. The
+// error names only the placeholders, which are all the given text was.
+func clientSecret(repl *caddy.Replacer, id, given string) (string, error) {
+	secret := repl.ReplaceKnown(given, "")
+	if given == "" || strings.TrimSpace(secret) != "" {
+		return secret, nil
+	}
+	if placeholders := placeholderPattern.FindAllString(given, -1); len(placeholders) > 0 {
+		return "", fmt.Errorf("client %s: secret is empty after expanding %s (is the variable set?)", id, strings.Join(placeholders, ", "))
+	}
+	return "", fmt.Errorf("client %s: secret is empty", id)
+}
+
+var placeholderPattern = regexp.MustCompile(`\{[^{}]*\}`)
 
 // replaceParams resolves the {env.*} placeholders in parameter values, so
 // an audience or login hint can come from the environment.
@@ -355,6 +418,12 @@ func (h *Handler) Validate() error {
 	}
 	if err := checkPrefix(h.Prefix); err != nil {
 		errs = append(errs, err)
+	}
+	// With a placeholder, flow.New checks it once resolved.
+	if h.AuthorizationEndpoint != "" && !strings.Contains(h.AuthorizationEndpoint, "{") {
+		if err := flow.CheckAuthorizationEndpoint(h.AuthorizationEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("authorization_endpoint: %w", err))
+		}
 	}
 	if err := flow.CheckAuthorizeParams(h.AuthorizeParams); err != nil {
 		errs = append(errs, fmt.Errorf("authorize_params: %w", err))

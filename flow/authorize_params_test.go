@@ -108,3 +108,95 @@ func TestAuthorizeParamsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestReservedNamesInEveryForm: a reserved name is refused in every form a
+// server may read as it, and only those.
+func TestReservedNamesInEveryForm(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want string // "" when allowed
+	}{
+		{"scope", `"scope" is set by the flow: it is what the device asks for`},
+		{"SCOPE", `"scope" is set by the flow`},
+		{"scope[]", `"scope[]" may be read as "scope"`},
+		{"state[]", `"state[]" may be read as "state"`},
+		{"state[0]", `"state[0]" may be read as "state"`},
+		{"redirect_uri[x][y]", `may be read as "redirect_uri"`},
+		{" state", `" state" may be read as "state"`},
+		{"state ", `may be read as "state"`},
+		{"\tclient_id\n", `may be read as "client_id"`},
+		{"state\x00", `may be read as "state"`},
+		{"redirect.uri", `"redirect.uri" may be read as "redirect_uri"`},
+		{"request uri", `may be read as "request_uri"`},
+		{"Request_URI[]", `may be read as "request_uri"`},
+		{"ſtate", `"ſtate" is set by the flow`}, // U+017F folds to s
+		{"response_type", `"response_type" is set by the flow`},
+		{"prompt", ""},
+		{"resource[]", ""},
+		{"states", ""},
+		{"scopes", ""},
+		{"x_state", ""},
+		{"[state]", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := flow.CheckAuthorizeParam(tc.name)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("CheckAuthorizeParam(%q) = %v, want %q", tc.name, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestReservedParamsInTheEndpointQuery: the authorization endpoint's own
+// query is carried into every authorization request, so it is held to the
+// same rule, whatever form the name takes (percent-encoded too).
+func TestReservedParamsInTheEndpointQuery(t *testing.T) {
+	pages, err := templates.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := badgerstore.Open(badgerstore.Options{InMemory: true, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, tc := range []struct {
+		query, want string
+	}{
+		{"scope=admin", `authorization_endpoint: its query: authorization parameter "scope" is set by the flow`},
+		{"tenant=a&request_uri=https://evil.example/r", `its query: authorization parameter "request_uri"`},
+		{"scope%5B%5D=admin", `"scope[]" may be read as "scope"`},
+		{"%20state=x", `" state" may be read as "state"`},
+		{"%73tate=x", `authorization parameter "state"`},
+		{"Redirect_Uri=https://evil.example", `"Redirect_Uri" is set by the flow`},
+		{"tenant=a&prompt=login", ""},
+		{"", ""},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			svc, err := flow.New(context.Background(), flow.Config{
+				AuthorizationEndpoint: "https://idp.example/authorize?" + tc.query,
+				TokenEndpoint:         "https://idp.example/token",
+				Store:                 db.Store("endpoint-query-test"),
+				Pages:                 pages,
+			})
+			if err == nil {
+				svc.Close()
+			}
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

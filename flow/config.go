@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.uber.org/zap"
 
@@ -27,6 +28,11 @@ type Config struct {
 	// if the issuer is unreachable, the endpoints answer 503 while it is
 	// read again in the background, until Close.
 	Issuer string
+	// IssuerMustResolve makes an issuer whose host name does not exist in
+	// the DNS a load error (caddy validate sets it). Otherwise it is
+	// logged as a likely typo and looked up again like an outage, since a
+	// name can be published after Caddy starts.
+	IssuerMustResolve bool
 	// TokenAuth is how the client secret reaches the upstream token
 	// endpoint: "basic" (HTTP Basic, RFC 6749 §2.3.1) or "post" (form).
 	TokenAuth string
@@ -66,10 +72,18 @@ type Config struct {
 	// negative value turns the lock off.
 	CodeNetworks int
 
-	Store    Store
-	Pages    Renderer
-	Logger   *zap.Logger
-	Observer Observer
+	Store Store
+	// ServerSecret, when set (at least MinServerSecret bytes), is the
+	// server secret instead of the one the store keeps: the keys of
+	// cookies, CSRF tokens, states and device codes are derived from it,
+	// and every record the store holds is authenticated under another key
+	// derived from it (integrity.go). The store never sees it. Handlers
+	// that must not share records must not share it either: module.go
+	// binds it to the handler's namespace.
+	ServerSecret []byte
+	Pages        Renderer
+	Logger       *zap.Logger
+	Observer     Observer
 	// Audit gets the audit events (audit.go); none when nil.
 	Audit *zap.Logger
 	// Place names where an address is (a city, a country), for the audit
@@ -107,17 +121,60 @@ var reservedAuthorizeParams = []string{
 	"request", "request_uri",
 }
 
-// CheckAuthorizeParam refuses a parameter name the flow owns.
+// CheckAuthorizeParam refuses a parameter name the flow owns, also in the
+// forms a server may read as that name (reservedAs).
 func CheckAuthorizeParam(name string) error {
 	if name == "" {
 		return errors.New("an authorization parameter needs a name")
 	}
-	// Compared without case: some servers read parameter names so.
-	if slices.Contains(reservedAuthorizeParams, strings.ToLower(name)) {
-		if strings.EqualFold(name, "scope") {
-			return errors.New(`authorization parameter "scope" is set by the flow: it is what the device asks for, within the client's scopes`)
-		}
+	reserved := reservedAs(name)
+	switch {
+	case reserved == "":
+		return nil
+	case reserved == "scope" && strings.EqualFold(name, "scope"):
+		return errors.New(`authorization parameter "scope" is set by the flow: it is what the device asks for, within the client's scopes`)
+	case strings.EqualFold(reserved, name):
 		return fmt.Errorf("authorization parameter %q is set by the flow and cannot be configured", name)
+	}
+	return fmt.Errorf("authorization parameter %q may be read as %q, which is set by the flow and cannot be configured", name, reserved)
+}
+
+// reservedAs is the reserved name a server may take name for, or "". Servers
+// differ in how they read names, so the comparison is loose: without case
+// (Unicode folding), without surrounding spaces and control characters,
+// without what follows a '[' (PHP and Rails read scope[] and state[x] as
+// scope and state), and with '.' and ' ' inside taken for '_' (PHP does so:
+// redirect.uri is redirect_uri).
+func reservedAs(name string) string {
+	n := strings.TrimFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
+	if i := strings.IndexByte(n, '['); i >= 0 {
+		n = n[:i]
+	}
+	n = strings.NewReplacer(".", "_", " ", "_").Replace(n)
+	for _, reserved := range reservedAuthorizeParams {
+		if strings.EqualFold(n, reserved) {
+			return reserved
+		}
+	}
+	return ""
+}
+
+// CheckAuthorizationEndpoint checks an authorization endpoint's URL, and
+// that its own query sets none of the flow's parameters: a query is
+// carried into every authorization request, so a scope or request_uri
+// there would reach the upstream as surely as an authorize_param.
+func CheckAuthorizationEndpoint(s string) error {
+	if err := CheckEndpointURL(s); err != nil {
+		return err
+	}
+	u, _ := url.Parse(s) // CheckEndpointURL parsed it
+	// Pairs that do not parse are dropped when the request is built
+	// (authorizeURL), so they never reach the upstream: the rest is checked.
+	query, _ := url.ParseQuery(u.RawQuery)
+	for _, name := range slices.Sorted(maps.Keys(query)) {
+		if err := CheckAuthorizeParam(name); err != nil {
+			return fmt.Errorf("its query: %w", err)
+		}
 	}
 	return nil
 }
@@ -215,10 +272,11 @@ func (c Config) withDefaults() (Config, error) {
 			errs = append(errs, fmt.Errorf("issuer: %w", err))
 		}
 	default:
-		for name, u := range map[string]string{"authorization_endpoint": c.AuthorizationEndpoint, "token_endpoint": c.TokenEndpoint} {
-			if err := CheckEndpointURL(u); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
+		if err := CheckAuthorizationEndpoint(c.AuthorizationEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("authorization_endpoint: %w", err))
+		}
+		if err := CheckEndpointURL(c.TokenEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("token_endpoint: %w", err))
 		}
 	}
 	if c.BaseURL != "" {
@@ -236,6 +294,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Store == nil {
 		errs = append(errs, errors.New("no store"))
+	}
+	if c.ServerSecret != nil && len(c.ServerSecret) < MinServerSecret {
+		errs = append(errs, fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. 48 random bytes in base64: openssl rand -base64 48)", len(c.ServerSecret), MinServerSecret))
 	}
 	if c.Pages == nil {
 		errs = append(errs, errors.New("no page renderer"))

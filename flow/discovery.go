@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,8 +29,21 @@ type UpstreamMetadata struct {
 // configuration error.
 var ErrIssuerUnreachable = errors.New("issuer unreachable")
 
+// ErrIssuerHostNotFound comes with ErrIssuerUnreachable when the DNS says
+// the issuer's host name does not exist (NXDOMAIN): most likely a typo,
+// though a name not yet published looks the same.
+var ErrIssuerHostNotFound = errors.New("issuer host does not resolve (probably a typo)")
+
 // unreachable marks one failed fetch as an outage (ErrIssuerUnreachable).
 type unreachable struct{ error }
+
+func (u unreachable) Unwrap() error { return u.error }
+
+// hostNotFound reports whether err is the DNS saying the name does not exist.
+func hostNotFound(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
+}
 
 // Discover reads the issuer's metadata: OpenID Connect Discovery first,
 // then RFC 8414 (whose well-known path goes before the issuer's path). The
@@ -46,18 +60,19 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*Upstrea
 		u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + u.Path,
 	}
 	var errs []string
-	down := false
+	down, notFound := false, true
 	for _, where := range candidates {
 		md, err := fetchMetadata(ctx, client, where)
 		if err != nil {
 			down = down || errors.As(err, new(unreachable))
+			notFound = notFound && hostNotFound(err)
 			errs = append(errs, fmt.Sprintf("%s: %v", where, err))
 			continue
 		}
 		if strings.TrimSuffix(md.Issuer, "/") != issuer {
 			return nil, fmt.Errorf("%s names issuer %q, not %q", where, limitText(md.Issuer, 200), issuer)
 		}
-		if err := CheckEndpointURL(md.AuthorizationEndpoint); err != nil {
+		if err := CheckAuthorizationEndpoint(md.AuthorizationEndpoint); err != nil {
 			return nil, fmt.Errorf("%s: authorization_endpoint: %w", where, err)
 		}
 		if err := CheckEndpointURL(md.TokenEndpoint); err != nil {
@@ -67,6 +82,9 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*Upstrea
 			return nil, fmt.Errorf("%s: the upstream does not support PKCE S256", where)
 		}
 		return md, nil
+	}
+	if notFound {
+		return nil, fmt.Errorf("%w: %w: %s: %s", ErrIssuerUnreachable, ErrIssuerHostNotFound, u.Hostname(), strings.Join(errs, "; "))
 	}
 	if down {
 		// Either place may hold the metadata once the issuer answers.

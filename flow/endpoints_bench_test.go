@@ -20,7 +20,7 @@ import (
 // network: what the module adds to every request Caddy serves. The
 // HTTP-level comparison with Caddy's own floor is bench/run.sh's.
 
-func benchService(b *testing.B, limitsOff bool) (*flow.Service, *testclock.Clock) {
+func benchService(b *testing.B, limitsOff bool, configure ...func(*flow.Config)) (*flow.Service, *testclock.Clock) {
 	b.Helper()
 	db, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir(), GCInterval: -1})
 	if err != nil {
@@ -32,7 +32,7 @@ func benchService(b *testing.B, limitsOff bool) (*flow.Service, *testclock.Clock
 		b.Fatal(err)
 	}
 	clock := testclock.New()
-	svc, err := flow.New(context.Background(), flow.Config{
+	cfg := flow.Config{
 		AuthorizationEndpoint: "https://idp.example/authorize",
 		TokenEndpoint:         "https://idp.example/token",
 		Store:                 db.Store("bench"),
@@ -42,7 +42,11 @@ func benchService(b *testing.B, limitsOff bool) (*flow.Service, *testclock.Clock
 		// polls, never reaches it.
 		ExpiresIn: 1000 * time.Hour,
 		Limits:    flow.Limits{Off: limitsOff, IssuePerIP: 1 << 30, LiveCodes: 1 << 30},
-	})
+	}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	svc, err := flow.New(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,9 +78,18 @@ func BenchmarkIssueCode(b *testing.B) {
 
 // BenchmarkPollPending polls a pool of pending codes round-robin, moving
 // the clock one interval per round so that no poll is early: every answer
-// is authorization_pending.
+// is authorization_pending. With a server secret in the config, each poll
+// also checks its record's MAC.
 func BenchmarkPollPending(b *testing.B) {
-	svc, clock := benchService(b, true)
+	benchPollPending(b)
+}
+
+func BenchmarkPollPendingServerSecret(b *testing.B) {
+	benchPollPending(b, func(c *flow.Config) { c.ServerSecret = testServerSecret })
+}
+
+func benchPollPending(b *testing.B, configure ...func(*flow.Config)) {
+	svc, clock := benchService(b, true, configure...)
 	const pool = 1000
 	bodies := make([]string, pool)
 	for i := range bodies {

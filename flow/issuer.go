@@ -43,22 +43,44 @@ func (s *Service) discoverIssuer(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, ErrIssuerUnreachable) {
+	notFound := errors.Is(err, ErrIssuerHostNotFound)
+	switch {
+	case !errors.Is(err, ErrIssuerUnreachable), notFound && s.cfg.IssuerMustResolve:
 		return fmt.Errorf("upstream discovery: %w", err)
+	case notFound:
+		s.log.Error("device flow issuer host does not resolve (probably a typo in issuer); the endpoints answer 503 while it is looked up again",
+			zap.String("issuer", s.cfg.Issuer), zap.Error(err))
+	default:
+		s.log.Warn("device flow issuer unreachable at start; the endpoints answer 503 until its metadata is read",
+			zap.String("issuer", s.cfg.Issuer), zap.Error(err))
 	}
-	s.log.Warn("device flow issuer unreachable at start; the endpoints answer 503 until its metadata is read",
-		zap.String("issuer", s.cfg.Issuer), zap.Error(err))
 	s.issuerDown.failedLogged("discovery", err)
 	bg, stop := context.WithCancel(context.Background())
 	s.stopDiscovery, s.discoveryDone = stop, make(chan struct{})
-	go s.rediscover(bg)
+	go s.rediscover(bg, discoveryTrouble(err))
 	return nil
+}
+
+// discoveryTrouble names what is wrong beyond an outage, for an error line
+// when it starts: "" for an issuer that does not answer (the outage's own
+// lines tell of it).
+func discoveryTrouble(err error) string {
+	switch {
+	case errors.Is(err, ErrIssuerHostNotFound):
+		return "device flow issuer host does not resolve (probably a typo in issuer)"
+	case errors.Is(err, ErrIssuerUnreachable):
+		return ""
+	}
+	return "device flow issuer metadata is wrong"
 }
 
 // rediscover retries the discovery, with backoff, until it works or ctx
 // ends. Wrong metadata is retried too: by now the service is running, and
-// the issuer may be half-way through starting.
-func (s *Service) rediscover(ctx context.Context) {
+// the issuer may be half-way through starting. When what is wrong changes
+// (trouble, from discoveryTrouble), it says so at once at error level:
+// the outage's summaries, minutes apart, would hide a name that stopped
+// resolving or metadata that went bad.
+func (s *Service) rediscover(ctx context.Context, trouble string) {
 	defer close(s.discoveryDone)
 	wait := discoveryRetryFirst
 	for {
@@ -73,6 +95,11 @@ func (s *Service) rediscover(ctx context.Context) {
 		if err == nil {
 			s.issuerDown.succeeded()
 			return
+		}
+		if now := discoveryTrouble(err); now != trouble {
+			if trouble = now; trouble != "" {
+				s.log.Error(trouble+"; looking again", zap.String("issuer", s.cfg.Issuer), zap.Error(err))
+			}
 		}
 		s.issuerDown.failed("discovery", err)
 		wait = min(2*wait, discoveryRetryMax)

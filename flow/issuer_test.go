@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
@@ -154,6 +156,9 @@ func TestIssuerOutageOrWrongMetadata(t *testing.T) {
 		{"bad endpoint", metadataServer(t, func(self string) string {
 			return strings.Replace(good(self), `"token_endpoint":"`+self, `"token_endpoint":"ftp://idp.example`, 1)
 		}).URL, "token_endpoint"},
+		{"a reserved name in the authorization endpoint's query", metadataServer(t, func(self string) string {
+			return strings.Replace(good(self), "/authorize", "/authorize?tenant=a&scope%5B%5D=admin", 1)
+		}).URL, `authorization_endpoint: its query: authorization parameter "scope[]" may be read as "scope"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,4 +201,64 @@ func issuerConfig(t *testing.T, issuer string) flow.Config {
 	core, _ := observer.New(zap.DebugLevel)
 	return flow.Config{Issuer: issuer, Store: db.Store("issuer-test"), Pages: pages, Logger: zap.New(core),
 		UpstreamTimeout: 300 * time.Millisecond}
+}
+
+// Metadata that turns up wrong while the service runs (here, naming a
+// request_uri in the sign-in URL) is retried like an outage: the endpoints
+// stay 503, an error line says what is wrong, and good metadata later
+// brings the flows up.
+func TestRediscoveryRefusesWrongMetadata(t *testing.T) {
+	var phase atomic.Int32 // 0: failing, 1: wrong metadata, 2: good
+	var served atomic.Int32
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/openid-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		query := ""
+		switch phase.Load() {
+		case 0:
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		case 1:
+			query = "?request_uri=https://evil.example/r"
+			served.Add(1)
+		}
+		fmt.Fprintf(w, `{"issuer":%q,"authorization_endpoint":%q,"token_endpoint":%q}`, srv.URL, srv.URL+"/authorize"+query, srv.URL+"/token")
+	}))
+	t.Cleanup(srv.Close)
+	h := issuerHarness(t, srv.URL, nil)
+
+	phase.Store(1)
+	deadline := time.Now().Add(15 * time.Second)
+	for served.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the wrong metadata was never read")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a := h.post("192.0.2.1", "/device/code", nil); a.status != http.StatusServiceUnavailable {
+		t.Fatalf("device code with wrong metadata: %d %s", a.status, a.body)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for h.logs.FilterMessageSnippet("issuer metadata is wrong").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line says the metadata is wrong: %v", h.logs.All())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if line := h.logs.FilterMessageSnippet("issuer metadata is wrong").All()[0]; line.Level != zapcore.ErrorLevel ||
+		!strings.Contains(fmt.Sprint(line.ContextMap()["error"]), `"request_uri" is set by the flow`) {
+		t.Fatalf("the line: %v %v", line.Level, line.ContextMap())
+	}
+
+	phase.Store(2)
+	deadline = time.Now().Add(15 * time.Second)
+	for h.post("192.0.2.1", "/device/code", nil).status == http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatalf("still 503 after the metadata was put right: %v", h.logs.All())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

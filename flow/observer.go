@@ -26,6 +26,8 @@ const (
 	EventIssueLimited = "issue_limited"
 	EventIssueRefused = "issue_refused" // a device outside issue_from
 	EventCodeLocked   = "code_locked"   // opened from more than code_networks networks
+	// EventRecordForged: a stored record failed its MAC (server_secret).
+	EventRecordForged = "record_forged"
 	// Not yet in metrics.go's flowEvents: Caddy's metrics skip them until
 	// they are added there.
 	EventApproveLimited = "approve_limited"

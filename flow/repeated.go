@@ -22,6 +22,15 @@ const repeatedEvery = 10 * time.Second
 // warn logs msg unless it was logged less than repeatedEvery ago (wall
 // clock: it is about the log, not the protocol).
 func (r *repeated) warn(log *zap.Logger, msg string, fields ...zap.Field) {
+	r.write(log.Warn, msg, fields...)
+}
+
+// error is warn at error level.
+func (r *repeated) error(log *zap.Logger, msg string, fields ...zap.Field) {
+	r.write(log.Error, msg, fields...)
+}
+
+func (r *repeated) write(logAt func(string, ...zap.Field), msg string, fields ...zap.Field) {
 	now := time.Now()
 	r.mu.Lock()
 	if r.last == nil {
@@ -35,5 +44,5 @@ func (r *repeated) warn(log *zap.Logger, msg string, fields ...zap.Field) {
 	skipped := r.skipped[msg]
 	r.last[msg], r.skipped[msg] = now, 0
 	r.mu.Unlock()
-	log.Warn(msg, append(fields, zap.Int64("left_out_since_last_line", skipped))...)
+	logAt(msg, append(fields, zap.Int64("left_out_since_last_line", skipped))...)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,19 @@ type secrets struct {
 	mac   atomic.Pointer[[]byte]
 	codes atomic.Pointer[codes.DeviceCodes] // made and checked under mac
 	next  atomic.Int64                      // when to read the store again, unix nanoseconds
+}
+
+// useServerSecret takes the keys from Config.ServerSecret instead of the
+// store, for good (loadSecrets never reads the store then), and puts the
+// store behind record authentication.
+func (s *Service) useServerSecret() {
+	key := deriveKey(s.cfg.ServerSecret, "cookies, states and device codes v1")
+	dc := codes.NewDeviceCodes(key)
+	s.secrets.codes.Store(&dc)
+	s.secrets.mac.Store(&key)
+	s.secrets.next.Store(math.MaxInt64)
+	s.cfg.Store = authenticatedStore{Store: s.cfg.Store, macs: newRecordMACs(deriveKey(s.cfg.ServerSecret, "record integrity v1")),
+		forged: s.recordForged}
 }
 
 // ServerSecret is the name of the server secret in the store.

@@ -50,7 +50,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.storeDown, s.upstreamDown = newOutage(s.log, "store"), newOutage(s.log, "upstream")
 	s.issuerDown = newOutage(s.log, "issuer")
 	s.issuerDown.every = issuerSummaryEvery
-	s.cfg.Store = watchedStore{Store: cfg.Store, outage: s.storeDown}
+	if cfg.ServerSecret != nil {
+		s.useServerSecret()
+	}
+	s.cfg.Store = watchedStore{Store: s.cfg.Store, outage: s.storeDown}
 	if err := s.loadSecrets(ctx); err != nil {
 		if !errors.Is(err, ErrUnavailable) {
 			return nil, err

@@ -171,6 +171,9 @@ type Device struct {
 	// audit event of the delivery.
 	Sub          string `json:"sub,omitempty"`
 	ApprovedFrom string `json:"by,omitempty"`
+	// MAC authenticates the record under a key from the configured
+	// server secret (see integrity.go); nil without one.
+	MAC []byte `json:"mac,omitempty"`
 }
 
 // LockedReason is the Reason of a code locked for being opened from too
@@ -191,4 +194,5 @@ type Login struct {
 	Verifier  string    `json:"pkce"` // the PKCE code_verifier, sealed under the state (seal.SealVerifier)
 	Browser   string    `json:"b"`    // HMAC of the browser's session
 	ExpiresAt time.Time `json:"ea"`
+	MAC       []byte    `json:"mac,omitempty"` // as Device.MAC
 }

@@ -19,7 +19,7 @@ import (
 // process's RSS) for as long as the code lives.
 //
 //	byte      1, the format
-//	byte      flags: Status in bits 0–1, retriedFlag, wideFlag, lastPollFlag, extraFlag
+//	byte      flags: Status in bits 0–1, retriedFlag, wideFlag, lastPollFlag, macFlag, extraFlag
 //	times     compact (no wideFlag):
 //	            uvarint   CreatedAt, Unix nanoseconds
 //	            duration  ExpiresAt − CreatedAt
@@ -36,6 +36,11 @@ import (
 //	            fields    Sub, ApprovedFrom
 //	          (records written before these fields existed have no
 //	          extraFlag and read back with them empty)
+//	MAC       with macFlag only (a server_secret is set): a uvarint length
+//	          and that many bytes, never none. A record without it is
+//	          byte for byte what versions before it wrote, so each reads
+//	          the other's records; an older version takes a record with
+//	          it for corrupt.
 //
 // A duration is one uvarint, zigzag(d / unit) << 2 | tag, the tag naming
 // the unit (0 seconds, 1 milliseconds, 2 nanoseconds: most durations are
@@ -56,6 +61,7 @@ const (
 	wideFlag     = 0x40
 	lastPollFlag = 0x20
 	extraFlag    = 0x08
+	macFlag      = 0x10
 )
 
 // ErrCorrupt: the bytes are not a record.
@@ -71,10 +77,13 @@ const (
 
 // Encode is d in its stored form.
 func Encode(d *flow.Device) []byte {
-	b := make([]byte, 0, 48+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.IssuedTo)+len(d.CodeHash)+len(d.SealKey)+len(d.Sealed))
+	b := make([]byte, 0, 48+len(d.ClientID)+len(d.Scope)+len(d.Reason)+len(d.IssuedTo)+len(d.CodeHash)+len(d.SealKey)+len(d.Sealed)+len(d.MAC))
 	flags := byte(d.Status) & statusMask
 	if d.Retried {
 		flags |= retriedFlag
+	}
+	if len(d.MAC) > 0 {
+		flags |= macFlag
 	}
 	polled := !d.LastPoll.IsZero()
 	if polled {
@@ -120,6 +129,10 @@ func Encode(d *flow.Device) []byte {
 			b = binary.AppendUvarint(b, uint64(len(s)))
 			b = append(b, s...)
 		}
+	}
+	if len(d.MAC) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(d.MAC)))
+		b = append(b, d.MAC...)
 	}
 	return b
 }
@@ -212,14 +225,19 @@ func Decode(userCode string, b []byte) (*flow.Device, error) {
 		}
 	}
 	d.Interval = time.Duration(r.duration())
-	var f [7][2]int // where each field's bytes are in b
-	for i := range f {
+	var f [8][2]int // where each field's bytes are in b; the MAC last
+	for i := range 7 {
 		f[i] = r.field()
 	}
 	if flags&extraFlag != 0 {
 		readExtra(&r, d)
 		if !hasExtra(d) {
 			r.bad = true // not canonical: the flag goes with a field
+		}
+	}
+	if flags&macFlag != 0 {
+		if f[7] = r.field(); f[7][0] == f[7][1] {
+			r.bad = true // not canonical: no MAC is no flag
 		}
 	}
 	if r.bad || r.off != len(b) {
@@ -236,6 +254,10 @@ func Decode(userCode string, b []byte) (*flow.Device, error) {
 		if start, end := f[4+i][0]-f[4][0], f[4+i][1]-f[4][0]; end > start {
 			*p = raw[start:end:end]
 		}
+	}
+	if flags&macFlag != 0 {
+		// After the extra section, so cloned on its own.
+		d.MAC = bytes.Clone(b[f[7][0]:f[7][1]])
 	}
 	return d, nil
 }

@@ -22,7 +22,7 @@ func sameDevice(t *testing.T, got, want *flow.Device) {
 				*tp = tp.UTC()
 			}
 		}
-		for _, b := range []*[]byte{&d.CodeHash, &d.SealKey, &d.Sealed} {
+		for _, b := range []*[]byte{&d.CodeHash, &d.SealKey, &d.Sealed, &d.MAC} {
 			if len(*b) == 0 {
 				*b = nil
 			}
@@ -71,8 +71,50 @@ var codecCases = func() []struct {
 		{"opened from networks", opened},
 		{"approved, with its subject", approved},
 		{"only a subject", &flow.Device{Sub: "x"}},
+		{"with a MAC", withMAC(full)},
+		{"a MAC and nothing else", &flow.Device{MAC: []byte{9}}},
 	}
 }()
+
+func withMAC(d *flow.Device) *flow.Device {
+	c := *d
+	c.MAC = bytes.Repeat([]byte{0xAC}, 16)
+	return &c
+}
+
+// goldenRecord is a record as the version before MACs wrote it (every
+// field set); goldenDevice is what it holds.
+const goldenRecord = "01a18580d09de9ceb8fd18c025dabfa4d9e309500274760e6f70656e69642070726f66696c6500093139322e302e322e311030313233343536373839616263646566203031323334353637383961626364656630313233343536373839616263646566067365616c6564"
+
+var goldenDevice = &flow.Device{UserCode: "BCDFGHJK", CodeHash: []byte("0123456789abcdef"), ClientID: "tv", Scope: "openid profile",
+	Status: flow.Approved, CreatedAt: time.Unix(1800000000, 5), ExpiresAt: time.Unix(1800000600, 5), Interval: 10 * time.Second,
+	LastPoll: time.Unix(1800000042, 0), Retried: true, SealKey: []byte("0123456789abcdef0123456789abcdef"), Sealed: []byte("sealed"), IssuedTo: "192.0.2.1"}
+
+// TestRecordsWithoutMACAreUnchanged: a record without a MAC (no
+// server_secret) is stored byte for byte as before MACs were added, so
+// either version reads the other's; one with a MAC differs only by its
+// flag and the MAC at the end.
+func TestRecordsWithoutMACAreUnchanged(t *testing.T) {
+	old, _ := hex.DecodeString(goldenRecord)
+	got, err := Decode("BCDFGHJK", old)
+	if err != nil {
+		t.Fatalf("a record of the previous version: %v", err)
+	}
+	sameDevice(t, got, goldenDevice)
+	if b := Encode(goldenDevice); !bytes.Equal(b, old) {
+		t.Errorf("a record without a MAC is encoded\n%x\nnot as before\n%x", b, old)
+	}
+	signed := Encode(withMAC(goldenDevice))
+	want := append([]byte{old[0], old[1] | macFlag}, old[2:]...)
+	want = append(append(want, 16), bytes.Repeat([]byte{0xAC}, 16)...)
+	if !bytes.Equal(signed, want) {
+		t.Errorf("with a MAC:\n%x\nwant\n%x", signed, want)
+	}
+	// The flag with an empty MAC is not canonical.
+	if _, err := Decode("X", append(append([]byte{old[0], old[1] | macFlag}, old[2:]...), 0)); err == nil {
+		t.Error("decoded a record flagged with an empty MAC")
+	}
+}
 
 func TestDeviceCodecRoundTrips(t *testing.T) {
 	for _, tc := range codecCases {
