@@ -8,16 +8,16 @@ import "net/http"
 // 200 or 404) could tell that page which codes are live. Two defences:
 //
 //   - Cross-Origin-Resource-Policy: same-origin on every answer of the
-//     flow's endpoints, so the browser hands no answer to another
-//     origin's page (navigations and devices, which send no such
-//     requests, are not affected);
+//     pages, the callback and the QR images, so the browser hands none to
+//     another origin's page (navigations and devices are not affected;
+//     /device/code and /device/token take only POST, which no page can
+//     embed, and answer polls, which are to get no slower);
 //   - requests a browser marks as loaded by another site's page for
 //     anything but a navigation are refused before any lookup, so they
 //     count against nobody.
 
-// corp is the Cross-Origin-Resource-Policy of the flow's answers, as a
-// ready header value (set without canonicalizing, on the poll path too;
-// never appended to).
+// corp is the Cross-Origin-Resource-Policy of those answers, as a ready
+// header value (never appended to).
 var corp = []string{"same-origin"}
 
 // embeddedElsewhere reports whether a browser says (Fetch Metadata) that
