@@ -131,8 +131,8 @@ func guessLimitsLine(id string, g flow.GuessLimits) string {
 		id, g.Total, noun, g.WindowEnds.Local().Format(time.TimeOnly), g.TotalLimit)
 	why := fmt.Sprintf("guess_limit %d", g.PerAddress)
 	if g.TotalInForce {
-		line += fmt.Sprintf("; the total is spent: until then an address with %d wrong codes is refused (IPv6 /56 and /48: 4 and 16 times as many)", g.AllowancePastTotal)
-		why = fmt.Sprintf("%d past the total", g.AllowancePastTotal)
+		line += "; the total is spent"
+		why = fmt.Sprintf("%d wrong codes past the total", g.AllowancePastTotal)
 	}
 	var refused []string
 	for _, a := range g.Addresses {
