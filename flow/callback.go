@@ -35,6 +35,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	ip := s.clientIP(r)
 	// The login is found by the user code the state names, so a state
 	// nobody issued is a guess at a sign-in in progress: it counts against
 	// the guess limits like a wrong user code. A state a sign-in holds
@@ -45,7 +46,6 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.log.Debug("callback with an unknown or used state")
-		ip := s.clientIP(r)
 		if ok, retry, err := s.wrongGuess(ctx, ip); err != nil || !ok {
 			s.refuseGuess(w, r, ip, retry, err)
 			return
