@@ -129,8 +129,10 @@ func guessLimitsLine(id string, g flow.GuessLimits) string {
 	}
 	line := fmt.Sprintf("%s: %d wrong user %s in the guess window ending %s (guess_limit_total %d)",
 		id, g.Total, noun, g.WindowEnds.Local().Format(time.TimeOnly), g.TotalLimit)
+	why := fmt.Sprintf("guess_limit %d", g.PerAddress)
 	if g.TotalInForce {
-		line += "; the total limit refuses everyone until then"
+		line += "; the total is spent"
+		why = fmt.Sprintf("%d wrong codes past the total", g.AllowancePastTotal)
 	}
 	var refused []string
 	for _, a := range g.Addresses {
@@ -139,7 +141,7 @@ func guessLimitsLine(id string, g flow.GuessLimits) string {
 		}
 	}
 	if len(refused) > 0 {
-		line += fmt.Sprintf("; refused until then (guess_limit %d): %s", g.PerAddress, strings.Join(refused, ", "))
+		line += fmt.Sprintf("; refused until then (%s): %s", why, strings.Join(refused, ", "))
 	}
 	return line
 }

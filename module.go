@@ -155,18 +155,21 @@ type ClientConfig struct {
 // values take the defaults.
 type LimitsConfig struct {
 	// GuessLimit is how many wrong user codes one client address may
-	// enter per window. Default: 20 per 15m.
+	// enter per window (IPv6: one /64; a /56 and a /48 4 and 16 times as
+	// many). Default: 20 per 15m.
 	GuessLimit *RateLimit `json:"guess_limit,omitempty"`
 	// GuessLimitTotal is how many wrong user codes the whole handler
-	// accepts per guess window, from every address together. Default:
-	// 2000.
+	// accepts per guess window, from every address together; past it,
+	// each address may have 3 wrong codes in the window, so people typing
+	// right codes are still served. Default: 2000.
 	GuessLimitTotal int `json:"guess_limit_total,omitempty"`
 	// IssueLimit is how many device codes one client address may get per
 	// window. Default: 600 per 1m.
 	IssueLimit *RateLimit `json:"issue_limit,omitempty"`
 	// RefreshLimit is how many refresh_token relays one client address
-	// may make per window; each client_id may make 100 times as many,
-	// from every address together. Default: 60 per 1m.
+	// may make per window (IPv6 prefixes as GuessLimit); past 100 times as
+	// many for one client_id from every address together, each address
+	// may make 5 in the window. Default: 60 per 1m.
 	RefreshLimit *RateLimit `json:"refresh_limit,omitempty"`
 	// MaxLiveCodes caps the device codes alive at once. Default: 2000000.
 	MaxLiveCodes int `json:"max_live_codes,omitempty"`

@@ -111,11 +111,16 @@ type GuessLimits struct {
 	Off          bool      `json:"off,omitempty"` // limits off: nothing is counted
 	WindowEnds   time.Time `json:"window_ends,omitzero"`
 	Total        int64     `json:"wrong_guesses"`     // counted in this window, all addresses
-	TotalLimit   int       `json:"guess_limit_total"` // past it every address is refused
-	TotalInForce bool      `json:"total_in_force"`    // the total limit is refusing everyone now
+	TotalLimit   int       `json:"guess_limit_total"` // past it, addresses are held to AllowancePastTotal
+	TotalInForce bool      `json:"total_in_force"`    // the total is spent: AllowancePastTotal holds now
 	PerAddress   int       `json:"guess_limit"`
-	// Addresses that guessed wrong in this window (IPv6 by /64), most
-	// guesses first; InForce when they are refused until WindowEnds.
+	// AllowancePastTotal: the wrong codes an address may have and still
+	// look codes up once the total is spent (IPv6 /56s and /48s 4 and 16
+	// times as many).
+	AllowancePastTotal int `json:"guess_allowance_past_total"`
+	// Addresses (IPv4) and prefixes (IPv6 /64, /56 and /48) that guessed
+	// wrong in this window, most guesses first; InForce when they are
+	// refused until WindowEnds.
 	Addresses []AddressGuesses `json:"addresses"`
 }
 
@@ -133,16 +138,23 @@ func (s *Service) Guesses(ctx context.Context) (GuessLimits, error) {
 		return GuessLimits{Off: true, Addresses: []AddressGuesses{}}, nil
 	}
 	w, ends := window(s.cfg.Now(), l.GuessWindow)
-	g := GuessLimits{WindowEnds: ends, TotalLimit: l.GuessesTotal, PerAddress: l.GuessesPerIP, Addresses: []AddressGuesses{}}
+	g := GuessLimits{WindowEnds: ends, TotalLimit: l.GuessesTotal, PerAddress: l.GuessesPerIP,
+		AllowancePastTotal: l.guessAllowanceOf(), Addresses: []AddressGuesses{}}
 	n, err := s.tally(ctx, Read(guessTotalKey(w)))
 	if err != nil {
 		return GuessLimits{}, err
 	}
 	g.Total, g.TotalInForce = n[0], n[0] >= int64(l.GuessesTotal)
+	// An address is refused at the count where guessesLeft refuses it.
+	refusedAt := l.GuessesPerIP
+	if g.TotalInForce {
+		refusedAt = g.AllowancePastTotal
+	}
 	suffix := ":" + w
 	err = s.cfg.Store.Counters(ctx, guessKeyPrefix, func(key string, value int64) bool {
 		if subject, ok := strings.CutSuffix(strings.TrimPrefix(key, guessKeyPrefix), suffix); ok {
-			g.Addresses = append(g.Addresses, AddressGuesses{Address: subject, Guesses: value, InForce: value >= int64(l.GuessesPerIP)})
+			inForce := value >= int64(refusedAt*subjectFactor(subject))
+			g.Addresses = append(g.Addresses, AddressGuesses{Address: subject, Guesses: value, InForce: inForce})
 		}
 		return true
 	})

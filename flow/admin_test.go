@@ -53,23 +53,40 @@ func TestOperatorCodesAndDeny(t *testing.T) {
 }
 
 // The guess limits as an operator sees them: the window's wrong guesses,
-// in total and per address (IPv6 by /64), which addresses are refused
-// until the window ends, and a clean slate in the next window.
+// in total and per address (IPv6 by /64, /56 and /48), which addresses
+// are refused until the window ends (at guess_limit, or at the allowance
+// once the total is spent), and a clean slate in the next window.
 func TestOperatorGuessLimits(t *testing.T) {
-	h := newHarness(t, harnessOptions{configure: func(c *flow.Config) { c.Limits.GuessesPerIP = 3 }})
+	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{GuessesPerIP: 4, GuessesTotal: 8})})
 	ctx := context.Background()
-	for _, ip := range []string{"192.0.2.7", "192.0.2.7", "192.0.2.7", "2001:db8::1", "2001:db8::2"} {
-		if a := h.lookup(ip, "BCDF-GHJK"); a.status != http.StatusBadRequest {
-			t.Fatalf("a wrong guess from %s: %d", ip, a.status)
+	guesses := func(ips ...string) {
+		t.Helper()
+		for _, ip := range ips {
+			if a := h.lookup(ip, "BCDF-GHJK"); a.status != http.StatusBadRequest {
+				t.Fatalf("a wrong guess from %s: %d", ip, a.status)
+			}
 		}
 	}
+	guesses("192.0.2.7", "192.0.2.7", "192.0.2.7", "192.0.2.7", "192.0.2.8", "192.0.2.8", "192.0.2.8")
 	g, err := h.svc.Guesses(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []flow.AddressGuesses{{Address: "192.0.2.7", Guesses: 3, InForce: true}, {Address: "2001:db8::/64", Guesses: 2}}
-	if g.Total != 5 || g.TotalInForce || g.PerAddress != 3 || !slices.Equal(g.Addresses, want) || !g.WindowEnds.After(h.clock.Now()) {
-		t.Fatalf("Guesses = %+v; want 5 in total and %+v", g, want)
+	want := []flow.AddressGuesses{{Address: "192.0.2.7", Guesses: 4, InForce: true}, {Address: "192.0.2.8", Guesses: 3}}
+	if g.Total != 7 || g.TotalInForce || g.PerAddress != 4 || g.AllowancePastTotal != 3 || !slices.Equal(g.Addresses, want) || !g.WindowEnds.After(h.clock.Now()) {
+		t.Fatalf("Guesses = %+v; want 7 in total and %+v", g, want)
+	}
+	// The total spent: 192.0.2.8 is held to the allowance it has used.
+	guesses("2001:db8::1")
+	if g, err = h.svc.Guesses(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want = []flow.AddressGuesses{
+		{Address: "192.0.2.7", Guesses: 4, InForce: true}, {Address: "192.0.2.8", Guesses: 3, InForce: true},
+		{Address: "2001:db8::/48", Guesses: 1}, {Address: "2001:db8::/56", Guesses: 1}, {Address: "2001:db8::/64", Guesses: 1},
+	}
+	if g.Total != 8 || !g.TotalInForce || !slices.Equal(g.Addresses, want) {
+		t.Fatalf("Guesses past the total = %+v; want 8, spent, and %+v", g, want)
 	}
 	h.clock.Advance(flow.DefaultGuessWindow)
 	if g, err = h.svc.Guesses(ctx); err != nil || g.Total != 0 || len(g.Addresses) != 0 {

@@ -28,15 +28,20 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
 		return
 	}
-	ctx := r.Context()
-	// The login is found by the user code the state names, so a state
-	// nobody issued is a guess at a sign-in in progress: it counts against
-	// the guess limits like a wrong user code.
-	ip := s.clientIP(r)
-	if ok, retry, err := s.guessesLeft(ctx, ip); err != nil || !ok {
-		s.refuseGuess(w, r, ip, retry, err)
+	if embeddedElsewhere(r) {
+		// Another site's page loading the callback cannot be a sign-in
+		// coming back; not counted, so it spends no visitor's guesses.
+		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: "bad_request"})
 		return
 	}
+	ctx := r.Context()
+	ip := s.clientIP(r)
+	// The login is found by the user code the state names, so a state
+	// nobody issued is a guess at a sign-in in progress: it counts against
+	// the guess limits like a wrong user code. A state a sign-in holds
+	// (32 random bytes nobody guesses) is never refused by those limits:
+	// the login is taken first, so guessing elsewhere, from this address
+	// or any other, cannot keep a person from coming back.
 	login, err := s.takeLogin(ctx, state)
 	switch {
 	case errors.Is(err, ErrNotFound):

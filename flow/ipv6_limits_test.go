@@ -41,3 +41,21 @@ func TestIssueLimitsCountIPv6Prefixes(t *testing.T) {
 		t.Error("another /48 is held back")
 	}
 }
+
+// guess_limit holds per /64, 4 × per /56 and 16 × per /48, as issue_limit.
+func TestGuessLimitCountsIPv6Prefixes(t *testing.T) {
+	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{GuessesPerIP: 2})})
+	for _, tc := range []struct {
+		name     string
+		ips      []string
+		answered int
+	}{
+		{"20 /64s of one /56", addresses("2001:db8:0:%x::1", 20), 8},
+		{"60 /56s of one /48", addresses("2001:db8:1:%x00::1", 60), 32},
+		{"another /48", []string{"2001:db8:2::1"}, 2},
+	} {
+		if got := h.guessFrom(tc.ips, 3); got[http.StatusBadRequest] != tc.answered {
+			t.Errorf("%s: %v; want %d answered 400", tc.name, got, tc.answered)
+		}
+	}
+}

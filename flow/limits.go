@@ -15,7 +15,10 @@ import (
 // the store. Zero fields take the defaults; Off turns every limit off (for
 // load tests).
 type Limits struct {
-	// Wrong user codes tolerated per client IP, and in total, per window.
+	// Wrong user codes tolerated per client IP (IPv6: per /64, and 4 and
+	// 16 times as many per /56 and /48), per window. Past GuessesTotal
+	// wrong codes in a window from every address together, each address
+	// is held to guessAllowance instead (see guess_limits.go).
 	GuessesPerIP int
 	GuessesTotal int
 	GuessWindow  time.Duration
@@ -25,8 +28,9 @@ type Limits struct {
 	// Device codes issued per client IP per IssueWindow.
 	IssuePerIP  int
 	IssueWindow time.Duration
-	// Refresh relays per client IP per RefreshWindow; each client_id may
-	// relay refreshPerClientFactor times as many, from every address.
+	// Refresh relays per client IP per RefreshWindow (IPv6 as guesses);
+	// past refreshPerClientFactor times as many for one client_id from
+	// every address, each address is held to refreshAllowance.
 	RefreshPerIP  int
 	RefreshWindow time.Duration
 	// RefreshInFlight bounds the refresh relays waiting on the upstream
@@ -61,8 +65,8 @@ const (
 	// NAT full of them.
 	DefaultQRPerIP = 60
 	qrWindow       = time.Minute
-	// refreshPerClientFactor: a client_id's allowance is that of this
-	// many addresses, as the guess total is to the per-address guesses.
+	// refreshPerClientFactor: a client_id's total is that of this many
+	// addresses, as the guess total is to the per-address guesses.
 	refreshPerClientFactor = 100
 )
 
@@ -141,74 +145,47 @@ func limitSubject(ip string) string {
 	return p.String()
 }
 
-// issueSubject is one prefix a device code request is counted against,
-// with its allowance as a multiple of issue_limit.
-type issueSubject struct {
+// subject is one prefix a request is counted against, with its allowance
+// as a multiple of the per-address limit.
+type subject struct {
 	prefix string
 	factor int
 }
 
-// issueSubjects are what a request for a device code counts against: an
-// IPv6 client's /64, and also its /56 and /48 (with 4 and 16 times the
-// allowance), since whoever holds a /48 has 65,536 /64s and could
-// otherwise fill max_live_codes alone (docs/security.md, "Flooding").
-func issueSubjects(ip string) []issueSubject {
+// Wider IPv6 prefixes counted besides the /64, with their allowances as
+// multiples of the /64's: whoever holds a /48 has 65,536 /64s, and would
+// otherwise get 65,536 allowances (docs/security.md, "Flooding" and
+// "Guessing user codes").
+var widerPrefixes = []struct{ bits, factor int }{{56, 4}, {48, 16}}
+
+// subjects are what a request from ip counts against, narrowest first: an
+// IPv4 address alone; an IPv6 client's /64, /56 and /48. Device code
+// requests, wrong user codes and refresh relays count against all of them.
+func subjects(ip string) []subject {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil || addr.Unmap().Is4() {
-		return []issueSubject{{limitSubject(ip), 1}}
+		return []subject{{limitSubject(ip), 1}}
 	}
 	addr = addr.WithZone("")
-	p56, _ := addr.Prefix(56)
-	p48, _ := addr.Prefix(48)
-	return []issueSubject{{limitSubject(ip), 1}, {p56.String(), 4}, {p48.String(), 16}}
+	out := []subject{{limitSubject(ip), 1}}
+	for _, w := range widerPrefixes {
+		p, _ := addr.Prefix(w.bits)
+		out = append(out, subject{p.String(), w.factor})
+	}
+	return out
 }
 
-// guessesLeft reports whether this client may try a user code now, and if
-// not, how long until it may.
-func (s *Service) guessesLeft(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
-	if s.cfg.Limits.Off {
-		return true, 0, nil
+// subjectFactor is the allowance factor of a subject as subjects names it.
+func subjectFactor(prefix string) int {
+	if p, err := netip.ParsePrefix(prefix); err == nil {
+		for _, w := range widerPrefixes {
+			if p.Bits() == w.bits {
+				return w.factor
+			}
+		}
 	}
-	now := s.cfg.Now()
-	w, ends := window(now, s.cfg.Limits.GuessWindow)
-	n, err := s.tally(ctx, Read(guessKey(ip, w)), Read(guessTotalKey(w)))
-	if err != nil {
-		return false, 0, err
-	}
-	if n[0] >= int64(s.cfg.Limits.GuessesPerIP) || n[1] >= int64(s.cfg.Limits.GuessesTotal) {
-		return false, ends.Sub(now), nil
-	}
-	return true, 0, nil
+	return 1
 }
-
-// wrongGuess counts a wrong user code against the client and the server,
-// and reports whether it was still within the limits. Guesses sent all at
-// once all pass guessesLeft before any is counted; the count each one gets
-// here is atomic, so only the first ones within the limit are answered
-// "wrong code" and the rest "too many", like guesses past the limit.
-func (s *Service) wrongGuess(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
-	if s.cfg.Limits.Off {
-		return true, 0, nil
-	}
-	now := s.cfg.Now()
-	w, ends := window(now, s.cfg.Limits.GuessWindow)
-	ttl := s.cfg.Limits.GuessWindow + time.Minute
-	n, err := s.tally(ctx, Hit(guessKey(ip, w), ttl), Hit(guessTotalKey(w), ttl))
-	if err != nil {
-		return false, 0, err
-	}
-	if n[0] > int64(s.cfg.Limits.GuessesPerIP) || n[1] > int64(s.cfg.Limits.GuessesTotal) {
-		return false, ends.Sub(now), nil
-	}
-	return true, 0, nil
-}
-
-// guessKey and guessTotalKey name the guess counters of window w (the
-// admin view reads them too).
-func guessKey(ip, w string) string  { return guessKeyPrefix + limitSubject(ip) + ":" + w }
-func guessTotalKey(w string) string { return "g:all:" + w }
-
-const guessKeyPrefix = "g:ip:"
 
 // mayApprove counts one Approve against the client's allowance, and
 // reports whether it was still within it.
@@ -262,9 +239,9 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 	// live at most ExpiresIn, so the live ones were all issued in these
 	// two windows.
 	w, ends := window(now, l.IssueWindow)
-	subjects := issueSubjects(ip)
-	steps := make([]Tally, 0, len(subjects)+2)
-	for _, sub := range subjects {
+	subs := subjects(ip)
+	steps := make([]Tally, 0, len(subs)+2)
+	for _, sub := range subs {
 		steps = append(steps, Tally{Key: "i:ip:" + sub.prefix + ":" + w, TTL: l.IssueWindow + time.Minute, Limit: int64(l.IssuePerIP * sub.factor)})
 	}
 	lw, lends := window(now, s.cfg.ExpiresIn)
@@ -274,8 +251,8 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 	if err != nil {
 		return nil, err
 	}
-	if over := len(n) - 1; len(n) <= len(subjects) {
-		sub := subjects[over]
+	if over := len(n) - 1; len(n) <= len(subs) {
+		sub := subs[over]
 		s.warnings.warn(s.log, "device code requests limited: this address is over issue_limit",
 			zap.String("client_ip", ip), zap.String("counted_as", sub.prefix),
 			zap.Int("issue_limit", l.IssuePerIP*sub.factor), zap.Duration("per", l.IssueWindow))

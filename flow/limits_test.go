@@ -104,7 +104,8 @@ func TestGuessLimitCountsIPv6By64(t *testing.T) {
 	}
 }
 
-// The total limit holds across addresses; the window's end lifts both.
+// The total limit counts every address; past it, each address is held to
+// 3 wrong codes. The window's end lifts both.
 func TestGuessLimitTotalAndWindow(t *testing.T) {
 	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{GuessesPerIP: 100, GuessesTotal: 4, GuessWindow: time.Minute})})
 	for i := range 4 {
@@ -112,9 +113,14 @@ func TestGuessLimitTotalAndWindow(t *testing.T) {
 			t.Fatalf("guess %d: %d", i, a.status)
 		}
 	}
+	for i := range 3 {
+		if a := h.lookup("203.0.113.200", wrongCode); a.status != http.StatusBadRequest {
+			t.Fatalf("past the total, wrong code %d from a fresh address: %d", i, a.status)
+		}
+	}
 	a := h.lookup("203.0.113.200", wrongCode)
 	if a.status != http.StatusTooManyRequests {
-		t.Fatalf("past the total limit: %d", a.status)
+		t.Fatalf("past the total, a fourth wrong code from one address: %d", a.status)
 	}
 	retry, err := strconv.Atoi(a.header.Get("Retry-After"))
 	if err != nil || retry < 1 || retry > 60 {

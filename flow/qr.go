@@ -32,6 +32,13 @@ func (s *Service) serveQR(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, badRequest(ErrInvalidRequest, "the Host header is too long"))
 		return
 	}
+	if embeddedElsewhere(r) {
+		// Another site's page showing the image: it would get nothing
+		// (corp), so nothing is looked up or counted.
+		writeOAuthError(w, &oauthError{status: http.StatusForbidden, Code: ErrInvalidRequest,
+			Description: "QR images are for devices and this site's pages"})
+		return
+	}
 	ip := s.clientIP(r)
 	if refusal, err := s.mayDrawQR(r.Context(), ip); err != nil {
 		s.storeFailed("count QR images", err)

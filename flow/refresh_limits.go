@@ -8,10 +8,19 @@ import (
 	"go.uber.org/zap"
 )
 
-// mayRefresh counts one refresh relay against the client address and the
-// client_id (every device of a client together). A refusal is 429 with
-// Retry-After: the relay adds the client secret, so unlimited relays would
-// let anyone spend the client's standing at the upstream.
+// refreshAllowance: refresh relays per address (× its prefix's factor)
+// per window once a client_id's total is spent. A device refreshes once
+// per access-token lifetime, so one refreshing normally from its own
+// address stays well within it, whoever spends the total; the addresses
+// that spent it are refused, and their junk no longer reaches the
+// upstream under the client's secret.
+const refreshAllowance = 5
+
+// mayRefresh counts one refresh relay against the client address (IPv6:
+// its /64, /56 and /48) and then the client_id (every device of a client
+// together), in one store call. A refusal is 429 with Retry-After: the
+// relay adds the client secret, so unlimited relays would let anyone
+// spend the client's standing at the upstream.
 func (s *Service) mayRefresh(ctx context.Context, ip, clientID string) (refusal *oauthError, err error) {
 	l := s.cfg.Limits
 	if l.Off {
@@ -20,21 +29,24 @@ func (s *Service) mayRefresh(ctx context.Context, ip, clientID string) (refusal 
 	now := s.cfg.Now()
 	w, ends := window(now, l.RefreshWindow)
 	ttl := l.RefreshWindow + time.Minute
-	perIP, err := s.hit(ctx, "r:ip:"+limitSubject(ip)+":"+w, ttl)
+	subs := subjects(ip)
+	steps := make([]Tally, 0, len(subs)+1)
+	for _, sub := range subs {
+		steps = append(steps, Tally{Key: "r:ip:" + sub.prefix + ":" + w, TTL: ttl, Limit: int64(l.RefreshPerIP * sub.factor)})
+	}
+	// The client is counted only after the address's own shares, which
+	// stop the call when spent, so one address cannot spend a client's.
+	n, err := s.tally(ctx, append(steps, Hit("r:client:"+w+":"+clientID, ttl))...)
 	if err != nil {
 		return nil, err
 	}
-	perClient := int64(0)
-	if perIP <= int64(l.RefreshPerIP) {
-		// Only counted within the address's allowance, so one address
-		// cannot spend a client's.
-		if perClient, err = s.hit(ctx, "r:client:"+w+":"+clientID, ttl); err != nil {
-			return nil, err
-		}
-	}
-	if perIP > int64(l.RefreshPerIP) || perClient > int64(l.RefreshPerIP)*refreshPerClientFactor {
+	overOwn := len(n) <= len(subs)
+	overClient := !overOwn && n[len(subs)] > int64(l.RefreshPerIP*refreshPerClientFactor) &&
+		pastAllowance(subs, n, 0, min(refreshAllowance, l.RefreshPerIP))
+	if overOwn || overClient {
 		s.cfg.Observer.Event(EventRefreshLimited)
-		s.warnings.warn(s.log, "refresh relays limited", zap.String("client_ip", ip), zap.String("client_id", clientID))
+		s.warnings.warn(s.log, "refresh relays limited", zap.String("client_ip", ip), zap.String("client_id", clientID),
+			zap.Bool("client_total_spent", overClient))
 		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
 			Description: "too many refresh requests; try again later", retryAfter: ends.Sub(now)}, nil
 	}

@@ -1,7 +1,6 @@
 package flow_test
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -22,7 +21,7 @@ type refreshUpstream struct {
 }
 
 func startRefreshUpstream(t *testing.T, blocking bool) *refreshUpstream {
-	u := &refreshUpstream{arrived: make(chan struct{}, 1000)}
+	u := &refreshUpstream{arrived: make(chan struct{}, 100_000)}
 	if blocking {
 		u.release = make(chan struct{})
 	}
@@ -94,8 +93,8 @@ func TestRefreshAppliesScopeRules(t *testing.T) {
 	}
 }
 
-// Refreshes are limited per address and per client_id, with 429 and
-// Retry-After; limits off lifts the limit.
+// Refreshes are limited per address, with 429 and Retry-After; limits
+// off lifts the limit.
 func TestRefreshLimits(t *testing.T) {
 	up := startRefreshUpstream(t, false)
 	h := refreshHarness(t, up, flow.Limits{RefreshPerIP: 2})
@@ -108,16 +107,8 @@ func TestRefreshLimits(t *testing.T) {
 	if a.status != http.StatusTooManyRequests || a.header.Get("Retry-After") == "" {
 		t.Fatalf("past the limit: %d Retry-After=%q %s", a.status, a.header.Get("Retry-After"), a.body)
 	}
-	// The client's allowance is 100 addresses' worth: 200 here, 2 used.
-	refused := 0
-	for i := range 250 {
-		ip := fmt.Sprintf("198.51.%d.%d", i/200, i%200)
-		if a := h.post(ip, "/device/token", refresh(nil)); a.status == http.StatusTooManyRequests {
-			refused++
-		}
-	}
-	if refused != 52 {
-		t.Errorf("%d of 250 refreshes from fresh addresses were refused, want 52 (client limit 200)", refused)
+	if a := h.post("192.0.2.2", "/device/token", refresh(nil)); a.status != http.StatusOK {
+		t.Fatalf("another address: %d %s", a.status, a.body)
 	}
 
 	off := refreshHarness(t, startRefreshUpstream(t, false), flow.Limits{RefreshPerIP: 1, Off: true})
@@ -125,6 +116,116 @@ func TestRefreshLimits(t *testing.T) {
 		if a := off.post("192.0.2.1", "/device/token", refresh(nil)); a.status != http.StatusOK {
 			t.Fatalf("limits off: %d %s", a.status, a.body)
 		}
+	}
+}
+
+// relays sends n refreshes from each address and says how many were
+// answered 200 and how many 429.
+func (h *harness) relays(ips []string, n int) (ok, refused int) {
+	h.t.Helper()
+	for _, ip := range ips {
+		for range n {
+			switch a := h.post(ip, "/device/token", refresh(nil)); a.status {
+			case http.StatusOK:
+				ok++
+			case http.StatusTooManyRequests:
+				refused++
+			default:
+				h.t.Fatalf("a refresh from %s: %d %s", ip, a.status, a.body)
+			}
+		}
+	}
+	return ok, refused
+}
+
+func (u *refreshUpstream) calls() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.forms)
+}
+
+// No one flooding the relay keeps a device elsewhere from refreshing, and
+// the junk past the limits never reaches the upstream: a /56's /64s are
+// held to 4 × refresh_limit, a /48's to 16 ×; once a client_id's total
+// (100 × refresh_limit) is spent, every address is held to 5 a window,
+// which a device refreshing normally never reaches.
+func TestRefreshFloodsShutNoDeviceOut(t *testing.T) {
+	const per = 10 // refresh_limit: the client's total is 1,000
+	for _, tc := range []struct {
+		name    string
+		flood   []string
+		relayed int // of the flood's per × len(flood) refreshes
+	}{
+		{"100 /64s of one /56", addresses("2001:db8:0:%x::1", 100), 4 * per},
+		{"100 /56s of one /48", addresses("2001:db8:1:%x00::1", 100), 16 * per},
+		{"100 IPv4 addresses", addresses("203.0.113.%d", 100), 100 * per},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startRefreshUpstream(t, false)
+			h := refreshHarness(t, up, flow.Limits{RefreshPerIP: per})
+			if ok, _ := h.relays(tc.flood, per); ok != tc.relayed || up.calls() != tc.relayed {
+				t.Fatalf("the flood: %d relayed, %d reached the upstream; want %d", ok, up.calls(), tc.relayed)
+			}
+			// Again: nothing more gets through from the flooding addresses.
+			if ok, _ := h.relays(tc.flood, 1); ok != 0 || up.calls() != tc.relayed {
+				t.Fatalf("the flood again: %d relayed, %d reached the upstream; want none more", ok, up.calls())
+			}
+			// A device refreshing from its own address, five times in the window.
+			if ok, refused := h.relays([]string{"192.0.2.1"}, 5); refused != 0 {
+				t.Fatalf("a device elsewhere: %d refused of %d", refused, ok+refused)
+			}
+			if ok, refused := h.relays([]string{"2001:db8:ffff::1"}, 5); refused != 0 {
+				t.Fatalf("an IPv6 device elsewhere: %d refused of %d", refused, ok+refused)
+			}
+		})
+	}
+}
+
+// Past the client's total, fresh addresses get 5 relays each and no more
+// (IPv6 /56s and /48s 20 and 80): the junk a flood from more addresses can
+// still send the upstream grows by that much per address.
+func TestRefreshClientTotalSpent(t *testing.T) {
+	up := startRefreshUpstream(t, false)
+	h := refreshHarness(t, up, flow.Limits{RefreshPerIP: 2}) // the client's total: 200
+	if ok, _ := h.relays(addresses("203.0.113.%d", 100), 2); ok != 200 {
+		t.Fatalf("spending the total: %d relayed", ok)
+	}
+	for _, tc := range []struct {
+		name    string
+		ips     []string
+		relayed int
+	}{
+		{"a fresh IPv4 address", []string{"192.0.2.1"}, 2}, // refresh_limit 2 is below 5
+		{"an address that spent the total", []string{"203.0.113.1"}, 0},
+	} {
+		if ok, _ := h.relays(tc.ips, 10); ok != tc.relayed {
+			t.Errorf("%s: %d relayed, want %d", tc.name, ok, tc.relayed)
+		}
+	}
+
+	up = startRefreshUpstream(t, false)
+	h = refreshHarness(t, up, flow.Limits{RefreshPerIP: 10}) // the client's total: 1,000
+	if ok, _ := h.relays(addresses("203.0.113.%d", 100), 10); ok != 1000 {
+		t.Fatalf("spending the total: %d relayed", ok)
+	}
+	// Refused relays count too, so each address here sends no more than
+	// it may, to show the prefixes' shares whole.
+	for _, tc := range []struct {
+		name    string
+		ips     []string
+		each    int
+		relayed int
+	}{
+		{"a fresh IPv4 address", []string{"192.0.2.1"}, 10, 5},
+		{"10 /64s of one /56", addresses("2001:db8:0:%x::1", 10), 5, 20},
+		{"50 /56s of one /48", addresses("2001:db8:1:%x00::1", 50), 5, 80},
+	} {
+		if ok, _ := h.relays(tc.ips, tc.each); ok != tc.relayed {
+			t.Errorf("%s: %d relayed, want %d", tc.name, ok, tc.relayed)
+		}
+	}
+	if got := up.calls(); got != 1000+5+20+80 {
+		t.Errorf("%d refreshes reached the upstream, want %d", got, 1000+5+20+80)
 	}
 }
 

@@ -85,6 +85,11 @@ func (s *Service) Handles(r *http.Request) bool {
 
 // ServeHTTP answers a request for one of the service's paths (see Handles).
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case s.paths.Verify, s.paths.Callback, s.paths.QR:
+		// What a browser can be made to load by GET (see embedded.go).
+		w.Header()["Cross-Origin-Resource-Policy"] = corp
+	}
 	if s.upstream.Load() == nil && r.URL.Path != s.paths.QR {
 		// The issuer's metadata is not read yet (issuerDown logs why).
 		// QR images need no upstream.

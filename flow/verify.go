@@ -44,6 +44,11 @@ func (s *Service) showVerify(w http.ResponseWriter, r *http.Request) {
 		s.renderPage(w, r, http.StatusOK, PageEnter, data)
 		return
 	}
+	if embeddedElsewhere(r) {
+		// Another site's page loading a code: looked up for nobody.
+		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: "bad_request"})
+		return
+	}
 	d, status, page := s.lookUp(r, typed, data)
 	if d == nil {
 		s.renderPage(w, r, status, page, data)

@@ -111,14 +111,15 @@ func TestGuessLimitUsesCaddysClientIP(t *testing.T) {
 	}
 }
 
-// The Caddyfile knobs: per address, in total, the right code held back
-// too, and everything open again once Retry-After has passed.
+// The Caddyfile knobs: per address, the right code held back too; past
+// the total, addresses that guessed wrong 3 times are refused and a fresh
+// one still gets in; everything open again once Retry-After has passed.
 func TestGuessLimitKnobs(t *testing.T) {
 	up := startUpstream(t)
-	startCaddy(t, withGlobalOptions(siteConfig(t, up, "guess_limit 2 per 1m\nguess_limit_total 4"),
+	startCaddy(t, withGlobalOptions(siteConfig(t, up, "guess_limit 5 per 1m\nguess_limit_total 8"),
 		"\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"))
 	tv := newDevice(t, up.Config().ClientID, "openid")
-	for range 2 {
+	for range 5 {
 		guess(t, "BBBB-BBBB", "203.0.113.1")
 	}
 	status, h, body := guess(t, tv.userCode(), "203.0.113.1")
@@ -129,11 +130,15 @@ func TestGuessLimitKnobs(t *testing.T) {
 	if err != nil || retry < 1 || retry > 60 {
 		t.Fatalf("Retry-After %q, want 1..60 s", h.Get("Retry-After"))
 	}
-	// Two more addresses use up the total of 4.
-	guess(t, "BBBB-BBBB", "203.0.113.2")
-	guess(t, "BBBB-BBBB", "203.0.113.3")
-	if status, _, body := guess(t, tv.userCode(), "203.0.113.4"); status != http.StatusTooManyRequests || !isPage(body, "toomany") {
-		t.Fatalf("the right code from a fresh address past the total: %d", status)
+	// Another address uses up the total of 8.
+	for range 3 {
+		guess(t, "BBBB-BBBB", "203.0.113.2")
+	}
+	if status, _, body := guess(t, tv.userCode(), "203.0.113.2"); status != http.StatusTooManyRequests || !isPage(body, "toomany") {
+		t.Fatalf("the right code past the total, from an address with 3 wrong codes: %d", status)
+	}
+	if status, _, body := guess(t, tv.userCode(), "203.0.113.4"); status != http.StatusOK || !isPage(body, "confirm") {
+		t.Fatalf("the right code past the total, from a fresh address: %d", status)
 	}
 	fakeClock.Advance(time.Duration(retry) * time.Second)
 	if status, _, body := guess(t, tv.userCode(), "203.0.113.1"); status != http.StatusOK || !isPage(body, "confirm") {
