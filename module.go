@@ -23,6 +23,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/contrib/propagators/autoprop"
 	"go.uber.org/zap"
 
 	_ "github.com/caddy-device-flow/caddy-device-flow/devicelogin" // the `caddy device-login` command
@@ -291,6 +293,11 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		cfg.CodeNetworks = *n
 	}
 	cfg.HTTPClient = &http.Client{
+		// With Caddy's tracing directive, each upstream call is a span
+		// under the request's (none outside a request: discovery at load
+		// and in the background), and the trace context goes on to the
+		// upstream in the headers Caddy's propagators name (OTEL_PROPAGATORS).
+		Transport: otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithPropagators(autoprop.NewTextMapPropagator())),
 		// Never follow an upstream's redirect with our client credentials.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -11,7 +11,7 @@ xcaddy_version=v0.4.5 # the README's
 # The Dockerfile's instructions, continuation lines joined.
 instructions=$(sed -e ':a' -e '/\\$/N; s/\\\n[[:space:]]*/ /; ta' "$root/Dockerfile" | grep -v '^[[:space:]]*#')
 caddy_version=$(sed -n 's/^ARG CADDY_VERSION=\(.*\)$/\1/p' <<<"$instructions" | head -1)
-builder=$(awk '/^FROM .* AS builder/{in=1; next} /^FROM /{in=0} in' <<<"$instructions")
+builder=$(awk '/^FROM .* AS builder/{b=1; next} /^FROM /{b=0} b' <<<"$instructions")
 run=$(sed -n 's/^RUN \(xcaddy build .*\)$/\1/p' <<<"$builder")
 if [ -z "$caddy_version" ] || [ -z "$run" ]; then
 	echo "check-dockerfile: no ARG CADDY_VERSION=... or no 'RUN xcaddy build' in the builder stage of Dockerfile" >&2
