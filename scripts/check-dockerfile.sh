@@ -25,9 +25,16 @@ while read -r key value; do
 	[ -n "$key" ] && export "$key=$value"
 done < <(sed -n 's/^ENV \([A-Za-z_][A-Za-z0-9_]*\)="\{0,1\}\([^"]*\)"\{0,1\}$/\1 \2/p' <<<"$builder")
 
-# COPY . /src: the checkout stands for /src; the binary goes to $work.
+# COPY . /src: a copy of the checkout without what .dockerignore leaves
+# out stands for /src; the binary goes to $work.
+excludes=()
+while read -r pattern; do
+	[ -n "$pattern" ] && excludes+=("--exclude=./$pattern")
+done < <(grep -v '^[[:space:]]*#' "$root/.dockerignore")
+mkdir "$work/src"
+tar -C "$root" "${excludes[@]}" -cf - . | tar -C "$work/src" -xf -
 cmd=${run//\$\{CADDY_VERSION\}/$caddy_version}
-cmd=${cmd//=\/src/=$root}
+cmd=${cmd//=\/src/=$work/src}
 cmd=$(sed "s#--output [^ ]*#--output $work/caddy#" <<<"$cmd")
 read -ra args <<<"$cmd"
 
@@ -56,4 +63,9 @@ echo "check-dockerfile: ${args[*]} (GOPROXY=${GOPROXY:-})"
 	echo "check-dockerfile: deploy/Caddyfile does not validate" >&2
 	exit 1
 }
+if grep -q 'not formatted' "$work/validate.log"; then
+	grep 'not formatted' "$work/validate.log"
+	echo "check-dockerfile: deploy/Caddyfile is not as caddy fmt writes it" >&2
+	exit 1
+fi
 echo "check-dockerfile: ok ($("$work/caddy" version | cut -d' ' -f1), device_flow listed, deploy/Caddyfile valid)"
