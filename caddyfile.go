@@ -46,6 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		user_code  base20|digits         # default base20 (XXXX-XXXX); digits: XXX-XXX-XXX
 //		prefix     <path>                # put before every path; default none
 //		base_url   <url>                 # public origin; default: from each request
+//		hsts <max-age>|off [include_subdomains] [preload]  # Strict-Transport-Security over HTTPS; default 365d
 //
 //		storage badger [<dir>] [{ min_free <size> }]   # default: device_flow in Caddy's data directory; min_free 64MiB
 //		storage redis <url>|<addr...>    # several instances sharing one Redis
@@ -88,6 +89,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Issuer, err = urlArg(d, flow.CheckEndpointURL)
 		case "base_url":
 			h.BaseURL, err = urlArg(d, flow.CheckEndpointURL)
+		case "hsts":
+			h.HSTS, err = hstsArg(d)
 		case "token_auth":
 			h.TokenAuth, err = oneOf(d, "basic", "post")
 		case "upstream_timeout":
@@ -235,7 +238,7 @@ func authorizeParamArg(d *caddyfile.Dispenser, params *map[string][]string) erro
 // The subdirectives the two switches above accept, for suggestions.
 var (
 	siteSubdirectives = []string{
-		"name", "authorization_endpoint", "token_endpoint", "issuer", "base_url", "token_auth",
+		"name", "authorization_endpoint", "token_endpoint", "issuer", "base_url", "hsts", "token_auth",
 		"upstream_timeout", "authorize_param", "expires_in", "interval", "user_code", "prefix",
 		"templates", "server_secret", "storage", "client", "guess_limit", "guess_limit_total", "issue_limit",
 		"refresh_limit", "max_live_codes", "limits", "issue_from", "code_networks",
@@ -331,6 +334,42 @@ func codeNetworksArg(d *caddyfile.Dispenser) (*int, error) {
 		return nil, d.Errf("code_networks: %q is not a whole number or off", v)
 	}
 	return &n, nil
+}
+
+// hstsArg reads `hsts off` or `hsts <max-age> [include_subdomains] [preload]`.
+func hstsArg(d *caddyfile.Dispenser) (*HSTSConfig, error) {
+	args := d.RemainingArgs()
+	if d.NextBlock(d.Nesting()) {
+		return nil, d.Err("hsts takes no block")
+	}
+	if len(args) == 0 {
+		return nil, d.Err("hsts wants: hsts <max-age>|off [include_subdomains] [preload]")
+	}
+	if args[0] == "off" {
+		if len(args) > 1 {
+			return nil, d.Err("hsts off takes nothing after it")
+		}
+		return &HSTSConfig{Off: true}, nil
+	}
+	maxAge, err := caddy.ParseDuration(args[0])
+	if err != nil || maxAge <= 0 {
+		return nil, d.Errf("hsts: %q is not a positive duration (like 365d) or off", args[0])
+	}
+	c := &HSTSConfig{MaxAge: caddy.Duration(maxAge)}
+	for _, flag := range args[1:] {
+		switch flag {
+		case "include_subdomains":
+			c.IncludeSubdomains = true
+		case "preload":
+			c.Preload = true
+		default:
+			return nil, d.Errf("hsts: unknown option %q; want include_subdomains or preload", flag)
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, d.Err(err.Error())
+	}
+	return c, nil
 }
 
 // rateLimitArg reads `<n> per <duration>`.

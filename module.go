@@ -92,6 +92,11 @@ type Handler struct {
 	// the URLs given to devices and the upstream. Default: each request's
 	// own scheme and host.
 	BaseURL string `json:"base_url,omitempty"`
+	// HSTS is the Strict-Transport-Security header of the handler's
+	// answers over HTTPS. Default: max-age=31536000 (one year), without
+	// includeSubDomains, which would reach every name under the site's
+	// domain. A value the site sets with Caddy's header directive wins.
+	HSTS *HSTSConfig `json:"hsts,omitempty"`
 
 	// Templates is a folder of page overrides: the embedded pages' file
 	// names, plus messages.<lang>.json catalogues.
@@ -151,6 +156,49 @@ type ClientConfig struct {
 	AuthorizeParams map[string][]string `json:"authorize_params,omitempty"`
 	// IssueFrom replaces the handler's issue_from for this client.
 	IssueFrom []string `json:"issue_from,omitempty"`
+}
+
+// HSTSConfig is the Strict-Transport-Security header (RFC 6797).
+type HSTSConfig struct {
+	// MaxAge is how long browsers keep to HTTPS. Default: 1 year.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// IncludeSubdomains extends it to every name under the site's.
+	IncludeSubdomains bool `json:"include_subdomains,omitempty"`
+	// Preload asks to be put on browsers' preload lists (hstspreload.org),
+	// which needs IncludeSubdomains and a MaxAge of at least a year.
+	Preload bool `json:"preload,omitempty"`
+	// Off sends no header.
+	Off bool `json:"off,omitempty"`
+}
+
+// value is the header value, "" for none.
+func (c *HSTSConfig) value() string {
+	switch {
+	case c == nil:
+		return flow.DefaultHSTS
+	case c.Off:
+		return ""
+	}
+	maxAge := time.Duration(c.MaxAge)
+	if maxAge == 0 {
+		maxAge = hstsYear
+	}
+	return flow.HSTSValue(maxAge, c.IncludeSubdomains, c.Preload)
+}
+
+const hstsYear = 365 * 24 * time.Hour
+
+// validate refuses what browsers would ignore or preload lists refuse.
+func (c *HSTSConfig) validate() error {
+	switch {
+	case c == nil || c.Off:
+		return nil
+	case c.MaxAge < 0:
+		return fmt.Errorf("hsts: max_age must not be negative, not %s", time.Duration(c.MaxAge))
+	case c.Preload && (!c.IncludeSubdomains || c.MaxAge != 0 && time.Duration(c.MaxAge) < hstsYear):
+		return errors.New("hsts: preload needs include_subdomains and a max_age of at least one year (hstspreload.org)")
+	}
+	return nil
 }
 
 // LimitsConfig sets the guess and flood limits (see flow.Limits); zero
@@ -274,6 +322,7 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		Interval:          time.Duration(h.Interval),
 		Prefix:            h.Prefix,
 		BaseURL:           h.BaseURL,
+		HSTS:              h.HSTS.value(),
 		Logger:            h.logger,
 		ClientIP:          caddyClientIP,
 		Now:               now,
@@ -427,6 +476,9 @@ func (h *Handler) Validate() error {
 		errs = append(errs, errors.New("device_flow needs the upstream: issuer, or both authorization_endpoint and token_endpoint"))
 	}
 	if err := checkPrefix(h.Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if err := h.HSTS.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	// With a placeholder, flow.New checks it once resolved.

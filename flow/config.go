@@ -59,6 +59,9 @@ type Config struct {
 	// BaseURL is our public origin ("https://auth.example.com"); when
 	// empty it is taken from each request.
 	BaseURL string
+	// HSTS is the Strict-Transport-Security value (RFC 6797) of every
+	// answer over HTTPS that has none yet; "" sends none.
+	HSTS string
 
 	Limits Limits
 

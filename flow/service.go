@@ -89,6 +89,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.paths.Verify, s.paths.Callback, s.paths.QR:
 		// What a browser can be made to load by GET (see embedded.go).
 		w.Header()["Cross-Origin-Resource-Policy"] = corp
+		s.setHSTS(w, r)
 	}
 	if s.upstream.Load() == nil && r.URL.Path != s.paths.QR {
 		// The issuer's metadata is not read yet (issuerDown logs why).
