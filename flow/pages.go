@@ -37,12 +37,14 @@ type PageData struct {
 	FormAction string
 	// Error is a message key saying what went wrong, "" when nothing did:
 	// "invalid_code" (unknown, malformed, expired or used: one answer for
-	// all), "csrf" (the form was stale or forged), "state" (the sign-in
-	// came back to another browser or was replayed), "upstream" (the
-	// sign-in service failed or timed out), "upstream_error" (it answered
-	// with an error), "unavailable" (our storage is down, or the
-	// upstream's metadata not read yet), "bad_request", "locked" (the
-	// code was opened from too many networks, see noteOpened).
+	// all), "csrf" (the form was stale or forged), "page_used" (the form
+	// is from before an Approve in this browser: Back, or another tab),
+	// "state" (the sign-in came back to another browser or was replayed),
+	// "upstream" (the sign-in service failed or timed out),
+	// "upstream_error" (it answered with an error), "unavailable" (our
+	// storage is down, or the upstream's metadata not read yet),
+	// "bad_request", "locked" (the code was opened from too many
+	// networks, see noteOpened).
 	Error string
 	// ErrorDetail is an operator-facing detail safe to show (never a secret).
 	ErrorDetail string

@@ -64,3 +64,51 @@ func TestApproveRotatesTheSession(t *testing.T) {
 		t.Fatalf("callback with the session from before Approve: %d, want 403\n%s", a.status, a.body)
 	}
 }
+
+// Back to the confirmation page after Approve, and Approve again: the
+// page says it was already used (Approve replaced the session it was
+// shown under), not that it was open too long, and offers the code to
+// start again. A form without the browser's session still hears "csrf".
+func TestApproveAgainAfterBack(t *testing.T) {
+	tests := []struct {
+		name       string
+		completed  bool // the sign-in finished before Back
+		freshJar   bool // a browser without our session posts the old form
+		emptyToken bool // the form has no token at all
+		want       string
+	}{
+		{name: "after signing in", completed: true, want: "This page was already used"},
+		{name: "while signing in", want: "This page was already used"},
+		{name: "from a browser without the session", completed: true, freshJar: true, want: "open for too long"},
+		{name: "a form without a token", completed: true, emptyToken: true, want: "open for too long"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{upstream: true})
+			code := h.newCode("198.51.100.1", h.up.ClientID)["user_code"].(string)
+			b := personBrowser()
+			confirm := h.do(b, "", http.MethodGet, "/device?code="+url.QueryEscape(code), "", "")
+			form := url.Values{"csrf": {formToken(t, confirm.body)}, "user_code": {code}, "action": {"approve"}}
+			var stop func(string)
+			if !tc.completed {
+				stop = func(string) {}
+			}
+			if done := h.approve(b, code, stop); tc.completed && !done.isPage("success") {
+				t.Fatalf("the first Approve: %d\n%s", done.status, done.body)
+			}
+			if tc.freshJar {
+				b = personBrowser()
+			}
+			if tc.emptyToken {
+				form.Set("csrf", "")
+			}
+			again := h.do(b, "", http.MethodPost, "/device", "application/x-www-form-urlencoded", form.Encode())
+			if again.status != http.StatusForbidden || !again.isPage("enter") || !strings.Contains(again.body, tc.want) {
+				t.Fatalf("Approve again: %d, want 403 on the entry page saying %q:\n%s", again.status, tc.want, again.body)
+			}
+			if !strings.Contains(again.body, `value="`+code+`"`) {
+				t.Errorf("the entry page does not offer the code %s to start again:\n%s", code, again.body)
+			}
+		})
+	}
+}

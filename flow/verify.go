@@ -208,6 +208,12 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 	data := &PageData{CSRF: s.secrets.csrfToken(session), FormAction: s.paths.Verify}
 	if !s.validCSRF(r, form.Get("csrf")) {
 		data.Error = "csrf"
+		if form.Get("csrf") != "" && s.existingSession(r) != "" {
+			// A session we issued, and a form of another: Approve started
+			// a new session since this page was shown (the person went
+			// Back to it, or approved in another tab).
+			data.Error = "page_used"
+		}
 		data.UserCode = limitText(form.Get("user_code"), 32)
 		s.renderPage(w, r, http.StatusForbidden, PageEnter, data)
 		return

@@ -4,7 +4,7 @@ import "github.com/caddy-device-flow/caddy-device-flow/flow"
 
 // ErrorKeys are the values flow.PageData.Error takes (see flow/pages.go).
 var ErrorKeys = []string{
-	"invalid_code", "csrf", "state", "upstream", "upstream_error", "unavailable", "bad_request", "locked",
+	"invalid_code", "csrf", "page_used", "state", "upstream", "upstream_error", "unavailable", "bad_request", "locked",
 }
 
 // samples returns representative data for a page: New renders each page
