@@ -167,7 +167,7 @@ func TestExampleCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := adaptCaddyfile(t, string(raw))
-	for _, want := range []string{`"handler": "device_flow"`, `demo-access-token`} {
+	for _, want := range []string{`"handler": "device_flow"`, `"name": "tv-demo"`, `demo-access-token`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the example's JSON lacks %s", want)
 		}
