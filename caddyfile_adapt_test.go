@@ -339,3 +339,38 @@ func TestValidateNetworks(t *testing.T) {
 		t.Errorf("Validate() = %v for good networks", err)
 	}
 }
+
+// TestPasteReadyCaddyfiles: every Caddyfile in README.md, and
+// deploy/Caddyfile (compose.yaml's) with its variables set, adapts without
+// errors or warnings, "not formatted" included: what a reader pastes,
+// caddy validate takes without a word.
+func TestPasteReadyCaddyfiles(t *testing.T) {
+	raw, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(raw), "```caddyfile\n")[1:]
+	for i, block := range blocks {
+		caddyfile, _, _ := strings.Cut(block, "```")
+		t.Run("README block "+strconv.Itoa(i+1), func(t *testing.T) {
+			if got := adaptCaddyfile(t, caddyfile); !strings.Contains(got, `"handler"`) {
+				t.Errorf("no handler from:\n%s", caddyfile)
+			}
+		})
+	}
+	t.Run("deploy/Caddyfile", func(t *testing.T) {
+		for k, v := range map[string]string{"DEVICE_FLOW_SITE": "auth.example.com", "ISSUER": "https://sso.example.com/realms/main", "CLIENT_ID": "tv"} {
+			t.Setenv(k, v)
+		}
+		raw, err := os.ReadFile("deploy/Caddyfile")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := adaptCaddyfile(t, string(raw))
+		for _, want := range []string{`"handler": "device_flow"`, `"issuer": "https://sso.example.com/realms/main"`, `"secret": "{env.CLIENT_SECRET}"`} {
+			if !strings.Contains(got, want) {
+				t.Errorf("deploy/Caddyfile's JSON lacks %s:\n%s", want, got)
+			}
+		}
+	})
+}
