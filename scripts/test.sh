@@ -64,7 +64,7 @@ if ! go test -run '^$' -bench . -benchtime=1x -count=1 -timeout 10m ./... >"$ben
 	echo "benchmarks failed"
 	exit 1
 fi
-grep -c '^Benchmark' "$bench_log" | xargs echo "   benchmarks ran:"
+echo "   benchmarks ran: $(grep -c '^Benchmark' "$bench_log")"
 rm -f "$bench_log"
 
 if [ "${NO_INSTALL:-}" = 1 ] && ! command -v xcaddy >/dev/null 2>&1; then
