@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test, on any Debian-like machine: installs what the tests need
 # when it is missing (redis-server for the Redis store, chromium for the
-# real-browser test, Node's openid-client for the third client library),
+# real-browser test, Node's openid-client for the third client library,
+# axe-core for the accessibility check of every page),
 # then `go test -race ./...` (plus vet, and the Go benchmarks once each so
 # they cannot rot). Extra arguments go to go test.
 set -euo pipefail
@@ -23,6 +24,12 @@ fi
 if [ ! -d integration/testdata/openid-client/node_modules/openid-client ]; then
 	echo "== installing openid-client (npm)"
 	(cd integration/testdata/openid-client && npm install --no-save --no-audit --no-fund openid-client@6 >/dev/null)
+fi
+
+# axe-core, the accessibility checker the real-browser tests run on every page.
+if [ ! -f integration/testdata/axe/node_modules/axe-core/axe.min.js ]; then
+	echo "== installing axe-core (npm)"
+	(cd integration/testdata/axe && npm install --no-save --no-audit --no-fund axe-core@4 >/dev/null)
 fi
 
 echo "== go vet"
