@@ -273,6 +273,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ProximityPrefix == (ProximityPrefix{}) {
 		c.ProximityPrefix = DefaultProximityPrefix
 	}
+	if c.Place == nil && c.Locator != nil {
+		c.Place = placeNamer(c.Locator)
+	}
 	var errs []error
 	if c.ExpiresIn < 10*time.Second {
 		errs = append(errs, fmt.Errorf("expires_in %s is too short (at least 10s)", c.ExpiresIn))

@@ -52,3 +52,24 @@ func parseAddr(s string) netip.Addr {
 	}
 	return a.Unmap().WithZone("")
 }
+
+// placeNamer names the places of addresses for the audit events
+// (Config.Place): the city's English name and the country's code
+// ("Berlin, DE"), as much of it as the Locator knows.
+func placeNamer(loc Locator) func(ip string) string {
+	return func(ip string) string {
+		a := parseAddr(ip)
+		if !a.IsValid() {
+			return ""
+		}
+		p := loc.Locate(a)
+		city := p.CityNames["en"]
+		switch {
+		case city != "" && p.Country != "":
+			return city + ", " + p.Country
+		case city != "":
+			return city
+		}
+		return p.Country
+	}
+}

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/flow/geoip"
@@ -162,8 +164,10 @@ func TestProximityWithGeoIP(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
+		auditCore, audit := observer.New(zapcore.InfoLevel)
 		h := newHarness(t, harnessOptions{configure: func(c *flow.Config) {
 			c.Proximity = flow.ProximityRequire
+			c.Audit = zap.New(auditCore)
 			if withDB {
 				c.Locator = db
 			}
@@ -175,6 +179,19 @@ func TestProximityWithGeoIP(t *testing.T) {
 		}
 		if a := h.approveOnce(personBrowser(), "198.51.100.200", code); (a.status == http.StatusForbidden) != withDB {
 			t.Errorf("geoip %v: Approve from the same /24 in another country: %d", withDB, a.status)
+		}
+		// The audit event of the mismatch names both places.
+		mismatch := audit.FilterMessage(flow.AuditProximityMismatch).All()
+		if withDB {
+			if len(mismatch) != 1 || mismatch[0].Level != zapcore.WarnLevel {
+				t.Fatalf("%d proximity_mismatch audit events, want 1 at warn", len(mismatch))
+			}
+			f := mismatch[0].ContextMap()
+			if f["device_place"] != "Berlin, DE" || f["person_place"] != "Strasbourg, FR" || f["refused"] != true || f["person_ip"] != "198.51.100.200" {
+				t.Errorf("proximity_mismatch audit event: %v", f)
+			}
+		} else if len(mismatch) != 0 {
+			t.Errorf("an audit event for a person near the device: %v", mismatch[0].ContextMap())
 		}
 		if withDB {
 			unknown := h.newCode("192.0.2.7", "tv")["user_code"].(string)

@@ -227,6 +227,8 @@ func (s *Service) nearEnough(r *http.Request, d *Device, data *PageData) (status
 	if p.devicePlace.Country != "" || p.browserPlace.Country != "" {
 		fields = append(fields, zap.String("device_country", p.devicePlace.Country), zap.String("client_country", p.browserPlace.Country))
 	}
+	s.audit(AuditProximityMismatch, d, d.IssuedTo, s.clientIP(r),
+		zap.String("proximity", string(p.mode)), zap.Bool("refused", p.mode == ProximityRequire))
 	if p.mode == ProximityRequire {
 		s.cfg.Observer.Event(EventProximityRefused)
 		s.log.Warn("approval refused: the person is not on the device's network", fields...)
