@@ -53,12 +53,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		templates <dir>                  # page overrides, same names as the embedded pages
 //		server_secret <secret>           # at least 32 bytes, e.g. {env.DEVICE_FLOW_SECRET}; authenticates the store's records
 //
+//		geoip <path.mmdb>                # MaxMind-format database: city and country on the confirmation page
+//		proximity off|warn|require       # person not on the device's network: warn (default) or refuse Approve
+//		proximity_prefix <v4 bits> <v6 bits>  # one network for proximity; default 24 56
+//
 //		client <client_id> {             # allow-list; without any, every client_id passes
 //			name   "<display name>"      # shown on the confirmation page
 //			secret <upstream secret>     # for a confidential upstream client
 //			scopes <scope...>            # allowed scopes
 //			authorize_param <name> <value>  # replaces the site's parameter of that name
 //			issue_from <cidr...>         # replaces the site's issue_from for this client
+//			proximity off|warn|require   # replaces the site's
+//			proximity_prefix <v4 bits> <v6 bits>
 //		}
 //
 //		issue_from    <cidr...>|private_ranges  # issue device codes only to these networks; repeatable; default anywhere
@@ -115,6 +121,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.ServerSecret, err = singleArg(d); err == nil && !strings.Contains(h.ServerSecret, "{") && len(h.ServerSecret) < flow.MinServerSecret {
 				err = d.Errf("server_secret is too short: %d bytes, at least %d (e.g. openssl rand -base64 48, given by {env.*})", len(h.ServerSecret), flow.MinServerSecret)
 			}
+		case "geoip":
+			h.GeoIP, err = singleArg(d)
+		case "proximity":
+			h.Proximity, err = oneOf(d, "off", "warn", "require")
+		case "proximity_prefix":
+			h.ProximityPrefix, err = proximityPrefixArg(d)
 		case "storage":
 			err = h.unmarshalStorage(d)
 		case "client":
@@ -204,6 +216,10 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 			err = authorizeParamArg(d, &c.AuthorizeParams)
 		case "issue_from":
 			err = issueFromArgs(d, &c.IssueFrom)
+		case "proximity":
+			c.Proximity, err = oneOf(d, "off", "warn", "require")
+		case "proximity_prefix":
+			c.ProximityPrefix, err = proximityPrefixArg(d)
 		default:
 			return unrecognized(d, "client", clientSubdirectives)
 		}
@@ -241,9 +257,9 @@ var (
 		"name", "authorization_endpoint", "token_endpoint", "issuer", "base_url", "hsts", "token_auth",
 		"upstream_timeout", "authorize_param", "expires_in", "interval", "user_code", "prefix",
 		"templates", "server_secret", "storage", "client", "guess_limit", "guess_limit_total", "issue_limit",
-		"refresh_limit", "max_live_codes", "limits", "issue_from", "code_networks",
+		"refresh_limit", "max_live_codes", "limits", "issue_from", "code_networks", "geoip", "proximity", "proximity_prefix",
 	}
-	clientSubdirectives = []string{"name", "secret", "scopes", "authorize_param", "issue_from"}
+	clientSubdirectives = []string{"name", "secret", "scopes", "authorize_param", "issue_from", "proximity", "proximity_prefix"}
 )
 
 // unrecognized is the error for an unknown subdirective; it names the
@@ -388,6 +404,23 @@ func rateLimitArg(d *caddyfile.Dispenser) (*RateLimit, error) {
 		return nil, d.Errf("%s: %q is not a positive duration", name, args[2])
 	}
 	return &RateLimit{Count: n, Per: caddy.Duration(dur)}, nil
+}
+
+// proximityPrefixArg reads `proximity_prefix <IPv4 bits> <IPv6 bits>`.
+func proximityPrefixArg(d *caddyfile.Dispenser) (*ProximityPrefix, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return nil, d.Err("proximity_prefix wants: proximity_prefix <IPv4 bits> <IPv6 bits>, e.g. 24 56")
+	}
+	v4, err4 := strconv.Atoi(args[0])
+	v6, err6 := strconv.Atoi(args[1])
+	if err4 != nil || err6 != nil || v4 < 1 || v4 > 32 || v6 < 1 || v6 > 128 {
+		return nil, d.Errf("proximity_prefix wants IPv4 bits 1-32 and IPv6 bits 1-128, not %q and %q", args[0], args[1])
+	}
+	if d.NextBlock(d.Nesting()) {
+		return nil, d.Err("proximity_prefix takes no block")
+	}
+	return &ProximityPrefix{IPv4: v4, IPv6: v6}, nil
 }
 
 // singleArg reads exactly one argument and no block.

@@ -134,6 +134,15 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"code_networks negative", ok + "\t\tcode_networks -1", `code_networks: "-1" is not a whole number or off`, 5},
 		{"code_networks word", ok + "\t\tcode_networks many", `code_networks: "many" is not a whole number or off`, 5},
 		{"code_networks two", ok + "\t\tcode_networks 3 4", "wrong argument count", 5},
+		{"unknown proximity", ok + "\t\tproximity strict", `proximity must be off or warn or require, not "strict"`, 5},
+		{"proximity without a mode", ok + "\t\tproximity", "wrong argument count", 5},
+		{"client unknown proximity", ok + "\t\tclient tv {\n\t\t\tproximity on\n\t\t}", `proximity must be off or warn or require, not "on"`, 6},
+		{"proximity_prefix one number", ok + "\t\tproximity_prefix 24", "proximity_prefix <IPv4 bits> <IPv6 bits>", 5},
+		{"proximity_prefix too long", ok + "\t\tproximity_prefix 33 56", `IPv4 bits 1-32 and IPv6 bits 1-128, not "33" and "56"`, 5},
+		{"proximity_prefix not a number", ok + "\t\tproximity_prefix 24 /56", `not "24" and "/56"`, 5},
+		{"client proximity_prefix zero", ok + "\t\tclient tv {\n\t\t\tproximity_prefix 0 0\n\t\t}", "IPv4 bits 1-32", 6},
+		{"geoip without a path", ok + "\t\tgeoip", "wrong argument count", 5},
+		{"proximty typo", ok + "\t\tproximty warn", "did you mean proximity?", 5},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,6 +223,33 @@ func TestValidateAuthorizeParams(t *testing.T) {
 	h.Clients["tv"].AuthorizeParams = map[string][]string{"audience": {"{env.AUDIENCE}"}}
 	if err := h.Validate(); err != nil {
 		t.Errorf("Validate() = %v for allowed names", err)
+	}
+}
+
+// TestValidateProximity: JSON gets the Caddyfile's refusals.
+func TestValidateProximity(t *testing.T) {
+	h := Handler{
+		Issuer:          "https://idp.example.com",
+		Proximity:       "sometimes",
+		ProximityPrefix: &ProximityPrefix{IPv4: 24},
+		Clients:         map[string]*ClientConfig{"tv": {Proximity: "strict", ProximityPrefix: &ProximityPrefix{IPv4: 40, IPv6: 56}}},
+	}
+	err := h.Validate()
+	for _, want := range []string{
+		`proximity must be off, warn or require, not "sometimes"`,
+		`client tv: proximity must be off, warn or require, not "strict"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to say %s", err, want)
+		}
+	}
+	h.Proximity, h.Clients["tv"].Proximity = "require", "off"
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "not 24 and 0") || !strings.Contains(err.Error(), "client tv: proximity_prefix") {
+		t.Errorf("Validate() = %v, want both prefixes refused", err)
+	}
+	h.ProximityPrefix, h.Clients["tv"].ProximityPrefix = &ProximityPrefix{IPv4: 32, IPv6: 64}, nil
+	if err := h.Validate(); err != nil {
+		t.Errorf("Validate() = %v for good settings", err)
 	}
 }
 

@@ -50,6 +50,8 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"device_flow {\n" + up + "}\n}",
 		"device_flow {\n{\n}",
 		"device_flow {\n" + up + "limits off {\n}\n}",
+		"device_flow {\n" + up + "geoip /var/lib/GeoIP/City.mmdb\nproximity require\nproximity_prefix 24 56\nclient tv {\nproximity off\nproximity_prefix 32 128\n}\n}",
+		"device_flow {\n" + up + "proximity_prefix 24 56 {\n}\nproximity maybe\n}",
 	} {
 		f.Add(seed)
 	}

@@ -40,6 +40,8 @@ var flowEvents = []string{
 	flow.EventGuessLimited,
 	flow.EventWrongCode,
 	flow.EventIssueLimited,
+	flow.EventProximityWarned,
+	flow.EventProximityRefused,
 	flow.EventApproveLimited,
 	flow.EventRefreshLimited,
 	flow.EventIssueRefused,

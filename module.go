@@ -130,6 +130,20 @@ type Handler struct {
 	// changing it makes codes and sign-ins in progress start over.
 	ServerSecret string `json:"server_secret,omitempty"`
 
+	// GeoIP is the path of a MaxMind-format database (.mmdb, e.g.
+	// GeoLite2-City): the confirmation page then names the city and
+	// country the code was asked for from, and the proximity check also
+	// compares countries. Read whole and verified at load; a missing or
+	// corrupt file fails the load.
+	GeoIP string `json:"geoip,omitempty"`
+	// Proximity is what happens when the person approving is not on the
+	// network the code was asked for from: "warn" (the default: a warning
+	// on the confirmation page), "require" (Approve is refused) or "off".
+	Proximity string `json:"proximity,omitempty"`
+	// ProximityPrefix is how many leading bits make one network for the
+	// proximity check. Default: IPv4 24, IPv6 56.
+	ProximityPrefix *ProximityPrefix `json:"proximity_prefix,omitempty"`
+
 	// StorageRaw is the store, a module in the http.device_flow.storage
 	// namespace named by "backend": "badger" (the default, an embedded
 	// database) or "redis" (shared by several instances).
@@ -137,6 +151,8 @@ type Handler struct {
 
 	service *flow.Service
 	logger  *zap.Logger
+	// geoipKey names this handler's hold on the shared GeoIP database.
+	geoipKey string
 	// unregister takes the handler out of the admin API's registry.
 	unregister func()
 }
@@ -156,6 +172,23 @@ type ClientConfig struct {
 	AuthorizeParams map[string][]string `json:"authorize_params,omitempty"`
 	// IssueFrom replaces the handler's issue_from for this client.
 	IssueFrom []string `json:"issue_from,omitempty"`
+	// Proximity and ProximityPrefix replace the handler's for this client.
+	Proximity       string           `json:"proximity,omitempty"`
+	ProximityPrefix *ProximityPrefix `json:"proximity_prefix,omitempty"`
+}
+
+// ProximityPrefix is how many leading bits two addresses must share to be
+// one network.
+type ProximityPrefix struct {
+	IPv4 int `json:"ipv4"`
+	IPv6 int `json:"ipv6"`
+}
+
+func (p *ProximityPrefix) flow() flow.ProximityPrefix {
+	if p == nil {
+		return flow.ProximityPrefix{}
+	}
+	return flow.ProximityPrefix{IPv4: p.IPv4, IPv6: p.IPv6}
 }
 
 // HSTSConfig is the Strict-Transport-Security header (RFC 6797).
@@ -275,6 +308,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if cfg.Pages, err = templates.New(h.Templates); err != nil {
 		return fmt.Errorf("templates: %v", err)
 	}
+	if h.GeoIP != "" {
+		if cfg.Locator, h.geoipKey, err = openGeoIP(h.GeoIP); err != nil {
+			return err
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if h.service, err = flow.New(sctx, cfg); err != nil {
@@ -291,6 +329,9 @@ func (h *Handler) Cleanup() error {
 	if h.unregister != nil {
 		h.unregister()
 	}
+	if h.geoipKey != "" {
+		geoipPool.Delete(h.geoipKey)
+	}
 	if h.service != nil {
 		h.service.Close()
 	}
@@ -301,7 +342,7 @@ func (h *Handler) Cleanup() error {
 func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	// {env.*} placeholders keep URLs and secrets out of the Caddyfile.
 	repl := caddy.NewReplacer()
-	for _, field := range []*string{&h.Name, &h.AuthorizationEndpoint, &h.TokenEndpoint, &h.Issuer, &h.BaseURL, &h.Templates} {
+	for _, field := range []*string{&h.Name, &h.AuthorizationEndpoint, &h.TokenEndpoint, &h.Issuer, &h.BaseURL, &h.Templates, &h.GeoIP} {
 		*field = repl.ReplaceKnown(*field, "")
 	}
 	now, err := clock(ctx)
@@ -327,6 +368,8 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		ClientIP:          caddyClientIP,
 		Now:               now,
 		Observer:          newMetrics(ctx, h.logger),
+		Proximity:         flow.ProximityMode(h.Proximity),
+		ProximityPrefix:   h.ProximityPrefix.flow(),
 		// Its own logger, so that `log { include
 		// http.handlers.device_flow.audit }` sends the events elsewhere.
 		Audit: h.logger.Named("audit").With(zap.String("handler", h.adminID())),
@@ -373,7 +416,8 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 				return cfg, err
 			}
 			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: secret, Scopes: c.Scopes,
-				AuthorizeParams: replaceParams(repl, c.AuthorizeParams), IssueFrom: issueFrom}
+				AuthorizeParams: replaceParams(repl, c.AuthorizeParams), IssueFrom: issueFrom,
+				Proximity: flow.ProximityMode(c.Proximity), ProximityPrefix: c.ProximityPrefix.flow()}
 		}
 	}
 	if l := h.Limits; l != nil {
@@ -496,6 +540,7 @@ func (h *Handler) Validate() error {
 	if n := h.CodeNetworks; n != nil && *n < 0 {
 		errs = append(errs, fmt.Errorf("code_networks must be 0 (off) or more, not %d", *n))
 	}
+	errs = append(errs, checkProximity(h.Proximity, h.ProximityPrefix))
 	for _, id := range slices.Sorted(maps.Keys(h.Clients)) {
 		if c := h.Clients[id]; c != nil {
 			if err := flow.CheckAuthorizeParams(c.AuthorizeParams); err != nil {
@@ -503,6 +548,9 @@ func (h *Handler) Validate() error {
 			}
 			if _, err := flow.ParseNetworks(c.IssueFrom); err != nil {
 				errs = append(errs, fmt.Errorf("client %s: issue_from: %w", id, err))
+			}
+			if err := checkProximity(c.Proximity, c.ProximityPrefix); err != nil {
+				errs = append(errs, fmt.Errorf("client %s: %w", id, err))
 			}
 		}
 	}
@@ -514,6 +562,17 @@ func (h *Handler) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkProximity checks a proximity mode and prefix.
+func checkProximity(mode string, prefix *ProximityPrefix) error {
+	if err := flow.CheckProximityMode(flow.ProximityMode(mode)); err != nil {
+		return err
+	}
+	if prefix != nil && *prefix == (ProximityPrefix{}) {
+		return errors.New("proximity_prefix wants IPv4 and IPv6 bits")
+	}
+	return prefix.flow().Check()
 }
 
 // checkPrefix accepts "" and paths like /oauth.

@@ -114,6 +114,8 @@ func TestAuditEvents(t *testing.T) {
 	}{
 		{flow.AuditCodeIssued, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "scope": "openid"}},
 		{flow.AuditCodeOpened, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX"}},
+		// The person is not on the device's network (proximity warn, the default).
+		{flow.AuditProximityMismatch, zapcore.WarnLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX", "proximity": "warn", "refused": false}},
 		{flow.AuditCodeApproved, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX", "sub": subject}},
 		{flow.AuditTokensDelivered, zapcore.InfoLevel, map[string]any{"client_id": client, "user_code": userCode, "device_ip": deviceIP, "person_ip": personIP, "person_place": "Person City, XX", "sub": subject, "poll_ip": pollIP}},
 		{flow.AuditRefreshRelayed, zapcore.InfoLevel, map[string]any{"client_id": client, "device_ip": deviceIP, "sub": subject}},

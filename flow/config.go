@@ -75,6 +75,15 @@ type Config struct {
 	// negative value turns the lock off.
 	CodeNetworks int
 
+	// Proximity is what happens when the person approving is not on the
+	// device's network (proximity.go); "" is ProximityWarn. A client's own
+	// Proximity and ProximityPrefix replace these.
+	Proximity       ProximityMode
+	ProximityPrefix ProximityPrefix // zero: DefaultProximityPrefix
+	// Locator finds where addresses are (a GeoIP database), for the
+	// confirmation page and the proximity check; none when nil.
+	Locator Locator
+
 	Store Store
 	// ServerSecret, when set (at least MinServerSecret bytes), is the
 	// server secret instead of the one the store keeps: the keys of
@@ -110,6 +119,10 @@ type Client struct {
 	AuthorizeParams url.Values
 	// IssueFrom replaces Config.IssueFrom for this client.
 	IssueFrom []netip.Prefix
+	// Proximity and ProximityPrefix replace the Config's for this
+	// client when set.
+	Proximity       ProximityMode
+	ProximityPrefix ProximityPrefix
 }
 
 // reservedAuthorizeParams are the authorization request parameters the
@@ -257,6 +270,15 @@ func (c Config) withDefaults() (Config, error) {
 		c.HTTPClient = &http.Client{}
 	}
 	c.Limits = c.Limits.withDefaults()
+	if c.Proximity == "" {
+		c.Proximity = ProximityWarn
+	}
+	if c.ProximityPrefix == (ProximityPrefix{}) {
+		c.ProximityPrefix = DefaultProximityPrefix
+	}
+	if c.Place == nil && c.Locator != nil {
+		c.Place = placeNamer(c.Locator)
+	}
 	var errs []error
 	if c.ExpiresIn < 10*time.Second {
 		errs = append(errs, fmt.Errorf("expires_in %s is too short (at least 10s)", c.ExpiresIn))
@@ -290,9 +312,21 @@ func (c Config) withDefaults() (Config, error) {
 	if err := CheckAuthorizeParams(c.AuthorizeParams); err != nil {
 		errs = append(errs, fmt.Errorf("authorize_params: %w", err))
 	}
+	if err := CheckProximityMode(c.Proximity); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.ProximityPrefix.Check(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, id := range slices.Sorted(maps.Keys(c.Clients)) {
 		if err := CheckAuthorizeParams(c.Clients[id].AuthorizeParams); err != nil {
 			errs = append(errs, fmt.Errorf("client %s: authorize_params: %w", id, err))
+		}
+		if err := CheckProximityMode(c.Clients[id].Proximity); err != nil {
+			errs = append(errs, fmt.Errorf("client %s: %w", id, err))
+		}
+		if err := c.Clients[id].ProximityPrefix.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("client %s: %w", id, err))
 		}
 	}
 	if c.Store == nil {

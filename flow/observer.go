@@ -28,6 +28,11 @@ const (
 	EventCodeLocked   = "code_locked"   // opened from more than code_networks networks
 	// EventRecordForged: a stored record failed its MAC (server_secret).
 	EventRecordForged = "record_forged"
+	// An Approve from another network than the device's (proximity.go):
+	// let through after the warning (proximity warn), or refused
+	// (proximity require).
+	EventProximityWarned  = "proximity_warned"
+	EventProximityRefused = "proximity_refused"
 	// Not yet in metrics.go's flowEvents: Caddy's metrics skip them until
 	// they are added there.
 	EventApproveLimited = "approve_limited"

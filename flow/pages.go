@@ -19,6 +19,7 @@ const (
 	PageExpired = "expired" // the code expired or was already used
 	PageError   = "error"   // something went wrong; Error says what
 	PageTooMany = "toomany" // too many wrong codes from here; RetryAfter says when to try again
+	PageTooFar  = "toofar"  // Approve refused: not on the device's network (proximity require)
 )
 
 // PageData is everything a page template may show. Every field is plain
@@ -55,6 +56,20 @@ type PageData struct {
 	VerificationURIComplete string
 	// QRPath is the path of a QR image of VerificationURIComplete.
 	QRPath string
+	// Where and when the code was asked for (confirm, toofar): the
+	// device's network, coarsened ("198.51.100.x", "2001:db8:1234::/48";
+	// "" if unknown), its place (nil without a GeoIP database or when the
+	// database does not know the address), and how many seconds ago.
+	DeviceNetwork string
+	DevicePlace   *Place
+	AskedAgo      int
+	// Proximity is "" when the browser is on the device's network (or the
+	// check is off), else the mode: "warn" (Approve still works) or
+	// "require" (Approve is refused). BrowserNetwork and BrowserPlace are
+	// then where the person is, as DeviceNetwork and DevicePlace.
+	Proximity      string
+	BrowserNetwork string
+	BrowserPlace   *Place
 	// StartOver is the path of the entry page.
 	StartOver string
 	// AcceptLanguage is the request's header, for the renderer to pick a language.

@@ -182,14 +182,63 @@ func (s *Service) approvesLeft(r *http.Request, data *PageData) (status int, pag
 }
 
 // fillConfirm adds who is asking for what (RFC 8628 §5.4: the person must
-// see it before anything is granted).
-func (s *Service) fillConfirm(r *http.Request, d *Device, data *PageData) {
+// see it before anything is granted), and where and when the code was asked
+// for, compared with where the person is (the cross-device BCP's "User
+// Experience" and "Establish Proximity").
+func (s *Service) fillConfirm(r *http.Request, d *Device, data *PageData) proximity {
 	c, _ := s.client(d.ClientID, false)
 	data.ClientID = d.ClientID
 	data.ClientName = c.Name
 	data.Scopes = splitScope(d.Scope)
 	data.VerificationURIComplete = s.baseURL(r) + s.paths.Verify + "?code=" + url.QueryEscape(data.UserCode)
 	data.QRPath = s.paths.QR + "?user_code=" + url.QueryEscape(data.UserCode)
+	p := s.proximityOf(r, d)
+	data.DeviceNetwork, data.DevicePlace = coarseNetwork(p.device), knownPlace(p.devicePlace)
+	data.AskedAgo = max(0, int(s.cfg.Now().Sub(d.CreatedAt)/time.Second))
+	if p.far() {
+		data.Proximity = string(p.mode)
+		data.BrowserNetwork, data.BrowserPlace = coarseNetwork(p.browser), knownPlace(p.browserPlace)
+	}
+	return p
+}
+
+// knownPlace is p for a page, nil when it says nothing.
+func knownPlace(p Place) *Place {
+	if !p.Known() {
+		return nil
+	}
+	return &p
+}
+
+// nearEnough applies the proximity check to an Approve. It returns status
+// 0 when the Approve may go on (the person is near the device, or the mode
+// is only warn), else the page to render: the approval is not performed
+// and the code stays pending, so the person may try again from the
+// device's network.
+func (s *Service) nearEnough(r *http.Request, d *Device, data *PageData) (status int, page string) {
+	p := s.fillConfirm(r, d, data)
+	if !p.far() {
+		return 0, ""
+	}
+	fields := []zap.Field{
+		zap.String("client_id", d.ClientID), zap.String("device_ip", d.IssuedTo), zap.String("client_ip", s.clientIP(r)),
+		zap.String("proximity", string(p.mode)),
+	}
+	if p.devicePlace.Country != "" || p.browserPlace.Country != "" {
+		fields = append(fields, zap.String("device_country", p.devicePlace.Country), zap.String("client_country", p.browserPlace.Country))
+	}
+	s.audit(AuditProximityMismatch, d, d.IssuedTo, s.clientIP(r),
+		zap.String("proximity", string(p.mode)), zap.Bool("refused", p.mode == ProximityRequire))
+	if p.mode == ProximityRequire {
+		s.cfg.Observer.Event(EventProximityRefused)
+		s.log.Warn("approval refused: the person is not on the device's network", fields...)
+		// "Try again" opens this code's confirmation page again.
+		data.StartOver = s.paths.Verify + "?code=" + url.QueryEscape(data.UserCode)
+		return http.StatusForbidden, PageTooFar
+	}
+	s.cfg.Observer.Event(EventProximityWarned)
+	s.log.Info("approved from another network than the device's", fields...)
+	return 0, ""
 }
 
 // submitVerify handles the forms. Every POST must carry the CSRF token of
@@ -230,6 +279,10 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if status, page := s.approvesLeft(r, data); status != 0 {
+			s.renderPage(w, r, status, page, data)
+			return
+		}
+		if status, page := s.nearEnough(r, d, data); status != 0 {
 			s.renderPage(w, r, status, page, data)
 			return
 		}

@@ -14,6 +14,8 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-device-flow/caddy-device-flow/internal/testgeoip"
 )
 
 // The real-browser test: headless Chromium walks the pages as a person
@@ -115,9 +117,10 @@ func eval[T any](c chromeTab, js string) T {
 	return v
 }
 
-// shot saves the whole page as <name>.png.
+// shot saves the whole page as <name>.png, after checking it with axe.
 func (c chromeTab) shot(name string) {
 	c.t.Helper()
+	c.axe(name)
 	png, err := chromedp.Run(c.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		c.t.Fatal(err)
@@ -239,7 +242,114 @@ func setAcceptLanguage(t *testing.T, tab chromeTab, value string) {
 	if value != "" {
 		headers["Accept-Language"] = value
 	}
+	setHeaders(t, tab, headers)
+}
+
+// setHeaders makes the tab send these headers with every request, and
+// no other extra ones.
+func setHeaders(t *testing.T, tab chromeTab, headers network.Headers) {
+	t.Helper()
 	if _, err := chromedp.Call(tab.ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: headers}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// axeScript is axe-core, the accessibility checker, installed by
+// scripts/test.sh:
+//
+//	(cd integration/testdata/axe && npm install --no-save axe-core@4)
+const axeScript = "testdata/axe/node_modules/axe-core/axe.min.js"
+
+// axe checks the page against WCAG 2.1 A and AA and axe's best
+// practices; every violation fails the test. Without axe-core installed
+// the check is skipped, except in CI.
+func (c chromeTab) axe(name string) {
+	c.t.Helper()
+	src, err := os.ReadFile(axeScript)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			c.t.Fatalf("axe-core is not installed in CI (scripts/test.sh installs it): %v", err)
+		}
+		c.t.Logf("axe-core is not installed, page %s not checked: (cd integration/testdata/axe && npm install --no-save axe-core@4)", name)
+		return
+	}
+	eval[bool](c, string(src)+";true")
+	found, err := chromedp.Run(c.ctx, chromedp.Evaluate[string](`axe.run(document, {
+		runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+		resultTypes: ["violations"],
+	}).then(r => JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+		nodes: v.nodes.map(n => n.target.join(" "))})), null, 1))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		c.t.Fatalf("axe on page %s: %v", name, err)
+	}
+	if found != "[]" {
+		c.t.Errorf("axe: accessibility violations on page %s:\n%s", name, found)
+	}
+}
+
+// The proximity pages in a real browser: a person on another network than
+// the device sees the warning (visible, axe-clean) above Approve and Deny,
+// which look exactly alike; with proximity require, Approve leads to the
+// refusal page. The tab's requests claim their network through a trusted
+// proxy's X-Forwarded-For; the device's come from Berlin.
+func TestRealBrowserProximity(t *testing.T) {
+	tab := chromeTab{t: t, ctx: newChromium(t), shots: screenshotDir(t)}
+	up := startUpstream(t)
+	clientID := up.Config().ClientID
+	mmdb := testgeoip.Cities(t, t.TempDir())
+	setHeaders(t, tab, network.Headers{"X-Forwarded-For": "203.0.113.9"})
+
+	startCaddy(t, withGlobalOptions(siteConfig(t, up, "geoip "+mmdb), trustLoopback))
+	tv := newDeviceFrom(t, clientID, "openid profile", "198.51.100.7")
+	fakeClock.Advance(2 * time.Minute)
+	tab.do(chromedp.Navigate(tv.auth["verification_uri_complete"].(string)))
+	tab.waitPage("confirm")
+	tab.do(chromedp.WaitVisible(chromedp.ID("far")))
+	warning := eval[string](tab, `document.getElementById("far").innerText`)
+	for _, want := range []string{"not on your network", "198.51.100.x (Berlin, Germany)", "203.0.113.x (Paris, France)"} {
+		if !strings.Contains(warning, want) {
+			t.Errorf("the warning %q does not say %q", warning, want)
+		}
+	}
+	if asked := eval[string](tab, `document.querySelector("dd.asked").innerText.replaceAll("\u00a0", " ")`); asked != "2 minutes ago" {
+		t.Errorf("asked: %q", asked)
+	}
+	// Approve and Deny: the same size, colours, weight and border.
+	same := eval[bool](tab, `(() => {
+		const [a, d] = ["approve", "deny"].map(v => document.querySelector('button[value="' + v + '"]'));
+		const props = ["width", "height", "background-color", "color", "font-weight", "font-size", "border-top-color", "border-top-width"];
+		const sa = getComputedStyle(a), sd = getComputedStyle(d);
+		return props.every(p => sa.getPropertyValue(p) === sd.getPropertyValue(p));
+	})()`)
+	if !same {
+		t.Error("Approve and Deny do not look alike")
+	}
+	tab.shot("confirm-far")
+	setHeaders(t, tab, network.Headers{"X-Forwarded-For": "203.0.113.9", "Accept-Language": "de"})
+	tab.do(chromedp.Reload())
+	tab.waitPage("confirm")
+	tab.shot("confirm-far-de")
+	setHeaders(t, tab, network.Headers{"X-Forwarded-For": "203.0.113.9"})
+	tab.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	tab.waitPage("success") // warn: Approve still works
+
+	startCaddy(t, withGlobalOptions(siteConfig(t, up, "geoip "+mmdb+"\n\t\tproximity require"), trustLoopback))
+	tv = newDeviceFrom(t, clientID, "openid profile", "198.51.100.7")
+	tab.do(chromedp.Navigate(tv.auth["verification_uri_complete"].(string)))
+	tab.waitPage("confirm")
+	tab.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	tab.waitPage("toofar")
+	tab.shot("toofar")
+	if _, out := tv.pollAfter(5 * time.Second); out["error"] != "authorization_pending" {
+		t.Fatalf("the device after the refusal: %v", out)
+	}
+	// From the device's network, "Try again" leads back and Approve works.
+	setHeaders(t, tab, network.Headers{"X-Forwarded-For": "198.51.100.20"})
+	tab.do(chromedp.Click(chromedp.CSS(`a.button`)))
+	tab.waitPage("confirm")
+	if n := eval[int](tab, `document.querySelectorAll("#far").length`); n != 0 {
+		t.Error("a warning on the device's network")
+	}
+	tab.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	tab.waitPage("success")
 }

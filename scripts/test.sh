@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test, on any Debian-like machine: installs what the tests need
 # when it is missing (redis-server for the Redis store, chromium for the
-# real-browser test, Node's openid-client for the third client library),
+# real-browser test, Node's openid-client for the third client library,
+# axe-core for the accessibility check of every page),
 # then go vet, `go test -race ./...`, the Go benchmarks once each so they
 # cannot rot, and the Dockerfile's xcaddy build (scripts/check-dockerfile.sh).
 # Each phase prints a line with the time so far. Extra arguments go to
@@ -24,9 +25,11 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 openid_client=integration/testdata/openid-client
+axe=integration/testdata/axe
 if [ "${NO_INSTALL:-}" = 1 ]; then
 	missing=("${need[@]}")
 	[ -d "$openid_client/node_modules/openid-client" ] || missing+=(openid-client)
+	[ -f "$axe/node_modules/axe-core/axe.min.js" ] || missing+=(axe-core)
 	if [ ${#missing[@]} -gt 0 ]; then
 		phase "NO_INSTALL=1: not installing ${missing[*]}; the tests that need them skip and say so"
 		# CI means every test must run; here the missing ones cannot.
@@ -44,6 +47,12 @@ else
 	if [ ! -d "$openid_client/node_modules/openid-client" ]; then
 		phase "installing openid-client (npm)"
 		(cd "$openid_client" && npm install --no-save --no-audit --no-fund openid-client@6 >/dev/null)
+	fi
+	# axe-core, the accessibility checker the real-browser tests run on
+	# every page.
+	if [ ! -f "$axe/node_modules/axe-core/axe.min.js" ]; then
+		phase "installing axe-core (npm)"
+		(cd "$axe" && npm install --no-save --no-audit --no-fund axe-core@4 >/dev/null)
 	fi
 fi
 

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/text/feature/plural"
 	"golang.org/x/text/language"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
 // msgSource is one messages file.
@@ -166,6 +168,9 @@ func (c *catalogue) funcs() template.FuncMap {
 		"errorText": c.errorText,
 		"scopeText": c.scopeText,
 		"duration":  c.duration,
+		"ago":       c.ago,
+		"place":     c.place,
+		"where":     c.where,
 		"lang":      func() string { return c.name },
 		"dir":       func() string { return c.dir },
 	}
@@ -213,6 +218,25 @@ func (c *catalogue) duration(seconds int) string {
 	case seconds >= 60:
 		unit, n = "minutes", (seconds+59)/60
 	}
+	return c.count(unit, n)
+}
+
+// ago is duration for the past, rounded down ("asked 2 minutes ago" for
+// 150 seconds): seconds below one minute, minutes below two hours, then
+// hours.
+func (c *catalogue) ago(seconds int) string {
+	unit, n := "seconds", max(seconds, 1)
+	switch {
+	case seconds >= 2*3600:
+		unit, n = "hours", seconds/3600
+	case seconds >= 60:
+		unit, n = "minutes", seconds/60
+	}
+	return c.count(unit, n)
+}
+
+// count says n of a unit ("seconds", "minutes", "hours") in words.
+func (c *catalogue) count(unit string, n int) string {
 	key := "duration." + unit + "."
 	form := plural.Cardinal.MatchPlural(c.tag, n, 0, 0, 0, 0)
 	msg, ok := c.msgs[key+pluralForms[form]]
@@ -225,4 +249,50 @@ func (c *catalogue) duration(seconds int) string {
 var pluralForms = map[plural.Form]string{
 	plural.Other: "other", plural.Zero: "zero", plural.One: "one",
 	plural.Two: "two", plural.Few: "few", plural.Many: "many",
+}
+
+// place names a place in the page's language ("Berlin, Germany"), or ""
+// when p is nil or holds no name: the city and country names in this
+// language, else in its base language (pt for pt-BR), else in English;
+// the country's ISO code when it has no name.
+func (c *catalogue) place(p *flow.Place) string {
+	if p == nil {
+		return ""
+	}
+	country := c.localName(p.CountryNames)
+	if country == "" {
+		country = p.Country
+	}
+	city := c.localName(p.CityNames)
+	switch {
+	case city != "" && country != "":
+		return city + ", " + country
+	case city != "":
+		return city
+	}
+	return country
+}
+
+func (c *catalogue) localName(names map[string]string) string {
+	if n := names[c.name]; n != "" {
+		return n
+	}
+	if base, _, ok := strings.Cut(c.name, "-"); ok {
+		if n := names[base]; n != "" {
+			return n
+		}
+	}
+	return names["en"]
+}
+
+// where is a network and, if known, its place: "198.51.100.x (Berlin,
+// Germany)"; "" when the network is unknown.
+func (c *catalogue) where(network string, p *flow.Place) string {
+	if network == "" {
+		return ""
+	}
+	if name := c.place(p); name != "" {
+		return network + " (" + name + ")"
+	}
+	return network
 }

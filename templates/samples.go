@@ -7,6 +7,17 @@ var ErrorKeys = []string{
 	"invalid_code", "csrf", "page_used", "state", "upstream", "upstream_error", "unavailable", "bad_request", "locked",
 }
 
+// Sample places: a city with names in several languages, and one known
+// only by its country's code.
+var (
+	berlin = flow.Place{
+		Country:      "DE",
+		CountryNames: map[string]string{"en": "Germany", "de": "Deutschland", "fr": "Allemagne"},
+		CityNames:    map[string]string{"en": "Berlin", "fr": "Berlin"},
+	}
+	paris = flow.Place{Country: "FR"}
+)
+
 // samples returns representative data for a page: New renders each page
 // with each of these, in each language, so a template that fails on some
 // shape of data (no scopes, no QR, an error set or not) fails at
@@ -24,6 +35,9 @@ func samples(page string) []*flow.PageData {
 			QRPath:                  "/device/qr?user_code=BCDF-GHJK",
 			StartOver:               "/device",
 			RetryAfter:              0,
+			DeviceNetwork:           "198.51.100.x",
+			DevicePlace:             &berlin,
+			AskedAgo:                150,
 		}
 	}
 	// minimal has only what every page can rely on.
@@ -38,12 +52,27 @@ func samples(page string) []*flow.PageData {
 		for _, e := range append([]string{"no_such_error"}, ErrorKeys...) {
 			out = append(out, with(minimal(), func(d *flow.PageData) { d.Error = e; d.UserCode = "BCDF-GHJX" }))
 		}
-	case flow.PageConfirm:
+	case flow.PageConfirm, flow.PageTooFar:
 		out = append(out, with(full(), func(d *flow.PageData) {
 			d.ClientName = d.ClientID // no separate name configured
 			d.Scopes = nil
 			d.QRPath = ""
+			d.DevicePlace = nil // no GeoIP database, or an address it does not know
 		}))
+		if page == flow.PageTooFar {
+			out[0].StartOver = "/device?code=BCDF-GHJK"
+		}
+		for _, mode := range []string{"warn", "require"} {
+			out = append(out, with(full(), func(d *flow.PageData) {
+				d.Proximity = mode
+				d.BrowserNetwork, d.BrowserPlace = "2001:db8:1234::/48", &paris
+			}), with(full(), func(d *flow.PageData) {
+				d.Proximity = mode
+				d.DeviceNetwork, d.DevicePlace = "", nil // the device's address unknown
+				d.BrowserNetwork = "203.0.113.x"
+				d.AskedAgo = 7201
+			}))
+		}
 	case flow.PageError:
 		for _, e := range append([]string{"", "no_such_error"}, ErrorKeys...) {
 			out = append(out, with(full(), func(d *flow.PageData) {

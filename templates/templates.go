@@ -39,7 +39,7 @@ const LayoutFile = "layout.html"
 // PageNames are the pages, in the order they are listed in errors and docs.
 var PageNames = []string{
 	flow.PageEnter, flow.PageConfirm, flow.PageSuccess, flow.PageDenied,
-	flow.PageExpired, flow.PageError, flow.PageTooMany,
+	flow.PageExpired, flow.PageError, flow.PageTooMany, flow.PageTooFar,
 }
 
 // Pages renders the device-flow pages. It is safe for concurrent use; it
