@@ -118,7 +118,7 @@ func adminList(cmd *cobra.Command) error {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			if page.Next == after {
+			if page.Next != "" && page.Next == after {
 				return fmt.Errorf("the admin API gave the same page twice (handler %s)", devicelogin.Printable(id))
 			}
 			after = page.Next

@@ -3,21 +3,29 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/dgraph-io/badger/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/record"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
 )
 
@@ -212,4 +220,96 @@ func runDeviceFlowCommand(t *testing.T, args ...string) (string, error) {
 	cmd.SetArgs(append(args, "--address", fmt.Sprintf("localhost:%d", adminPort)))
 	err := cmd.ExecuteContext(context.Background())
 	return out.String(), err
+}
+
+// What the store holds reaches the operator's terminal only printable (a
+// user code read from a Redis key, issued_to), and a record that cannot
+// be decoded is listed as unreadable instead of failing the listing. The
+// records are written straight into the store, as a bug, a disk fault or
+// someone with access to Redis could leave them.
+func TestAdminStoreContentsOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := newKeyPrefix()
+	testAdminStoreContents(t, redisStorageWithPrefix(srv.URL, prefix), func(hostile *flow.Device, unreadable string) {
+		ctx := context.Background()
+		c, err := redisstore.Open(ctx, redisstore.Options{URL: srv.URL, KeyPrefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Store("name tv-site").CreateDevice(ctx, hostile); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("name tv-site"))
+		key := prefix + hex.EncodeToString(sum[:8]) + ":dev:{" + unreadable + "}"
+		if err := c.Redis().Set(ctx, key, "\x01 not a record", time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// The same on Badger: Caddy lets go of the folder (another config), the
+// records are written into it, and Caddy opens it again.
+func TestAdminStoreContentsOnBadger(t *testing.T) {
+	dir := storeDir(t)
+	testAdminStoreContents(t, "badger "+dir, func(hostile *flow.Device, unreadable string) {
+		startCaddy(t, siteConfigStorage(t, startUpstream(t), "badger "+storeDir(t), "name elsewhere"))
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("name tv-site"))
+		key := func(userCode string) []byte { return append(append(sum[:8:8], 'd'), userCode...) }
+		err = db.Update(func(txn *badger.Txn) error {
+			if err := txn.Set(key(hostile.UserCode), record.Encode(hostile)); err != nil {
+				return err
+			}
+			return txn.Set(key(unreadable), []byte("\x01 not a record"))
+		})
+		if err := errors.Join(err, db.Close()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// testAdminStoreContents runs the test site on storage, has write put a
+// record with control characters in its user code and issued_to and an
+// undecodable record under the user code unreadable into the site's
+// store (Caddy runs the site again after write), and checks the listing.
+func testAdminStoreContents(t *testing.T, storage string, write func(hostile *flow.Device, unreadable string)) {
+	up := startUpstream(t)
+	config := siteConfigStorage(t, up, storage, "name tv-site")
+	startCaddy(t, config)
+	good := newDevice(t, up.Config().ClientID, "openid")
+	now := fakeClock.Now()
+	hostile := &flow.Device{
+		UserCode: "\x1b]0;owned\x07BC\x1b[2J", ClientID: "tv\x1b[1m", Scope: "openid\x9b1m", CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+		Interval: 5 * time.Second, CodeHash: make([]byte, 32), SealKey: make([]byte, 32), IssuedTo: "\x1b[31m203.0.113.9\u202e",
+	}
+	write(hostile, "BBBBCCCC")
+	startCaddy(t, config)
+
+	status, body := adminRequest(t, http.MethodGet, "/device-flow/tv-site/codes", nil)
+	var list struct {
+		Live            *int             `json:"live"`
+		Unreadable      *int             `json:"unreadable"`
+		Codes           []map[string]any `json:"codes"`
+		UnreadableCodes []string         `json:"unreadable_codes"`
+	}
+	if status != http.StatusOK || json.Unmarshal(body, &list) != nil || list.Live == nil || *list.Live != 2 || len(list.Codes) != 2 ||
+		list.Unreadable == nil || *list.Unreadable != 1 || !slices.Equal(list.UnreadableCodes, []string{"BBBB-CCCC"}) {
+		t.Fatalf("GET codes with an unreadable record: %d %s; want 200, 2 live codes and BBBB-CCCC unreadable", status, body)
+	}
+
+	out, err := runDeviceFlowCommand(t, "list")
+	t.Logf("caddy device-flow list:\n%q", out)
+	if err != nil || !strings.Contains(out, good.userCode()) || !strings.Contains(out, "2 live codes; 1 unreadable") ||
+		!regexp.MustCompile(`tv-site +BBBB-CCCC +- +- +unreadable`).MatchString(out) || !strings.Contains(out, "?[31m203.0.113.9?") {
+		t.Fatalf("device-flow list: %v\n%s", err, out)
+	}
+	for _, r := range out {
+		if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
+			t.Fatalf("device-flow list printed the control character %U:\n%q", r, out)
+		}
+	}
 }

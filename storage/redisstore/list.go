@@ -34,7 +34,8 @@ var errStopScan = errors.New("redisstore: stop")
 // meanwhile (many keys gone at once): within a page that is undone, but
 // a code may then show on two pages. A page ends before a SCAN answer
 // that would take it past limit, and that answer is asked again for the
-// next page.
+// next page; only when a single slot of Redis's table holds more of the
+// namespace's keys than limit (a limit of one or two) is a page longer.
 func (s *Store) Devices(ctx context.Context, cursor string, limit int) (flow.DevicePage, error) {
 	nodes, fingerprint, err := s.scanNodes(ctx)
 	if err != nil {
@@ -49,18 +50,29 @@ func (s *Store) Devices(ctx context.Context, cursor string, limit int) (flow.Dev
 	var keys []string
 	seen := make(map[string]bool)
 	for at.node < len(nodes) && len(keys) < limit {
-		count := min(max(limit-len(keys), 1), scanCount)
-		batch, next, err := nodes[at.node].Scan(ctx, at.scan, match, int64(count)).Result()
-		if err != nil {
-			return flow.DevicePage{}, unavailable("scan", err)
+		// SCAN's COUNT is how many slots of its table Redis looks at, and
+		// a slot may hold several keys: an answer past the page's room is
+		// asked again with a smaller COUNT (the cursor is the same).
+		var batch []string
+		var next uint64
+		for count := min(limit-len(keys), scanCount); ; count /= 2 {
+			found, cursor, err := nodes[at.node].Scan(ctx, at.scan, match, int64(count)).Result()
+			if err != nil {
+				return flow.DevicePage{}, unavailable("scan", err)
+			}
+			batch, next = slices.DeleteFunc(found, func(k string) bool { return seen[k] }), cursor
+			if count == 1 || len(batch) <= limit-len(keys) {
+				break
+			}
 		}
-		batch = slices.DeleteFunc(batch, func(k string) bool { return seen[k] })
 		if len(keys) > 0 && len(keys)+len(batch) > limit {
 			break // the next page asks for this batch again
 		}
 		for _, k := range batch {
-			seen[k] = true
-			keys = append(keys, k)
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
 		}
 		if at.scan = next; next == 0 {
 			at.node, at.scan = at.node+1, 0
