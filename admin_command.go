@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,7 +27,7 @@ Lists the live device codes of the running Caddy's device_flow handlers,
 or denies one, through Caddy's admin API (like 'caddy reload', it talks to
 the admin endpoint: --address, or the one in --config, or the default).
 
-  caddy device-flow list [--handler <name>]
+  caddy device-flow list [--handler <name>] [--page <codes per request>]
       a table of the live codes: user code, client, scopes, state
       (pending, approved, denied), the address that asked for it, whether
       the device has polled, created and expiry times, printed page by
@@ -57,12 +58,14 @@ func init() {
 			fs.String("address", "", "The address of Caddy's admin API")
 			fs.StringP("config", "c", "", "Configuration file, to find the admin API's address")
 			fs.StringP("adapter", "a", "", "Name of config adapter to apply")
-			cmd.AddCommand(&cobra.Command{
+			list := &cobra.Command{
 				Use:   "list",
 				Short: "Lists the live device codes",
 				Args:  cobra.NoArgs,
 				RunE:  func(cmd *cobra.Command, _ []string) error { return adminList(cmd) },
-			})
+			}
+			list.Flags().Int("page", DefaultCodesPage, fmt.Sprintf("Codes asked for per request to the admin API (1 to %d)", MaxCodesPage))
+			cmd.AddCommand(list)
 			cmd.AddCommand(&cobra.Command{
 				Use:   "deny <user code>",
 				Short: "Denies a pending or approved device code",
@@ -81,6 +84,7 @@ func adminList(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	pageSize, _ := cmd.Flags().GetInt("page")
 	out := cmd.OutOrStdout()
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HANDLER\tUSER CODE\tCLIENT\tSCOPE\tSTATE\tISSUED TO\tPOLLED\tCREATED\tEXPIRES")
@@ -91,10 +95,11 @@ func adminList(cmd *cobra.Command) error {
 		// docs/operations.md).
 		printed := make(map[string]bool)
 		for after, first := "", true; first || after != ""; first = false {
-			uri := adminPrefix + url.PathEscape(id) + "/codes"
+			q := url.Values{"limit": {strconv.Itoa(pageSize)}}
 			if after != "" {
-				uri += "?after=" + url.QueryEscape(after)
+				q.Set("after", after)
 			}
+			uri := adminPrefix + url.PathEscape(id) + "/codes?" + q.Encode()
 			var page AdminCodes
 			if err := adminCall(cmd, http.MethodGet, uri, &page); err != nil {
 				return err

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/caddyserver/caddy/v2/caddytest"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/spf13/cobra"
@@ -133,6 +135,10 @@ func testAdmin(t *testing.T, storage string) {
 		{http.MethodPost, "/device-flow/tv-site/codes/BCDF-GHJK/deny", nil, http.StatusNotFound},
 		{http.MethodGet, "/device-flow/tv-site/codes/" + approved.userCode() + "/deny", nil, http.StatusMethodNotAllowed},
 		{http.MethodPost, "/device-flow/tv-site/codes", nil, http.StatusMethodNotAllowed},
+		{http.MethodGet, "/device-flow/tv-site/codes?limit=0", nil, http.StatusBadRequest},
+		{http.MethodGet, "/device-flow/tv-site/codes?limit=10001", nil, http.StatusBadRequest},
+		{http.MethodGet, "/device-flow/tv-site/codes?limit=ten", nil, http.StatusBadRequest},
+		{http.MethodGet, "/device-flow/tv-site/codes?after=not-a-cursor!", nil, http.StatusBadRequest},
 	} {
 		if status, body := adminRequest(t, tc.method, tc.path, tc.header); status != tc.want {
 			t.Errorf("%s %s %v: %d %s; want %d", tc.method, tc.path, tc.header, status, body, tc.want)
@@ -166,8 +172,39 @@ func testAdmin(t *testing.T, storage string) {
 		t.Fatalf("guess limits after 3 wrong guesses (guess_limit 3): %s", body)
 	}
 
+	// A page at a time: the counts and the guess limits on the first.
+	seen := map[string]bool{}
+	for after, pages := "", 0; ; pages++ {
+		path := "/device-flow/tv-site/codes?limit=1"
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		status, body := adminRequest(t, http.MethodGet, path, nil)
+		var page struct {
+			Live        *int             `json:"live"`
+			GuessLimits *json.RawMessage `json:"guess_limits"`
+			Codes       []map[string]any `json:"codes"`
+			Next        string           `json:"next"`
+		}
+		if status != http.StatusOK || json.Unmarshal(body, &page) != nil || len(page.Codes) > 1 || (page.Live != nil) != (after == "") || (page.GuessLimits != nil) != (after == "") {
+			t.Fatalf("page %d of limit=1: %d %s", pages, status, body)
+		}
+		for _, c := range page.Codes {
+			seen[c["user_code"].(string)] = true
+		}
+		if after = page.Next; after == "" {
+			if pages < 1 || !seen[polled.userCode()] || !seen[approved.userCode()] {
+				t.Fatalf("%d pages of limit=1 listed %v; want both codes", pages+1, seen)
+			}
+			break
+		}
+	}
+
 	// The command.
 	third := newDevice(t, clientID, "openid")
+	if out, err := runDeviceFlowCommand(t, "list", "--page", "1"); err != nil || strings.Count(out, "tv-site  ") != 3 || !strings.Contains(out, "3 live codes") {
+		t.Fatalf("device-flow list --page 1: %v\n%s", err, out)
+	}
 	out, err := runDeviceFlowCommand(t, "list")
 	if err != nil || !strings.Contains(out, third.userCode()) || !strings.Contains(out, "3 live codes") || strings.Contains(out, third.deviceCode()) ||
 		!strings.Contains(out, "tv-site: 3 wrong user codes") || !strings.Contains(out, "refused until then (guess_limit 3): 127.0.0.1") {
@@ -312,4 +349,62 @@ func testAdminStoreContents(t *testing.T, storage string, write func(hostile *fl
 			t.Fatalf("device-flow list printed the control character %U:\n%q", r, out)
 		}
 	}
+}
+
+// The admin API names a handler by its admin ID: two handlers of one
+// config with one ID must have the same codes, or listing and denying
+// would reach one of them for both. A name on two storages, or a name
+// that is another handler's derived ID, does not load, and the error
+// names both; the same name on the same storage shares on purpose, and a
+// reload may move a name to another storage.
+func TestAdminIDsApart(t *testing.T) {
+	up := startUpstream(t)
+	dirA, dirB := storeDir(t), storeDir(t)
+	siteB := fmt.Sprintf("http://localhost:%d", freePort())
+	config := func(storageA, extraA, storageB, extraB string) string {
+		return siteConfigStorage(t, up, "badger "+storageA, extraA) + secondSite(siteB, up, "badger "+storageB, extraB)
+	}
+	// (The load error comes JSON-quoted.)
+	for _, want := range []string{`admin ID \"tv\" but not the same codes`, `the handler named \"tv\" on badger ` + dirA, `the handler named \"tv\" on badger ` + dirB} {
+		caddytest.AssertLoadError(t, config(dirA, "name tv", dirB, "name tv"), "caddyfile", want)
+	}
+
+	// Site A without a name, to learn its derived ID.
+	startCaddy(t, config(dirA, "", dirA, "name other"))
+	_, body := adminRequest(t, http.MethodGet, "/device-flow/", nil)
+	var handlers []AdminHandler
+	if err := json.Unmarshal(body, &handlers); err != nil {
+		t.Fatal(err)
+	}
+	derived := ""
+	for _, h := range handlers {
+		if h.Name == "" {
+			derived = h.Handler
+		}
+	}
+	if derived == "" {
+		t.Fatalf("no handler without a name: %s", body)
+	}
+	for _, want := range []string{`admin ID \"` + derived + `\"`, `the handler without a name in front of ` + up.AuthorizationEndpoint(), `the handler named \"` + derived + `\"`} {
+		caddytest.AssertLoadError(t, config(dirA, "", dirA, "name "+derived), "caddyfile", want)
+	}
+
+	// Shared on purpose, then moved by a reload.
+	clientID := up.Config().ClientID
+	for _, dir := range []string{dirA, dirB} {
+		startCaddy(t, config(dir, "name tv", dir, "name tv"))
+		tv := newDevice(t, clientID, "openid")
+		if status, out := devicePoll(t, siteB, clientID, tv.deviceCode()); status != http.StatusBadRequest || out["error"] != "authorization_pending" {
+			t.Fatalf("on %s, A's code polled at B: %d %v, want it shared", dir, status, out)
+		}
+		if status, body := adminRequest(t, http.MethodGet, "/device-flow/tv/codes", nil); status != http.StatusOK || !strings.Contains(string(body), `"live":1,`) {
+			t.Fatalf("on %s, the codes of tv: %d %s; want the one code", dir, status, body)
+		}
+	}
+}
+
+// AdminHandler is one handler in GET /device-flow/.
+type AdminHandler struct {
+	Handler string `json:"handler"`
+	Name    string `json:"name"`
 }
