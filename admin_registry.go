@@ -18,8 +18,8 @@ import (
 // A handler registers at Provision and leaves at Cleanup. A reload
 // provisions the new config before it cleans up the old, so for a while
 // one handler ID has two registrations: the admin API uses the newest.
-// Handlers of one ID share their records (same namespace), so either
-// would list the same codes.
+// Within one config, handlers of one ID have the same records (same name,
+// same storage: claimAdminID), so either would list the same codes.
 
 // adminEntry is one registered handler.
 type adminEntry struct {
