@@ -240,7 +240,10 @@ func adminCall(cmd *cobra.Command, method, uri string, out any) error {
 	if err != nil {
 		return fmt.Errorf("finding the admin API's address: %v", err)
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
+	// Every call has a client of its own (caddycmd's): without close, a
+	// listing of many pages would leave Caddy holding an idle connection,
+	// and its buffers, per page.
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, http.Header{"Connection": {"close"}}, nil)
 	if err != nil {
 		return err
 	}

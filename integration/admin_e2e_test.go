@@ -172,7 +172,8 @@ func testAdmin(t *testing.T, storage string) {
 		t.Fatalf("guess limits after 3 wrong guesses (guess_limit 3): %s", body)
 	}
 
-	// A page at a time: the counts and the guess limits on the first.
+	// A page at a time: the counts and the guess limits on the first. (How
+	// many a page holds is the store's: storetest checks it.)
 	seen := map[string]bool{}
 	for after, pages := "", 0; ; pages++ {
 		path := "/device-flow/tv-site/codes?limit=1"
@@ -186,7 +187,7 @@ func testAdmin(t *testing.T, storage string) {
 			Codes       []map[string]any `json:"codes"`
 			Next        string           `json:"next"`
 		}
-		if status != http.StatusOK || json.Unmarshal(body, &page) != nil || len(page.Codes) > 1 || (page.Live != nil) != (after == "") || (page.GuessLimits != nil) != (after == "") {
+		if status != http.StatusOK || json.Unmarshal(body, &page) != nil || (page.Live != nil) != (after == "") || (page.GuessLimits != nil) != (after == "") {
 			t.Fatalf("page %d of limit=1: %d %s", pages, status, body)
 		}
 		for _, c := range page.Codes {
