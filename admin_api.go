@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -21,7 +22,7 @@ func init() {
 // operators (and `caddy device-flow`, admin_command.go):
 //
 //	GET  /device-flow/                                the handlers running
-//	GET  /device-flow/<handler>/codes                 its live codes and guess limits
+//	GET  /device-flow/<handler>/codes[?limit=&after=] its live codes, a page at a time, and guess limits
 //	POST /device-flow/<handler>/codes/<user code>/deny
 //
 // <handler> is a handler's name, or the ID the first route shows for one
@@ -58,15 +59,32 @@ type AdminHandlerInfo struct {
 	BaseURL string `json:"base_url,omitempty"`
 }
 
-// AdminCodes is the answer to GET /device-flow/<handler>/codes.
+// AdminCodes is the answer to GET /device-flow/<handler>/codes: a page
+// of at most limit records (default DefaultCodesPage, at most
+// MaxCodesPage), the next after the cursor after, the first without one.
+// What it takes is bounded by the page, whatever the number of codes.
 type AdminCodes struct {
-	Handler string          `json:"handler"`
-	Live    int             `json:"live"` // how many codes are live
-	Codes   []flow.CodeInfo `json:"codes"`
-	// The guess limits' counters in the window running now, and the
-	// addresses they refuse.
-	GuessLimits flow.GuessLimits `json:"guess_limits"`
+	Handler string `json:"handler"`
+	// The first page's answer only: how many codes are live and how many
+	// records could not be decoded, over every page; the guess limits'
+	// counters in the window running now, and the addresses they refuse.
+	Live        *int              `json:"live,omitempty"`
+	Unreadable  *int              `json:"unreadable,omitempty"`
+	GuessLimits *flow.GuessLimits `json:"guess_limits,omitempty"`
+	// This page's live codes, and the user codes of its records that
+	// could not be decoded.
+	Codes           []flow.CodeInfo `json:"codes"`
+	UnreadableCodes []string        `json:"unreadable_codes"`
+	// Next is the cursor of the next page (after=); absent after the
+	// last.
+	Next string `json:"next,omitempty"`
 }
+
+// The sizes of a page of codes.
+const (
+	DefaultCodesPage = 1000
+	MaxCodesPage     = 10000
+)
 
 // serve routes a request under /device-flow/.
 func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
@@ -143,18 +161,36 @@ func listHandlers(w http.ResponseWriter) error {
 }
 
 func listCodes(w http.ResponseWriter, r *http.Request, e *adminEntry) error {
-	list, err := e.service.Codes(r.Context())
+	q := r.URL.Query()
+	limit := DefaultCodesPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxCodesPage {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("limit must be a number from 1 to %d", MaxCodesPage)}
+		}
+		limit = n
+	}
+	after := q.Get("after")
+	page, err := e.service.Codes(r.Context(), after, limit)
+	if errors.Is(err, flow.ErrBadCursor) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+	}
 	if err != nil {
 		return storeError(err)
 	}
-	if list == nil {
-		list = []flow.CodeInfo{}
+	out := AdminCodes{Handler: e.id, Codes: page.Codes, UnreadableCodes: page.Unreadable, Next: page.Next}
+	if after == "" {
+		live, unreadable, err := e.service.CountCodes(r.Context())
+		if err != nil {
+			return storeError(err)
+		}
+		guesses, err := e.service.Guesses(r.Context())
+		if err != nil {
+			return storeError(err)
+		}
+		out.Live, out.Unreadable, out.GuessLimits = &live, &unreadable, &guesses
 	}
-	guesses, err := e.service.Guesses(r.Context())
-	if err != nil {
-		return storeError(err)
-	}
-	return writeJSON(w, AdminCodes{Handler: e.id, Live: len(list), Codes: list, GuessLimits: guesses})
+	return writeJSON(w, out)
 }
 
 func denyCode(w http.ResponseWriter, r *http.Request, e *adminEntry, userCode string) error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,10 +27,12 @@ Lists the live device codes of the running Caddy's device_flow handlers,
 or denies one, through Caddy's admin API (like 'caddy reload', it talks to
 the admin endpoint: --address, or the one in --config, or the default).
 
-  caddy device-flow list [--handler <name>]
+  caddy device-flow list [--handler <name>] [--page <codes per request>]
       a table of the live codes: user code, client, scopes, state
       (pending, approved, denied), the address that asked for it, whether
-      the device has polled, created and expiry times; then the wrong
+      the device has polled, created and expiry times, printed page by
+      page as the admin API gives them; records that could not be decoded
+      show as 'unreadable'. Then the number of live codes, and the wrong
       user codes counted in the guess window running now and the
       addresses refused until it ends; of every handler unless --handler
       is given.
@@ -55,12 +58,14 @@ func init() {
 			fs.String("address", "", "The address of Caddy's admin API")
 			fs.StringP("config", "c", "", "Configuration file, to find the admin API's address")
 			fs.StringP("adapter", "a", "", "Name of config adapter to apply")
-			cmd.AddCommand(&cobra.Command{
+			list := &cobra.Command{
 				Use:   "list",
 				Short: "Lists the live device codes",
 				Args:  cobra.NoArgs,
 				RunE:  func(cmd *cobra.Command, _ []string) error { return adminList(cmd) },
-			})
+			}
+			list.Flags().Int("page", DefaultCodesPage, fmt.Sprintf("Codes asked for per request to the admin API (1 to %d)", MaxCodesPage))
+			cmd.AddCommand(list)
 			cmd.AddCommand(&cobra.Command{
 				Use:   "deny <user code>",
 				Short: "Denies a pending or approved device code",
@@ -71,62 +76,109 @@ func init() {
 	})
 }
 
-// adminList prints the table of live codes.
+// adminList prints the table of live codes, a page at a time as the
+// admin API gives them.
 func adminList(cmd *cobra.Command) error {
 	cmd.SilenceUsage = true
 	ids, err := adminHandlerIDs(cmd)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	pageSize, _ := cmd.Flags().GetInt("page")
+	out := cmd.OutOrStdout()
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HANDLER\tUSER CODE\tCLIENT\tSCOPE\tSTATE\tISSUED TO\tPOLLED\tCREATED\tEXPIRES")
-	live := 0
+	live, unreadable := 0, 0
 	var limits []string
 	for _, id := range ids {
-		var codes AdminCodes
-		if err := adminCall(cmd, http.MethodGet, adminPrefix+url.PathEscape(id)+"/codes", &codes); err != nil {
-			return err
-		}
-		live += codes.Live
-		limits = append(limits, guessLimitsLine(id, codes.GuessLimits))
-		for _, c := range codes.Codes {
-			client := c.ClientID
-			if c.ClientName != "" {
-				client += " (" + c.ClientName + ")"
+		// A code Redis gave on two pages is printed once (see
+		// docs/operations.md).
+		printed := make(map[string]bool)
+		for after, first := "", true; first || after != ""; first = false {
+			q := url.Values{"limit": {strconv.Itoa(pageSize)}}
+			if after != "" {
+				q.Set("after", after)
 			}
-			// client_id and scope are what a device sent.
-			client, scope := devicelogin.Printable(client), devicelogin.Printable(dash(c.Scope))
-			polled := "no"
-			if c.Polled {
-				polled = c.LastPoll.Local().Format(time.TimeOnly)
+			uri := adminPrefix + url.PathEscape(id) + "/codes?" + q.Encode()
+			var page AdminCodes
+			if err := adminCall(cmd, http.MethodGet, uri, &page); err != nil {
+				return err
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, c.UserCode, client, scope, c.Status, dash(c.IssuedTo), polled,
-				c.CreatedAt.Local().Format(time.DateTime), c.ExpiresAt.Local().Format(time.DateTime))
+			if first && page.Live != nil && page.Unreadable != nil && page.GuessLimits != nil {
+				live, unreadable = live+*page.Live, unreadable+*page.Unreadable
+				limits = append(limits, guessLimitsLine(id, *page.GuessLimits))
+			}
+			for _, c := range page.Codes {
+				if !printed[c.UserCode] {
+					printed[c.UserCode] = true
+					codeRow(tw, id, c)
+				}
+			}
+			for _, userCode := range page.UnreadableCodes {
+				if !printed[userCode] {
+					printed[userCode] = true
+					tableRow(tw, id, userCode, "-", "-", "unreadable", "-", "-", "-", "-")
+				}
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if page.Next != "" && page.Next == after {
+				return fmt.Errorf("the admin API gave the same page twice (handler %s)", devicelogin.Printable(id))
+			}
+			after = page.Next
 		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
 	}
 	noun := "codes"
 	if live == 1 {
 		noun = "code"
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%d live %s\n", live, noun)
+	summary := fmt.Sprintf("%d live %s", live, noun)
+	if unreadable > 0 {
+		summary += fmt.Sprintf("; %d unreadable (records that could not be decoded)", unreadable)
+	}
+	fmt.Fprintln(out, summary)
 	for _, line := range limits {
-		fmt.Fprintln(cmd.OutOrStdout(), line)
+		fmt.Fprintln(out, line)
 	}
 	return nil
+}
+
+// codeRow writes the table's row of one code.
+func codeRow(w io.Writer, id string, c flow.CodeInfo) {
+	client := c.ClientID
+	if c.ClientName != "" {
+		client += " (" + c.ClientName + ")"
+	}
+	polled := "no"
+	if c.Polled {
+		polled = c.LastPoll.Local().Format(time.TimeOnly)
+	}
+	tableRow(w, id, c.UserCode, client, dash(c.Scope), c.Status, dash(c.IssuedTo), polled,
+		c.CreatedAt.Local().Format(time.DateTime), c.ExpiresAt.Local().Format(time.DateTime))
+}
+
+// tableRow writes one row of the table. Every field goes through
+// devicelogin.Printable: what the store holds (a user code read from a
+// Redis key, issued_to) and what a device sent (client_id, scope) reach
+// the operator's terminal, and no control character of theirs may.
+func tableRow(w io.Writer, fields ...string) {
+	for i, f := range fields {
+		fields[i] = devicelogin.Printable(f)
+	}
+	fmt.Fprintln(w, strings.Join(fields, "\t"))
 }
 
 // guessLimitsLine says what the guess limits of one handler count now.
 func guessLimitsLine(id string, g flow.GuessLimits) string {
 	if g.Off {
-		return id + ": limits off"
+		return devicelogin.Printable(id) + ": limits off"
 	}
 	noun := "codes"
 	if g.Total == 1 {
 		noun = "code"
 	}
+	id = devicelogin.Printable(id)
 	line := fmt.Sprintf("%s: %d wrong user %s in the guess window ending %s (guess_limit_total %d)",
 		id, g.Total, noun, g.WindowEnds.Local().Format(time.TimeOnly), g.TotalLimit)
 	why := fmt.Sprintf("guess_limit %d", g.PerAddress)
@@ -137,7 +189,7 @@ func guessLimitsLine(id string, g flow.GuessLimits) string {
 	var refused []string
 	for _, a := range g.Addresses {
 		if a.InForce {
-			refused = append(refused, a.Address)
+			refused = append(refused, devicelogin.Printable(a.Address)) // from the store's keys
 		}
 	}
 	if len(refused) > 0 {
@@ -160,7 +212,7 @@ func adminDeny(cmd *cobra.Command, userCode string) error {
 	if err := adminCall(cmd, http.MethodPost, adminPrefix+url.PathEscape(ids[0])+"/codes/"+url.PathEscape(userCode)+"/deny", &info); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s is %s\n", devicelogin.Printable(ids[0]), info.UserCode, info.Status)
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s is %s\n", devicelogin.Printable(ids[0]), devicelogin.Printable(info.UserCode), devicelogin.Printable(info.Status))
 	return nil
 }
 
@@ -188,7 +240,10 @@ func adminCall(cmd *cobra.Command, method, uri string, out any) error {
 	if err != nil {
 		return fmt.Errorf("finding the admin API's address: %v", err)
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
+	// Every call has a client of its own (caddycmd's): without close, a
+	// listing of many pages would leave Caddy holding an idle connection,
+	// and its buffers, per page.
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, http.Header{"Connection": {"close"}}, nil)
 	if err != nil {
 		return err
 	}

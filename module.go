@@ -301,6 +301,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading storage: %v", err)
 	}
+	if err := h.claimAdminID(ctx, mod); err != nil {
+		return err
+	}
 	cfg.Store = mod.(StorageProvider).Store(h.namespace())
 	if cfg.ServerSecret, err = h.serverSecret(); err != nil {
 		return err

@@ -46,6 +46,7 @@ type BadgerStorage struct {
 	// besides new codes: memtables, compactions. Default: 64 MiB.
 	MinFree int64 `json:"min_free,omitempty"`
 
+	dir string // the folder, absolute
 	key string
 	db  *badgerstore.DB
 }
@@ -76,6 +77,7 @@ func (b *BadgerStorage) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("badger storage dir %q: %v", dir, err)
 	}
+	b.dir = abs
 	b.MinFree = cmp.Or(b.MinFree, badgerstore.DefaultMinFree)
 	logger := ctx.Logger()
 	if validating() {
@@ -194,6 +196,10 @@ func liveCodeCap(ctx caddy.Context) int {
 	}
 	return cmp.Or(h.Limits.MaxLiveCodes, flow.DefaultLiveCodes)
 }
+
+// storeIdentity names where the records are, for the admin registry
+// (admin_registry.go).
+func (b *BadgerStorage) storeIdentity() string { return "badger " + b.dir }
 
 // Store returns one handler's store in the database.
 func (b *BadgerStorage) Store(namespace string) flow.Store { return b.db.Store(namespace) }

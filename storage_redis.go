@@ -1,6 +1,7 @@
 package deviceflow
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -297,6 +299,21 @@ func (r *RedisStorage) poolKey() string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// storeIdentity names where the records are, for the admin registry
+// (admin_registry.go): the servers, the database and the key prefix,
+// never a password.
+func (r *RedisStorage) storeIdentity() string {
+	db := 0
+	if o, err := redisstore.ParseURL(r.URL); r.URL != "" && err == nil {
+		db = o.DB
+	}
+	servers := strings.Join(slices.Sorted(slices.Values(r.where())), ",")
+	if r.MasterName != "" {
+		servers = r.MasterName + " via " + servers
+	}
+	return fmt.Sprintf("redis %s db %d key_prefix %q", servers, db, cmp.Or(r.KeyPrefix, redisstore.DefaultKeyPrefix))
 }
 
 // Store returns one handler's store on the shared connection.

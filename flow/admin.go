@@ -32,21 +32,59 @@ type CodeInfo struct {
 // operator denied.
 const OperatorReason = "denied by the server's operator"
 
-// Codes lists the authorizations that have not expired, oldest first.
-func (s *Service) Codes(ctx context.Context) ([]CodeInfo, error) {
+// CodesPage is one page of the operator's listing.
+type CodesPage struct {
+	Codes []CodeInfo // the live ones, in the store's order
+	// Unreadable holds the user codes of the page's records that could
+	// not be decoded (as the store's keys have them, with dashes).
+	Unreadable []string
+	Next       string // the cursor of the next page; "" after the last
+}
+
+// Codes lists a page of the authorizations that have not expired: those
+// of the store's page of at most limit records after cursor ("" for the
+// first page; see Store.Devices). A page may hold fewer live codes than
+// limit, none even, and still have a next one.
+func (s *Service) Codes(ctx context.Context, cursor string, limit int) (CodesPage, error) {
 	now := s.cfg.Now()
-	var out []CodeInfo
-	err := s.cfg.Store.Devices(ctx, func(d *Device) bool {
-		if now.Before(d.ExpiresAt) {
-			out = append(out, s.codeInfo(d))
-		}
-		return true
-	})
+	p, err := s.cfg.Store.Devices(ctx, cursor, limit)
 	if err != nil {
-		return nil, err
+		return CodesPage{}, err
 	}
-	slices.SortFunc(out, func(a, b CodeInfo) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	out := CodesPage{Codes: []CodeInfo{}, Unreadable: []string{}, Next: p.Next}
+	for _, d := range p.Devices {
+		if now.Before(d.ExpiresAt) {
+			out.Codes = append(out.Codes, s.codeInfo(d))
+		}
+	}
+	for _, userCode := range p.Unreadable {
+		out.Unreadable = append(out.Unreadable, s.cfg.UserCode.Display(userCode))
+	}
 	return out, nil
+}
+
+// countPage is how many records CountCodes reads at a time.
+const countPage = 1000
+
+// CountCodes counts the authorizations that have not expired and the
+// records that could not be decoded, over every page of the store, so
+// that what it takes is one page whatever the number of codes.
+func (s *Service) CountCodes(ctx context.Context) (live, unreadable int, err error) {
+	for cursor, first := "", true; first || cursor != ""; first = false {
+		p, err := s.cfg.Store.Devices(ctx, cursor, countPage)
+		if err != nil {
+			return 0, 0, err
+		}
+		now := s.cfg.Now()
+		for _, d := range p.Devices {
+			if now.Before(d.ExpiresAt) {
+				live++
+			}
+		}
+		unreadable += len(p.Unreadable)
+		cursor = p.Next
+	}
+	return live, unreadable, nil
 }
 
 // codeInfo is the operator's view of d.

@@ -3,6 +3,7 @@ package flow_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
@@ -21,9 +22,10 @@ func TestOperatorCodesAndDeny(t *testing.T) {
 	h.clock.Advance(5 * time.Minute)
 	late := h.newCode("192.0.2.1", "tv")
 
-	list, err := h.svc.Codes(ctx)
-	if err != nil || len(list) != 2 || list[0].UserCode != early["user_code"] || list[1].UserCode != late["user_code"] {
-		t.Fatalf("Codes = %+v, %v; want both, oldest first", list, err)
+	page, err := h.svc.Codes(ctx, "", 100)
+	list := page.Codes
+	if err != nil || len(list) != 2 || page.Next != "" || !slices.ContainsFunc(list, isCode(early)) || !slices.ContainsFunc(list, isCode(late)) {
+		t.Fatalf("Codes = %+v, %v; want both on one page", page, err)
 	}
 	if list[0].Status != "pending" || list[0].Polled {
 		t.Fatalf("a fresh code: %+v", list[0])
@@ -42,13 +44,55 @@ func TestOperatorCodesAndDeny(t *testing.T) {
 
 	// The early code expires: it is no longer listed, nor deniable.
 	h.clock.Advance(6 * time.Minute)
-	if list, err = h.svc.Codes(ctx); err != nil || len(list) != 1 || list[0].UserCode != late["user_code"] {
-		t.Fatalf("Codes after the first expired = %+v, %v", list, err)
+	if page, err = h.svc.Codes(ctx, "", 100); err != nil || len(page.Codes) != 1 || page.Codes[0].UserCode != late["user_code"] {
+		t.Fatalf("Codes after the first expired = %+v, %v", page, err)
+	}
+	if live, unreadable, err := h.svc.CountCodes(ctx); err != nil || live != 1 || unreadable != 0 {
+		t.Fatalf("CountCodes after the first expired = %d, %d, %v; want 1 live", live, unreadable, err)
 	}
 	for _, code := range []string{early["user_code"].(string), "BCDF-GHJK", "not a code"} {
 		if _, err := h.svc.DenyCode(ctx, code); !errors.Is(err, flow.ErrNotFound) {
 			t.Errorf("DenyCode(%q) = %v, want ErrNotFound", code, err)
 		}
+	}
+}
+
+func isCode(issued map[string]any) func(flow.CodeInfo) bool {
+	return func(c flow.CodeInfo) bool { return c.UserCode == issued["user_code"] }
+}
+
+// The listing a page at a time: every live code once across the pages,
+// none on two, and the count of every page's.
+func TestOperatorCodesPaged(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	ctx := context.Background()
+	want := map[string]bool{}
+	for i := range 7 {
+		want[h.newCode(fmt.Sprintf("192.0.2.%d", i+1), "tv")["user_code"].(string)] = true
+	}
+	got := map[string]bool{}
+	pages := 0
+	for cursor, first := "", true; first || cursor != ""; first = false {
+		page, err := h.svc.Codes(ctx, cursor, 3)
+		if err != nil || len(page.Codes) > 3 {
+			t.Fatalf("page %d: %+v, %v; want at most 3 codes", pages, page, err)
+		}
+		for _, c := range page.Codes {
+			if got[c.UserCode] || !want[c.UserCode] {
+				t.Fatalf("page %d lists %s: twice, or not issued", pages, c.UserCode)
+			}
+			got[c.UserCode] = true
+		}
+		cursor, pages = page.Next, pages+1
+	}
+	if len(got) != len(want) || pages != 3 {
+		t.Fatalf("%d pages listed %d codes; want 3 pages of the 7", pages, len(got))
+	}
+	if live, unreadable, err := h.svc.CountCodes(ctx); err != nil || live != 7 || unreadable != 0 {
+		t.Fatalf("CountCodes = %d, %d, %v; want 7 live", live, unreadable, err)
+	}
+	if _, err := h.svc.Codes(ctx, "not base64!", 3); !errors.Is(err, flow.ErrBadCursor) {
+		t.Fatalf("a cursor the store did not make: %v, want ErrBadCursor", err)
 	}
 }
 

@@ -189,10 +189,10 @@ func (a authenticatedStore) UpdateDevice(ctx context.Context, userCode string, f
 	})
 }
 
-func (a authenticatedStore) Devices(ctx context.Context, fn func(*Device) bool) error {
-	return a.Store.Devices(ctx, func(d *Device) bool {
-		return !a.genuine(d) || fn(d)
-	})
+func (a authenticatedStore) Devices(ctx context.Context, cursor string, limit int) (DevicePage, error) {
+	p, err := a.Store.Devices(ctx, cursor, limit)
+	p.Devices = slices.DeleteFunc(p.Devices, func(d *Device) bool { return !a.genuine(d) })
+	return p, err
 }
 
 func (a authenticatedStore) PutLogin(ctx context.Context, key string, login *Login) error {

@@ -44,13 +44,22 @@ type Store interface {
 	// it reports on every call.
 	UpdateDevice(ctx context.Context, userCode string, fn func(*Device) (Verdict, error)) error
 
-	// Devices calls fn with every authorization the store holds for this
-	// handler (as DeviceByUserCode would return it, expired ones within
-	// their grace period included), in no particular order, until fn
-	// returns false. It is for operators (the admin API), not for the
-	// flow: it reads every record, and is no snapshot (a record written
-	// meanwhile may or may not be seen).
-	Devices(ctx context.Context, fn func(*Device) bool) error
+	// Devices lists the authorizations the store holds for this handler
+	// (as DeviceByUserCode would return them, expired ones within their
+	// grace period included), a page at a time: the first page is after
+	// cursor "", each next one after the DevicePage.Next of the last. A
+	// page holds at most limit records, so what a listing takes is
+	// bounded by limit, not by the number of records; a backend that
+	// reads in batches (Redis's SCAN) may go past limit only by one
+	// batch that alone holds more. A record that cannot be decoded does
+	// not fail the listing: its user code is in the page's Unreadable.
+	// A cursor the store cannot resume from is ErrBadCursor.
+	//
+	// It is for operators (the admin API), not for the flow, and is no
+	// snapshot: a record written meanwhile may or may not be seen; one
+	// alive throughout is seen. Whether a record can show on two pages
+	// depends on the backend (see its documentation).
+	Devices(ctx context.Context, cursor string, limit int) (DevicePage, error)
 
 	// PutLogin stores a browser login (the upstream round trip) under key,
 	// until login.ExpiresAt, replacing the login stored under key before.
@@ -81,6 +90,16 @@ type Store interface {
 	// same value, so cookies, CSRF tokens and device codes work across
 	// instances.
 	Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error)
+}
+
+// DevicePage is one page of Store.Devices.
+type DevicePage struct {
+	Devices []*Device
+	// Unreadable holds the user codes (as in their keys) of the records
+	// of this page that could not be decoded.
+	Unreadable []string
+	// Next is the cursor of the next page; "" when none remains.
+	Next string
 }
 
 // Tally is one step of Store.Tally on the counter Key.
@@ -116,6 +135,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrUserCodeTaken: the user code belongs to another live authorization.
 	ErrUserCodeTaken = errors.New("user code already in use")
+	// ErrBadCursor: Store.Devices cannot resume from the cursor given
+	// (not one it made, or what it listed has changed shape: list again
+	// from the first page).
+	ErrBadCursor = errors.New("listing cursor not valid: list again from the first page")
 	// ErrUnavailable wraps backend failures (Redis down, disk full); the
 	// endpoints answer 503 with Retry-After.
 	ErrUnavailable = errors.New("store unavailable")

@@ -3,21 +3,31 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
+	"github.com/caddyserver/caddy/v2/caddytest"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/dgraph-io/badger/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/record"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
 )
 
@@ -125,6 +135,10 @@ func testAdmin(t *testing.T, storage string) {
 		{http.MethodPost, "/device-flow/tv-site/codes/BCDF-GHJK/deny", nil, http.StatusNotFound},
 		{http.MethodGet, "/device-flow/tv-site/codes/" + approved.userCode() + "/deny", nil, http.StatusMethodNotAllowed},
 		{http.MethodPost, "/device-flow/tv-site/codes", nil, http.StatusMethodNotAllowed},
+		{http.MethodGet, "/device-flow/tv-site/codes?limit=0", nil, http.StatusBadRequest},
+		{http.MethodGet, "/device-flow/tv-site/codes?limit=10001", nil, http.StatusBadRequest},
+		{http.MethodGet, "/device-flow/tv-site/codes?limit=ten", nil, http.StatusBadRequest},
+		{http.MethodGet, "/device-flow/tv-site/codes?after=not-a-cursor!", nil, http.StatusBadRequest},
 	} {
 		if status, body := adminRequest(t, tc.method, tc.path, tc.header); status != tc.want {
 			t.Errorf("%s %s %v: %d %s; want %d", tc.method, tc.path, tc.header, status, body, tc.want)
@@ -158,8 +172,40 @@ func testAdmin(t *testing.T, storage string) {
 		t.Fatalf("guess limits after 3 wrong guesses (guess_limit 3): %s", body)
 	}
 
+	// A page at a time: the counts and the guess limits on the first. (How
+	// many a page holds is the store's: storetest checks it.)
+	seen := map[string]bool{}
+	for after, pages := "", 0; ; pages++ {
+		path := "/device-flow/tv-site/codes?limit=1"
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		status, body := adminRequest(t, http.MethodGet, path, nil)
+		var page struct {
+			Live        *int             `json:"live"`
+			GuessLimits *json.RawMessage `json:"guess_limits"`
+			Codes       []map[string]any `json:"codes"`
+			Next        string           `json:"next"`
+		}
+		if status != http.StatusOK || json.Unmarshal(body, &page) != nil || (page.Live != nil) != (after == "") || (page.GuessLimits != nil) != (after == "") {
+			t.Fatalf("page %d of limit=1: %d %s", pages, status, body)
+		}
+		for _, c := range page.Codes {
+			seen[c["user_code"].(string)] = true
+		}
+		if after = page.Next; after == "" {
+			if pages < 1 || !seen[polled.userCode()] || !seen[approved.userCode()] {
+				t.Fatalf("%d pages of limit=1 listed %v; want both codes", pages+1, seen)
+			}
+			break
+		}
+	}
+
 	// The command.
 	third := newDevice(t, clientID, "openid")
+	if out, err := runDeviceFlowCommand(t, "list", "--page", "1"); err != nil || strings.Count(out, "tv-site  ") != 3 || !strings.Contains(out, "3 live codes") {
+		t.Fatalf("device-flow list --page 1: %v\n%s", err, out)
+	}
 	out, err := runDeviceFlowCommand(t, "list")
 	if err != nil || !strings.Contains(out, third.userCode()) || !strings.Contains(out, "3 live codes") || strings.Contains(out, third.deviceCode()) ||
 		!strings.Contains(out, "tv-site: 3 wrong user codes") || !strings.Contains(out, "refused until then (guess_limit 3): 127.0.0.1") {
@@ -212,4 +258,154 @@ func runDeviceFlowCommand(t *testing.T, args ...string) (string, error) {
 	cmd.SetArgs(append(args, "--address", fmt.Sprintf("localhost:%d", adminPort)))
 	err := cmd.ExecuteContext(context.Background())
 	return out.String(), err
+}
+
+// What the store holds reaches the operator's terminal only printable (a
+// user code read from a Redis key, issued_to), and a record that cannot
+// be decoded is listed as unreadable instead of failing the listing. The
+// records are written straight into the store, as a bug, a disk fault or
+// someone with access to Redis could leave them.
+func TestAdminStoreContentsOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := newKeyPrefix()
+	testAdminStoreContents(t, redisStorageWithPrefix(srv.URL, prefix), func(hostile *flow.Device, unreadable string) {
+		ctx := context.Background()
+		c, err := redisstore.Open(ctx, redisstore.Options{URL: srv.URL, KeyPrefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Store("name tv-site").CreateDevice(ctx, hostile); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("name tv-site"))
+		key := prefix + hex.EncodeToString(sum[:8]) + ":dev:{" + unreadable + "}"
+		if err := c.Redis().Set(ctx, key, "\x01 not a record", time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// The same on Badger: Caddy lets go of the folder (another config), the
+// records are written into it, and Caddy opens it again.
+func TestAdminStoreContentsOnBadger(t *testing.T) {
+	dir := storeDir(t)
+	testAdminStoreContents(t, "badger "+dir, func(hostile *flow.Device, unreadable string) {
+		startCaddy(t, siteConfigStorage(t, startUpstream(t), "badger "+storeDir(t), "name elsewhere"))
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("name tv-site"))
+		key := func(userCode string) []byte { return append(append(sum[:8:8], 'd'), userCode...) }
+		err = db.Update(func(txn *badger.Txn) error {
+			if err := txn.Set(key(hostile.UserCode), record.Encode(hostile)); err != nil {
+				return err
+			}
+			return txn.Set(key(unreadable), []byte("\x01 not a record"))
+		})
+		if err := errors.Join(err, db.Close()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// testAdminStoreContents runs the test site on storage, has write put a
+// record with control characters in its user code and issued_to and an
+// undecodable record under the user code unreadable into the site's
+// store (Caddy runs the site again after write), and checks the listing.
+func testAdminStoreContents(t *testing.T, storage string, write func(hostile *flow.Device, unreadable string)) {
+	up := startUpstream(t)
+	config := siteConfigStorage(t, up, storage, "name tv-site")
+	startCaddy(t, config)
+	good := newDevice(t, up.Config().ClientID, "openid")
+	now := fakeClock.Now()
+	hostile := &flow.Device{
+		UserCode: "\x1b]0;owned\x07BC\x1b[2J", ClientID: "tv\x1b[1m", Scope: "openid\x9b1m", CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+		Interval: 5 * time.Second, CodeHash: make([]byte, 32), SealKey: make([]byte, 32), IssuedTo: "\x1b[31m203.0.113.9\u202e",
+	}
+	write(hostile, "BBBBCCCC")
+	startCaddy(t, config)
+
+	status, body := adminRequest(t, http.MethodGet, "/device-flow/tv-site/codes", nil)
+	var list struct {
+		Live            *int             `json:"live"`
+		Unreadable      *int             `json:"unreadable"`
+		Codes           []map[string]any `json:"codes"`
+		UnreadableCodes []string         `json:"unreadable_codes"`
+	}
+	if status != http.StatusOK || json.Unmarshal(body, &list) != nil || list.Live == nil || *list.Live != 2 || len(list.Codes) != 2 ||
+		list.Unreadable == nil || *list.Unreadable != 1 || !slices.Equal(list.UnreadableCodes, []string{"BBBB-CCCC"}) {
+		t.Fatalf("GET codes with an unreadable record: %d %s; want 200, 2 live codes and BBBB-CCCC unreadable", status, body)
+	}
+
+	out, err := runDeviceFlowCommand(t, "list")
+	t.Logf("caddy device-flow list:\n%q", out)
+	if err != nil || !strings.Contains(out, good.userCode()) || !strings.Contains(out, "2 live codes; 1 unreadable") ||
+		!regexp.MustCompile(`tv-site +BBBB-CCCC +- +- +unreadable`).MatchString(out) || !strings.Contains(out, "?[31m203.0.113.9?") {
+		t.Fatalf("device-flow list: %v\n%s", err, out)
+	}
+	for _, r := range out {
+		if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
+			t.Fatalf("device-flow list printed the control character %U:\n%q", r, out)
+		}
+	}
+}
+
+// The admin API names a handler by its admin ID: two handlers of one
+// config with one ID must have the same codes, or listing and denying
+// would reach one of them for both. A name on two storages, or a name
+// that is another handler's derived ID, does not load, and the error
+// names both; the same name on the same storage shares on purpose, and a
+// reload may move a name to another storage.
+func TestAdminIDsApart(t *testing.T) {
+	up := startUpstream(t)
+	dirA, dirB := storeDir(t), storeDir(t)
+	siteB := fmt.Sprintf("http://localhost:%d", freePort())
+	config := func(storageA, extraA, storageB, extraB string) string {
+		return siteConfigStorage(t, up, "badger "+storageA, extraA) + secondSite(siteB, up, "badger "+storageB, extraB)
+	}
+	// (The load error comes JSON-quoted.)
+	for _, want := range []string{`admin ID \"tv\" but not the same codes`, `the handler named \"tv\" on badger ` + dirA, `the handler named \"tv\" on badger ` + dirB} {
+		caddytest.AssertLoadError(t, config(dirA, "name tv", dirB, "name tv"), "caddyfile", want)
+	}
+
+	// Site A without a name, to learn its derived ID.
+	startCaddy(t, config(dirA, "", dirA, "name other"))
+	_, body := adminRequest(t, http.MethodGet, "/device-flow/", nil)
+	var handlers []AdminHandler
+	if err := json.Unmarshal(body, &handlers); err != nil {
+		t.Fatal(err)
+	}
+	derived := ""
+	for _, h := range handlers {
+		if h.Name == "" {
+			derived = h.Handler
+		}
+	}
+	if derived == "" {
+		t.Fatalf("no handler without a name: %s", body)
+	}
+	for _, want := range []string{`admin ID \"` + derived + `\"`, `the handler without a name in front of ` + up.AuthorizationEndpoint(), `the handler named \"` + derived + `\"`} {
+		caddytest.AssertLoadError(t, config(dirA, "", dirA, "name "+derived), "caddyfile", want)
+	}
+
+	// Shared on purpose, then moved by a reload.
+	clientID := up.Config().ClientID
+	for _, dir := range []string{dirA, dirB} {
+		startCaddy(t, config(dir, "name tv", dir, "name tv"))
+		tv := newDevice(t, clientID, "openid")
+		if status, out := devicePoll(t, siteB, clientID, tv.deviceCode()); status != http.StatusBadRequest || out["error"] != "authorization_pending" {
+			t.Fatalf("on %s, A's code polled at B: %d %v, want it shared", dir, status, out)
+		}
+		if status, body := adminRequest(t, http.MethodGet, "/device-flow/tv/codes", nil); status != http.StatusOK || !strings.Contains(string(body), `"live":1,`) {
+			t.Fatalf("on %s, the codes of tv: %d %s; want the one code", dir, status, body)
+		}
+	}
+}
+
+// AdminHandler is one handler in GET /device-flow/.
+type AdminHandler struct {
+	Handler string `json:"handler"`
+	Name    string `json:"name"`
 }

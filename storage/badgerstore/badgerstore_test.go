@@ -34,7 +34,17 @@ func TestConformanceInMemory(t *testing.T) {
 }
 
 func TestConformanceOnDisk(t *testing.T) {
-	storetest.Run(t, opener(openDB(t, Options{Dir: t.TempDir()})))
+	db := openDB(t, Options{Dir: t.TempDir()})
+	storetest.Run(t, opener(db))
+	storetest.RunUnreadable(t, opener(db), func(t *testing.T, s flow.Store, _, userCode string) {
+		bs := s.(*Store)
+		err := bs.db.bdb.Update(func(txn *badger.Txn) error {
+			return txn.Set(bs.ns.key(kindDevice, userCode), []byte("\x01 not a record"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestExpiry(t *testing.T) {

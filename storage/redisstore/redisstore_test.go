@@ -98,6 +98,26 @@ func opener(opts redisstore.Options) storetest.Open {
 func TestConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	storetest.Run(t, opener(redisstore.Options{URL: srv.URL}))
+	open, corrupt := corruptible(redisstore.Options{URL: srv.URL})
+	storetest.RunUnreadable(t, open, corrupt)
+}
+
+// corruptible is opener with the suite's Corrupt, which writes a record
+// that is no record with a plain SET.
+func corruptible(opts redisstore.Options) (storetest.Open, storetest.Corrupt) {
+	opts.KeyPrefix = uniquePrefix()
+	var c *redisstore.Client
+	open := func(t *testing.T, namespace string) flow.Store {
+		c = connect(t, opts)
+		return c.Store(namespace)
+	}
+	corrupt := func(t *testing.T, _ flow.Store, namespace, userCode string) {
+		key := opts.KeyPrefix + nsHash(namespace) + ":dev:{" + userCode + "}"
+		if err := c.Redis().Set(context.Background(), key, "\x01 not a record", time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return open, corrupt
 }
 
 func TestExpiry(t *testing.T) {
@@ -242,6 +262,8 @@ func TestCluster(t *testing.T) {
 	cluster := redistest.StartCluster(t, 3)
 	t.Run("Conformance", func(t *testing.T) {
 		storetest.Run(t, opener(redisstore.Options{Addrs: cluster.Addrs}))
+		open, corrupt := corruptible(redisstore.Options{Addrs: cluster.Addrs})
+		storetest.RunUnreadable(t, open, corrupt)
 	})
 	t.Run("Expiry", func(t *testing.T) {
 		storetest.RunExpiry(t, opener(redisstore.Options{Addrs: cluster.Addrs, Grace: storetest.ExpiryGrace}), time.Sleep)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -125,25 +127,41 @@ func (s memStore) UpdateDevice(_ context.Context, code string, fn func(*flow.Dev
 	}
 }
 
-func (s memStore) Devices(_ context.Context, fn func(*flow.Device) bool) error {
-	var found [][]byte
+// Devices pages through the namespace's user codes in order; the cursor
+// is the last one listed, in hex.
+func (s memStore) Devices(_ context.Context, cursor string, limit int) (flow.DevicePage, error) {
+	after, err := hex.DecodeString(cursor)
+	if err != nil || limit < 1 {
+		return flow.DevicePage{}, flow.ErrBadCursor
+	}
 	s.b.mu.Lock()
+	var codes []string
 	for k := range s.b.devices {
-		if e, ok := live(s.b.devices, k); ok && strings.HasPrefix(k, s.key("")) {
-			found = append(found, e.data)
+		code, mine := strings.CutPrefix(k, s.key(""))
+		if _, ok := live(s.b.devices, k); ok && mine && code > string(after) {
+			codes = append(codes, code)
 		}
+	}
+	slices.Sort(codes)
+	var page flow.DevicePage
+	if len(codes) > limit {
+		codes = codes[:limit]
+		page.Next = hex.EncodeToString([]byte(codes[limit-1]))
+	}
+	data := make([][]byte, len(codes))
+	for i, code := range codes {
+		data[i] = s.b.devices[s.key(code)].data
 	}
 	s.b.mu.Unlock()
-	for _, data := range found {
+	for i, code := range codes {
 		var rec flow.Device
-		if err := json.Unmarshal(data, &rec); err != nil {
-			return err
+		if err := json.Unmarshal(data[i], &rec); err != nil {
+			page.Unreadable = append(page.Unreadable, code)
+			continue
 		}
-		if !fn(&rec) {
-			return nil
-		}
+		page.Devices = append(page.Devices, &rec)
 	}
-	return nil
+	return page, nil
 }
 
 func (s memStore) PutLogin(_ context.Context, key string, l *flow.Login) error {
@@ -229,6 +247,12 @@ func (s memStore) Secret(_ context.Context, name string, generate func() ([]byte
 func TestMemStore(t *testing.T) {
 	b := newMemBackend(time.Minute)
 	Run(t, func(t *testing.T, ns string) flow.Store { return memStore{b, ns} })
+	RunUnreadable(t, func(t *testing.T, ns string) flow.Store { return memStore{b, ns} }, func(t *testing.T, s flow.Store, _, userCode string) {
+		m := s.(memStore)
+		m.b.mu.Lock()
+		defer m.b.mu.Unlock()
+		m.b.devices[m.key(userCode)] = memEntry{data: []byte("\x01 not a record"), expires: time.Now().Add(time.Hour)}
+	})
 	short := newMemBackend(ExpiryGrace)
 	RunExpiry(t, func(t *testing.T, ns string) flow.Store { return memStore{short, ns} }, time.Sleep)
 }
