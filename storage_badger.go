@@ -169,7 +169,7 @@ func (b *BadgerStorage) warnIfTooSmall(ctx caddy.Context, logger *zap.Logger, di
 		return
 	}
 	room := int64(free) + badgerstore.DiskUsage(dir) - b.MinFree
-	need := int64(liveCodes) * bytesPerLiveCode
+	need := int64(flow.LiveCodeCeiling(liveCodes)) * bytesPerLiveCode // what a flood past the cap may fill
 	if need > room {
 		logger.Warn("max_live_codes will not fit on the Badger folder's filesystem: new device codes will be refused when it runs short, before the cap is reached; lower max_live_codes or give the folder more space (docs/operations.md, \"Disk and memory\")",
 			zap.String("dir", dir), zap.Int("max_live_codes", liveCodes),

@@ -58,6 +58,44 @@ func TestApproveLimit(t *testing.T) {
 	}
 }
 
+// The Approve limit holds per IPv6 /64, and 4 and 16 times it per /56 and
+// /48, as every other limit: a /48 holds 65,536 /64s, and each Approve
+// starts an upstream sign-in.
+func TestApproveLimitCountsIPv6Prefixes(t *testing.T) {
+	const per = 2
+	for _, tc := range []struct {
+		name     string
+		from     []string
+		approved int // of per Approves from each
+	}{
+		{"8 /64s of one /56", addresses("2001:db8:0:%x::1", 8), 4 * per},
+		{"24 /56s of one /48", addresses("2001:db8:1:%x00::1", 24), 16 * per},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{configure: func(c *flow.Config) {
+				c.Limits = flow.Limits{ApprovesPerIP: per}
+				c.CodeNetworks = -1 // one code opened from many /56s
+			}})
+			code := h.newCode("198.51.100.1", "tv")["user_code"].(string)
+			approved := 0
+			for _, ip := range tc.from {
+				for range per {
+					switch a := h.approveOnce(personBrowser(), ip, code); a.status {
+					case http.StatusSeeOther:
+						approved++
+					case http.StatusTooManyRequests:
+					default:
+						t.Fatalf("approve from %s: %d", ip, a.status)
+					}
+				}
+			}
+			if approved != tc.approved {
+				t.Fatalf("%d Approves went through, want %d", approved, tc.approved)
+			}
+		})
+	}
+}
+
 // Someone who knows the user code of a sign-in in progress cannot end it
 // with forged or replayed callbacks: the login is taken only with the
 // state it was made with.

@@ -46,6 +46,12 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.log.Debug("callback with an unknown or used state")
+		if steeredElsewhere(r) {
+			// Another site's page sending the browser here, no person
+			// asking: not counted, so it spends no visitor's guesses.
+			s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
+			return
+		}
 		if ok, retry, err := s.wrongGuess(ctx, ip); err != nil || !ok {
 			s.refuseGuess(w, r, ip, retry, err)
 			return
@@ -181,7 +187,7 @@ func (s *Service) isLoginFor(login *Login, d *Device) bool {
 // the device; any other error leaves the code pending so the person may
 // try again.
 func (s *Service) upstreamSaidNo(w http.ResponseWriter, r *http.Request, login *Login, code, description string) {
-	code = limitText(code, 64)
+	code = errorCode(code)
 	if code == ErrAccessDenied {
 		denied, err := s.deny(r.Context(), login.UserCode, login.CodeHash, "the user or the authorization server denied the request")
 		if err != nil {

@@ -14,7 +14,11 @@ import "net/http"
 //     embed, and answer polls, which are to get no slower);
 //   - requests a browser marks as loaded by another site's page for
 //     anything but a navigation are refused before any lookup, so they
-//     count against nobody.
+//     count against nobody;
+//   - navigations another site's page started without a person asking
+//     (a popup it keeps sending on, a speculation-rules prefetch: no
+//     Sec-Fetch-User) are not looked up either: the code goes on the
+//     entry page for the person to confirm, and nothing is counted.
 
 // corp is the Cross-Origin-Resource-Policy of those answers, as a ready
 // header value (never appended to).
@@ -32,4 +36,20 @@ func embeddedElsewhere(r *http.Request) bool {
 	}
 	dest := r.Header.Get("Sec-Fetch-Dest")
 	return dest != "" && dest != "document"
+}
+
+// steeredElsewhere reports whether a browser says (Fetch Metadata) that
+// another site's page sent it here without a person asking: a navigation
+// without Sec-Fetch-User: ?1. One click on such a page opens a popup that
+// the page may then send to any number of URLs, and a speculation rule
+// prefetches links without any click; counted, each would spend the
+// visitor's guesses and could shut them out. A person's click on a link
+// (in a web mail, a chat, a redirect chain after it) carries ?1; scanned
+// QR codes, typed and bookmarked links are Sec-Fetch-Site: none.
+func steeredElsewhere(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return r.Header.Get("Sec-Fetch-User") != "?1"
+	}
+	return false
 }

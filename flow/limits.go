@@ -22,8 +22,8 @@ type Limits struct {
 	GuessesPerIP int
 	GuessesTotal int
 	GuessWindow  time.Duration
-	// ApprovesPerIP: Approve presses per client IP per GuessWindow. Each
-	// one writes a login and starts an upstream sign-in.
+	// ApprovesPerIP: Approve presses per client IP (IPv6 as guesses) per
+	// GuessWindow. Each one writes a login and starts an upstream sign-in.
 	ApprovesPerIP int
 	// Device codes issued per client IP per IssueWindow.
 	IssuePerIP  int
@@ -36,7 +36,8 @@ type Limits struct {
 	// RefreshInFlight bounds the refresh relays waiting on the upstream
 	// at once, so a slow upstream cannot pin a goroutine per request.
 	RefreshInFlight int
-	// QRPerIP: QR images drawn or served per client IP per minute.
+	// QRPerIP: QR images drawn or served per client IP per minute (IPv6:
+	// per /64, and 4 and 16 times as many per /56 and /48).
 	QRPerIP int
 	// LiveCodes caps the codes issued within one code lifetime across the
 	// server, so a flood cannot grow the store without bound.
@@ -113,15 +114,6 @@ func (s *Service) tally(ctx context.Context, steps ...Tally) ([]int64, error) {
 	return nil, fmt.Errorf("%w: the store answered %d counter values for %d steps", ErrUnavailable, len(n), len(steps))
 }
 
-// hit adds one to a single counter and returns its new value.
-func (s *Service) hit(ctx context.Context, key string, ttl time.Duration) (int64, error) {
-	n, err := s.tally(ctx, Hit(key, ttl))
-	if err != nil {
-		return 0, err
-	}
-	return n[0], nil
-}
-
 // window names the fixed window that now falls in, and says when it ends.
 func window(now time.Time, size time.Duration) (name string, ends time.Time) {
 	n := now.UnixNano() / int64(size)
@@ -187,34 +179,51 @@ func subjectFactor(prefix string) int {
 	return 1
 }
 
-// mayApprove counts one Approve against the client's allowance, and
-// reports whether it was still within it.
+// mayApprove counts one Approve against the client's allowance (IPv6: its
+// /64, /56 and /48, as device codes: each Approve starts an upstream
+// sign-in, and a /48 holds 65,536 /64s), and reports whether it was still
+// within it.
 func (s *Service) mayApprove(ctx context.Context, ip string) (ok bool, retryAfter time.Duration, err error) {
-	if s.cfg.Limits.Off {
+	l := s.cfg.Limits
+	if l.Off {
 		return true, 0, nil
 	}
 	now := s.cfg.Now()
-	w, ends := window(now, s.cfg.Limits.GuessWindow)
-	n, err := s.hit(ctx, "a:ip:"+limitSubject(ip)+":"+w, s.cfg.Limits.GuessWindow+time.Minute)
+	w, ends := window(now, l.GuessWindow)
+	subs := subjects(ip)
+	steps := make([]Tally, 0, len(subs))
+	for _, sub := range subs {
+		steps = append(steps, Tally{Key: "a:ip:" + sub.prefix + ":" + w, TTL: l.GuessWindow + time.Minute, Limit: int64(l.ApprovesPerIP * sub.factor)})
+	}
+	n, err := s.tally(ctx, steps...)
 	if err != nil {
 		return false, 0, err
 	}
-	return n <= int64(s.cfg.Limits.ApprovesPerIP), ends.Sub(now), nil
+	if len(n) < len(subs) || n[len(n)-1] > steps[len(n)-1].Limit {
+		return false, ends.Sub(now), nil
+	}
+	return true, 0, nil
 }
 
-// mayDrawQR counts one QR image request against the client's allowance;
-// a refusal is 429 with Retry-After.
+// mayDrawQR counts one QR image request against the client's allowance
+// (IPv6: its /64, /56 and /48, as device codes: a /48 holds 65,536 /64s,
+// and drawing is what costs); a refusal is 429 with Retry-After.
 func (s *Service) mayDrawQR(ctx context.Context, ip string) (refusal *oauthError, err error) {
 	if s.cfg.Limits.Off {
 		return nil, nil
 	}
 	now := s.cfg.Now()
 	w, ends := window(now, qrWindow)
-	n, err := s.hit(ctx, "q:ip:"+limitSubject(ip)+":"+w, qrWindow+time.Minute)
+	subs := subjects(ip)
+	steps := make([]Tally, 0, len(subs))
+	for _, sub := range subs {
+		steps = append(steps, Tally{Key: "q:ip:" + sub.prefix + ":" + w, TTL: qrWindow + time.Minute, Limit: int64(s.cfg.Limits.QRPerIP * sub.factor)})
+	}
+	n, err := s.tally(ctx, steps...)
 	if err != nil {
 		return nil, err
 	}
-	if n > int64(s.cfg.Limits.QRPerIP) {
+	if len(n) < len(subs) || n[len(n)-1] > steps[len(n)-1].Limit {
 		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
 			Description: "too many QR images requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
 	}
@@ -234,19 +243,21 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 	now := s.cfg.Now()
 	// One call counts the request against each of the address's subjects
 	// in turn, stopping at the first over its allowance (so that one /64
-	// over its own cannot use up its /56's), and then against the codes
-	// issued in this code lifetime, reading the lifetime before: codes
+	// over its own cannot use up its /56's), then against the codes
+	// issued in this code lifetime, reading the lifetime before (codes
 	// live at most ExpiresIn, so the live ones were all issued in these
-	// two windows.
+	// two windows), and then the same for the few codes of
+	// liveCodeAllowance (live_codes.go).
 	w, ends := window(now, l.IssueWindow)
+	lw, lends := window(now, s.cfg.ExpiresIn)
+	prev, _ := window(now.Add(-s.cfg.ExpiresIn), s.cfg.ExpiresIn)
 	subs := subjects(ip)
 	steps := make([]Tally, 0, len(subs)+2)
 	for _, sub := range subs {
 		steps = append(steps, Tally{Key: "i:ip:" + sub.prefix + ":" + w, TTL: l.IssueWindow + time.Minute, Limit: int64(l.IssuePerIP * sub.factor)})
 	}
-	lw, lends := window(now, s.cfg.ExpiresIn)
-	prev, _ := window(now.Add(-s.cfg.ExpiresIn), s.cfg.ExpiresIn)
 	steps = append(steps, Hit("i:all:"+lw, 2*s.cfg.ExpiresIn+time.Minute), Read("i:all:"+prev))
+	steps = append(steps, s.fewCodeSteps(subs, w, lw, prev)...)
 	n, err := s.tally(ctx, steps...)
 	if err != nil {
 		return nil, err
@@ -259,9 +270,19 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
 			Description: "too many device codes requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
 	}
-	if live := n[len(n)-2] + n[len(n)-1]; live > int64(l.LiveCodes) {
-		s.warnings.warn(s.log, "device code requests refused: the server holds max_live_codes live codes; raise max_live_codes if this is real demand",
-			zap.String("client_ip", ip), zap.Int("max_live_codes", l.LiveCodes))
+	if live := n[len(subs)] + n[len(subs)+1]; live <= int64(l.LiveCodes) {
+		return nil, nil
+	}
+	few := n[len(subs)+2:]
+	if len(few) < len(subs)+2 {
+		s.warnings.warn(s.log, "device code requests limited: the server holds max_live_codes live codes, and this address has had its live_code_allowance",
+			zap.String("client_ip", ip), zap.Int("max_live_codes", l.LiveCodes), zap.Int("live_code_allowance", l.liveCodeAllowanceOf()))
+		return &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
+			Description: "the service is issuing too many codes right now; try again later", retryAfter: ends.Sub(now)}, nil
+	}
+	if fewLive := few[0] + few[len(few)-1]; fewLive > int64(liveCodeHeadroom(l.LiveCodes)) {
+		s.warnings.warn(s.log, "device code requests refused: the server holds 1.5 × max_live_codes live codes; raise max_live_codes if this is real demand",
+			zap.String("client_ip", ip), zap.Int("max_live_codes", l.LiveCodes), zap.Int("live_code_ceiling", LiveCodeCeiling(l.LiveCodes)))
 		return &oauthError{status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavail,
 			Description: "the service is issuing too many codes right now; try again later", retryAfter: lends.Sub(now)}, nil
 	}

@@ -167,8 +167,9 @@ func TestLimitsOff(t *testing.T) {
 }
 
 // Device codes: per address per window, and a cap on codes alive at once.
-// A client past its own rate hears 429 slow_down; the server at its cap is
-// a server-side condition, so every client hears 503
+// A client past its own rate hears 429 slow_down; the server past its cap
+// (here past its ceiling too: half the cap, 2, were asked within the
+// allowance) is a server-side condition, so every client hears 503
 // temporarily_unavailable. Both say when to come back.
 func TestIssueLimits(t *testing.T) {
 	h := newHarness(t, harnessOptions{configure: withLimits(flow.Limits{IssuePerIP: 3, IssueWindow: time.Minute, LiveCodes: 5})})

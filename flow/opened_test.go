@@ -33,27 +33,35 @@ func TestCodeNetworks(t *testing.T) {
 		}
 		return out
 	}
-	var sameNetwork, manyNetworks, qrs []open
+	var sameNetwork, manyNetworks, moreNetworks, reloads, qrs []open
 	for i := range 10 {
 		sameNetwork = append(sameNetwork, open{ip: fmt.Sprintf("192.0.2.%d", 10+i)})
 		manyNetworks = append(manyNetworks, open{ip: fmt.Sprintf("198.51.%d.1", i)})
+		reloads = append(reloads, open{ip: "192.0.2.1"})
 		qrs = append(qrs, open{ip: fmt.Sprintf("203.0.%d.1", i), qr: true})
+	}
+	for i := range 20 {
+		moreNetworks = append(moreNetworks, open{ip: fmt.Sprintf("198.51.%d.1", i)})
 	}
 	tests := []struct {
 		name     string
 		limit    int // Config.CodeNetworks
 		opens    []open
 		lockedAt int // the open that locks the code; -1: none does
+		opened   int // code_opened audit events: one per network new to the code
 	}{
 		{"three networks pass, the fourth locks (default)", 0,
-			pages("192.0.2.1", "198.51.100.1", "203.0.113.1", "100.64.0.1", "192.0.2.1"), 3},
-		{"one network, many addresses", 0, sameNetwork, -1},
+			pages("192.0.2.1", "198.51.100.1", "203.0.113.1", "100.64.0.1", "192.0.2.1"), 3, 3},
+		{"one network, many addresses", 0, sameNetwork, -1, 1},
+		{"reloads", 0, reloads, -1, 1},
 		{"IPv6 counts by /56", 0,
-			pages("2001:db8:0:1::1", "2001:db8:0:2::1", "2001:db8:0:ff::1", "2001:db8:0:100::1", "2001:db8:0:200::1", "2001:db8:0:300::1"), 5},
-		{"IPv4-mapped IPv6 is its IPv4 network", 1, pages("192.0.2.1", "::ffff:192.0.2.2", "192.0.3.1"), 2},
-		{"code_networks 1", 1, pages("192.0.2.1", "192.0.2.99", "198.51.100.1"), 2},
-		{"off", -1, manyNetworks, -1},
-		{"QR images do not count", 0, append(qrs, pages("192.0.2.1")...), -1},
+			pages("2001:db8:0:1::1", "2001:db8:0:2::1", "2001:db8:0:ff::1", "2001:db8:0:100::1", "2001:db8:0:200::1", "2001:db8:0:300::1"), 5, 3},
+		{"IPv4-mapped IPv6 is its IPv4 network", 1, pages("192.0.2.1", "::ffff:192.0.2.2", "192.0.3.1"), 2, 1},
+		{"code_networks 1", 1, pages("192.0.2.1", "192.0.2.99", "198.51.100.1"), 2, 1},
+		{"off", -1, manyNetworks, -1, 10},
+		{"off, reloads", -1, reloads, -1, 1},
+		{"off keeps 16 networks", -1, moreNetworks, -1, 16},
+		{"QR images do not count", 0, append(qrs, pages("192.0.2.1")...), -1, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +110,9 @@ func TestCodeNetworks(t *testing.T) {
 				}
 			} else if out["error"] != "authorization_pending" {
 				t.Errorf("device: %d %v, want authorization_pending", a.status, out)
+			}
+			if n := len(auditEvents(audit, flow.AuditCodeOpened)); n != tc.opened {
+				t.Errorf("%d code_opened audit events, want %d: one per network new to the code", n, tc.opened)
 			}
 			if n := obs.count(flow.EventCodeLocked); n != wantLocks {
 				t.Errorf("%d code_locked events counted, want %d", n, wantLocks)

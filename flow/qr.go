@@ -32,9 +32,10 @@ func (s *Service) serveQR(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, badRequest(ErrInvalidRequest, "the Host header is too long"))
 		return
 	}
-	if embeddedElsewhere(r) {
-		// Another site's page showing the image: it would get nothing
-		// (corp), so nothing is looked up or counted.
+	if embeddedElsewhere(r) || steeredElsewhere(r) {
+		// Another site's page showing the image (it would get nothing:
+		// corp) or sending a browser to it: nothing is looked up or
+		// counted.
 		writeOAuthError(w, &oauthError{status: http.StatusForbidden, Code: ErrInvalidRequest,
 			Description: "QR images are for devices and this site's pages"})
 		return

@@ -11,10 +11,13 @@ import (
 // refreshAllowance: refresh relays per address (× its prefix's factor)
 // per window once a client_id's total is spent. A device refreshes once
 // per access-token lifetime, so one refreshing normally from its own
-// address stays well within it, whoever spends the total; the addresses
-// that spent it are refused, and their junk no longer reaches the
-// upstream under the client's secret.
-const refreshAllowance = 5
+// address stays well within it, whoever spends the total, and so do 100
+// devices behind one NAT with 5-minute tokens; the addresses that spent
+// it are refused, and their junk no longer reaches the upstream under the
+// client's secret. Refresh tokens are not guessed, so what the total
+// bounds is load on the upstream: past it each further flooding address
+// relays a third of refresh_limit's default 60 a window.
+const refreshAllowance = 20
 
 // mayRefresh counts one refresh relay against the client address (IPv6:
 // its /64, /56 and /48) and then the client_id (every device of a client

@@ -147,7 +147,7 @@ func (u *refreshUpstream) calls() int {
 // No one flooding the relay keeps a device elsewhere from refreshing, and
 // the junk past the limits never reaches the upstream: a /56's /64s are
 // held to 4 × refresh_limit, a /48's to 16 ×; once a client_id's total
-// (100 × refresh_limit) is spent, every address is held to 5 a window,
+// (100 × refresh_limit) is spent, every address is held to 20 a window,
 // which a device refreshing normally never reaches.
 func TestRefreshFloodsShutNoDeviceOut(t *testing.T) {
 	const per = 10 // refresh_limit: the client's total is 1,000
@@ -181,8 +181,8 @@ func TestRefreshFloodsShutNoDeviceOut(t *testing.T) {
 	}
 }
 
-// Past the client's total, fresh addresses get 5 relays each and no more
-// (IPv6 /56s and /48s 20 and 80): the junk a flood from more addresses can
+// Past the client's total, fresh addresses get 20 relays each and no more
+// (IPv6 /56s and /48s 80 and 320): the junk a flood from more addresses can
 // still send the upstream grows by that much per address.
 func TestRefreshClientTotalSpent(t *testing.T) {
 	up := startRefreshUpstream(t, false)
@@ -195,7 +195,7 @@ func TestRefreshClientTotalSpent(t *testing.T) {
 		ips     []string
 		relayed int
 	}{
-		{"a fresh IPv4 address", []string{"192.0.2.1"}, 2}, // refresh_limit 2 is below 5
+		{"a fresh IPv4 address", []string{"192.0.2.1"}, 2}, // refresh_limit 2 is below 20
 		{"an address that spent the total", []string{"203.0.113.1"}, 0},
 	} {
 		if ok, _ := h.relays(tc.ips, 10); ok != tc.relayed {
@@ -204,8 +204,8 @@ func TestRefreshClientTotalSpent(t *testing.T) {
 	}
 
 	up = startRefreshUpstream(t, false)
-	h = refreshHarness(t, up, flow.Limits{RefreshPerIP: 10}) // the client's total: 1,000
-	if ok, _ := h.relays(addresses("203.0.113.%d", 100), 10); ok != 1000 {
+	h = refreshHarness(t, up, flow.Limits{RefreshPerIP: 25}) // the client's total: 2,500
+	if ok, _ := h.relays(addresses("203.0.113.%d", 100), 25); ok != 2500 {
 		t.Fatalf("spending the total: %d relayed", ok)
 	}
 	// Refused relays count too, so each address here sends no more than
@@ -216,16 +216,16 @@ func TestRefreshClientTotalSpent(t *testing.T) {
 		each    int
 		relayed int
 	}{
-		{"a fresh IPv4 address", []string{"192.0.2.1"}, 10, 5},
-		{"10 /64s of one /56", addresses("2001:db8:0:%x::1", 10), 5, 20},
-		{"50 /56s of one /48", addresses("2001:db8:1:%x00::1", 50), 5, 80},
+		{"a fresh IPv4 address", []string{"192.0.2.1"}, 25, 20},
+		{"10 /64s of one /56", addresses("2001:db8:0:%x::1", 10), 20, 80},
+		{"50 /56s of one /48", addresses("2001:db8:1:%x00::1", 50), 20, 320},
 	} {
 		if ok, _ := h.relays(tc.ips, tc.each); ok != tc.relayed {
 			t.Errorf("%s: %d relayed, want %d", tc.name, ok, tc.relayed)
 		}
 	}
-	if got := up.calls(); got != 1000+5+20+80 {
-		t.Errorf("%d refreshes reached the upstream, want %d", got, 1000+5+20+80)
+	if got := up.calls(); got != 2500+20+80+320 {
+		t.Errorf("%d refreshes reached the upstream, want %d", got, 2500+20+80+320)
 	}
 }
 

@@ -143,7 +143,7 @@ func (s *Service) postToken(ctx context.Context, clientID string, form url.Value
 		return nil, &upstreamError{Status: resp.StatusCode, Err: err}
 	}
 	code, _ := fields["error"].(string)
-	if code != "" {
+	if code = errorCode(code); code != "" {
 		// Some servers quote the code or token they refuse: what we sent
 		// never goes on into our logs or to the device.
 		desc, _ := fields["error_description"].(string)
@@ -220,6 +220,24 @@ func scrubURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// maxErrorCode bounds an upstream's error code; RFC 6749's are at most
+// 25 bytes (unsupported_response_type), extensions' a little more.
+const maxErrorCode = 64
+
+// errorCode is an upstream's OAuth error code made fit for logs, pages and
+// a device's answer: RFC 6749's error characters only (%x20-21 /
+// %x23-5B / %x5D-7E; any other byte becomes '?'), at most maxErrorCode
+// bytes. It goes on verbatim, so unlike a description it is not only cut.
+func errorCode(s string) string {
+	b := []byte(s[:min(len(s), maxErrorCode)])
+	for i, c := range b {
+		if c < 0x20 || c == 0x22 || c == 0x5c || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // limitText cuts outside text for logs and pages.

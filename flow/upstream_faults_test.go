@@ -74,6 +74,10 @@ func (f *faultyTokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 		w.Header().Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 		w.WriteHeader(status)
 		io.WriteString(w, out.Encode())
+	case "bad-error": // an error code no RFC allows: quotes, a backslash, UTF-8, 300 bytes more
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"error": unsafeErrorCode})
 	case "code-used": // someone redeemed the code first; mockoidc says so, quoting it
 		f.forward(r.PostForm)
 		fallthrough
@@ -94,6 +98,14 @@ func (f *faultyTokenEndpoint) forward(form url.Values) (int, []byte) {
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, body
 }
+
+// An upstream's error code goes into logs, the error page and a refresh's
+// answer as it is, so what is not RFC 6749's error characters becomes '?'
+// and it is cut to 64 bytes.
+var (
+	unsafeErrorCode = `bad"code\é` + strings.Repeat("x", 300)
+	safeErrorCode   = `bad?code???` + strings.Repeat("x", 64-11)
+)
 
 // logWant is a log line an operator can act on.
 type logWant struct {
@@ -123,6 +135,7 @@ func TestUpstreamFaults(t *testing.T) {
 		status     int
 		page       string
 		detail     string // shown on the error page
+		absent     string // not on the page
 		device     string // what the next poll hears; "" for the tokens
 		log        logWant
 		retryWorks bool
@@ -145,6 +158,10 @@ func TestUpstreamFaults(t *testing.T) {
 			log: logWant{zapcore.InfoLevel, "upstream denied the request", ""}},
 		{name: "IdP fails at the callback", deny: "temporarily_unavailable", status: 502, page: "error", detail: "temporarily_unavailable", device: "authorization_pending",
 			log: logWant{zapcore.WarnLevel, "upstream returned an error to the callback", "temporarily_unavailable"}, retryWorks: true},
+		{name: "token endpoint answers an unsafe error code", token: "bad-error", status: 502, page: "error", detail: safeErrorCode, absent: safeErrorCode + "x", device: "authorization_pending",
+			log: logWant{zapcore.WarnLevel, "upstream refused the code exchange", safeErrorCode}, retryWorks: true},
+		{name: "IdP sends an unsafe error code to the callback", deny: unsafeErrorCode, status: 502, page: "error", detail: safeErrorCode, absent: safeErrorCode + "x", device: "authorization_pending",
+			log: logWant{zapcore.WarnLevel, "upstream returned an error to the callback", safeErrorCode}, retryWorks: true},
 		{name: "callback replayed", replay: true, status: 400, page: "error", device: "",
 			log: logWant{zapcore.DebugLevel, "callback with an unknown or used state", ""}},
 	}
@@ -184,6 +201,9 @@ func TestUpstreamFaults(t *testing.T) {
 			}
 			if tc.detail != "" && !strings.Contains(got.body, tc.detail) {
 				t.Errorf("the page does not name %q:\n%s", tc.detail, got.body)
+			}
+			if tc.absent != "" && strings.Contains(got.body, tc.absent) {
+				t.Errorf("the page shows %q:\n%s", tc.absent, got.body)
 			}
 
 			h.clock.Advance(flow.DefaultInterval)
@@ -292,3 +312,21 @@ func (h *harness) expectNoSecretsLogged(t *testing.T, secrets []string) {
 }
 
 func logFields(m map[string]any) string { return fmt.Sprint(m) }
+
+// A refresh the upstream refuses is answered with its error code, made
+// safe the same way: a device (and its logs) never gets the raw bytes.
+func TestRefreshRelaysASafeErrorCode(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"error": unsafeErrorCode})
+	}))
+	defer up.Close()
+	h := newHarness(t, harnessOptions{tokenEndpoint: up.URL, configure: func(c *flow.Config) {
+		c.Clients = map[string]flow.Client{"tv": {Secret: "s3cret"}}
+	}})
+	a := h.post("192.0.2.1", "/device/token", refresh(nil))
+	if got := a.json(t)["error"]; a.status != http.StatusBadRequest || got != safeErrorCode {
+		t.Fatalf("the device heard %d %q, want 400 %q", a.status, got, safeErrorCode)
+	}
+}

@@ -49,12 +49,18 @@ func (s *Service) showVerify(w http.ResponseWriter, r *http.Request) {
 		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: "bad_request"})
 		return
 	}
+	if steeredElsewhere(r) {
+		// Another site's page sent the browser here, no person asked:
+		// the code waits on the entry page, looked up for nobody.
+		data.UserCode = limitText(typed, 32)
+		s.renderPage(w, r, http.StatusOK, PageEnter, data)
+		return
+	}
 	d, status, page := s.lookUp(r, typed, data)
 	if d == nil {
 		s.renderPage(w, r, status, page, data)
 		return
 	}
-	s.audit(AuditCodeOpened, d, d.IssuedTo, s.clientIP(r))
 	s.fillConfirm(r, d, data)
 	s.renderPage(w, r, http.StatusOK, PageConfirm, data)
 }
