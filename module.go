@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ import (
 	_ "github.com/caddy-device-flow/caddy-device-flow/devicelogin" // the `caddy device-login` command
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
+	"github.com/caddy-device-flow/caddy-device-flow/internal/clock"
 	"github.com/caddy-device-flow/caddy-device-flow/templates"
 )
 
@@ -348,10 +350,6 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	for _, field := range []*string{&h.Name, &h.AuthorizationEndpoint, &h.TokenEndpoint, &h.Issuer, &h.BaseURL, &h.Templates, &h.GeoIP} {
 		*field = repl.ReplaceKnown(*field, "")
 	}
-	now, err := clock(ctx)
-	if err != nil {
-		return flow.Config{}, err
-	}
 	cfg := flow.Config{
 		AuthorizeParams:       replaceParams(repl, h.AuthorizeParams),
 		AuthorizationEndpoint: h.AuthorizationEndpoint,
@@ -369,7 +367,7 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		HSTS:              h.HSTS.value(),
 		Logger:            h.logger,
 		ClientIP:          caddyClientIP,
-		Now:               now,
+		Now:               clock.Now,
 		Observer:          newMetrics(ctx, h.logger),
 		Proximity:         flow.ProximityMode(h.Proximity),
 		ProximityPrefix:   h.ProximityPrefix.flow(),
@@ -377,6 +375,7 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		// http.handlers.device_flow.audit }` sends the events elsewhere.
 		Audit: h.logger.Named("audit").With(zap.String("handler", h.adminID())),
 	}
+	var err error
 	if cfg.IssueFrom, err = flow.ParseNetworks(h.IssueFrom); err != nil {
 		return cfg, fmt.Errorf("issue_from: %w", err)
 	}
@@ -493,24 +492,26 @@ func replaceParams(repl *caddy.Replacer, params map[string][]string) url.Values 
 	return out
 }
 
-// clock is the handler's time source: time.Now, unless the running config
-// has an app named device_flow_clock with a Now method. Only the
-// integration tests register such an app (with a global option of that
-// name), to move time by hand instead of sleeping; no build for production
-// has one.
-func clock(ctx caddy.Context) (func() time.Time, error) {
-	app, err := ctx.AppIfConfigured("device_flow_clock")
-	if errors.Is(err, caddy.ErrNotConfigured) {
-		return time.Now, nil
+// validating reports whether this provisioning is caddy.Validate's
+// (`caddy validate`, `caddy adapt --validate`), which provisions a config
+// only to throw it away. Caddy 2.11 tells modules nothing of it, and a
+// config's apps start only after every module provisioned, too late to
+// fail a validation, so the call stack is asked (provisioning happens on
+// Validate's goroutine). Its one use: an issuer whose host does not
+// resolve fails `caddy validate` (a typo), while a running Caddy logs it
+// and keeps looking (a DNS outage must not keep the site down).
+func validating() bool {
+	pcs := make([]uintptr, 512)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if f.Function == "github.com/caddyserver/caddy/v2.Validate" {
+			return true
+		}
+		if !more {
+			return false
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	c, ok := app.(interface{ Now() time.Time })
-	if !ok {
-		return nil, fmt.Errorf("the device_flow_clock app %T has no Now method", app)
-	}
-	return c.Now, nil
 }
 
 // Validate checks the settings that only make sense together.

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -46,9 +45,16 @@ type BadgerStorage struct {
 	// besides new codes: memtables, compactions. Default: 64 MiB.
 	MinFree int64 `json:"min_free,omitempty"`
 
-	dir string // the folder, absolute
-	key string
-	db  *badgerstore.DB
+	dir    string // the folder, absolute
+	logger *zap.Logger
+	stores []namedStore // the handlers', opened by open
+	key    string       // badgerPool's, once open
+}
+
+// namedStore is a handler's store, waiting for the database.
+type namedStore struct {
+	*startedStore
+	namespace string
 }
 
 // bytesPerLiveCode is the disk a live code takes, measured with
@@ -64,10 +70,10 @@ func (BadgerStorage) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision opens the database, or takes the one already open at that
-// path. Under `caddy validate` it only checks the folder: the database
-// may be open in the Caddy that runs this config, and validating must not
-// leave a folder behind.
+// Provision checks the folder (that it exists or can be made) and whether
+// the codes fit; the database opens when the config starts (starter.go),
+// so that `caddy validate`, which never starts a config, neither makes the
+// folder nor needs the lock of the Caddy that runs it.
 func (b *BadgerStorage) Provision(ctx caddy.Context) error {
 	dir := b.Dir
 	if dir == "" {
@@ -79,10 +85,20 @@ func (b *BadgerStorage) Provision(ctx caddy.Context) error {
 	}
 	b.dir = abs
 	b.MinFree = cmp.Or(b.MinFree, badgerstore.DefaultMinFree)
-	logger := ctx.Logger()
-	if validating() {
-		return b.provisionForValidate(ctx, logger, abs)
+	b.logger = ctx.Logger()
+	existing, err := nearestFolder(abs)
+	if err != nil {
+		return fmt.Errorf("badger storage folder %s: %v", abs, err)
 	}
+	b.warnIfTooSmall(ctx, b.logger, abs, existing)
+	registerStorageMetrics(ctx, b.logger)
+	return onStart(ctx, b.open)
+}
+
+// open opens the database, or takes the one already open at that path,
+// and gives the handlers' stores their database.
+func (b *BadgerStorage) open() error {
+	abs, logger := b.dir, b.logger
 	val, _, err := badgerPool.LoadOrNew(abs, func() (caddy.Destructor, error) {
 		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, fmt.Errorf("creating the badger storage folder: %v", err)
@@ -99,41 +115,13 @@ func (b *BadgerStorage) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	b.key, b.db = abs, val.(badgerDestructor).DB
-	b.db.SetMinFree(b.MinFree) // a reload's new setting
-	registerStorageMetrics(ctx, logger)
-	b.warnIfTooSmall(ctx, logger, abs, abs)
+	b.key = abs
+	db := val.(badgerDestructor).DB
+	db.SetMinFree(b.MinFree) // a reload's new setting
+	for _, s := range b.stores {
+		s.set(db.Store(s.namespace))
+	}
 	return nil
-}
-
-// provisionForValidate checks that the folder exists or can be made, and
-// whether the codes fit, and gives the handler a store in memory.
-func (b *BadgerStorage) provisionForValidate(ctx caddy.Context, logger *zap.Logger, abs string) error {
-	existing, err := nearestFolder(abs)
-	if err != nil {
-		return fmt.Errorf("badger storage folder %s: %v", abs, err)
-	}
-	b.warnIfTooSmall(ctx, logger, abs, existing)
-	b.db, err = badgerstore.Open(badgerstore.Options{InMemory: true, Logger: logger.Named("badger")})
-	return err
-}
-
-// validating reports whether this provisioning is caddy.Validate's
-// (`caddy validate`, `caddy adapt --validate`), which provisions a config
-// only to throw it away. Caddy 2.11 tells modules nothing of it, so the
-// call stack is asked; provisioning happens on Validate's goroutine.
-func validating() bool {
-	pcs := make([]uintptr, 512)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
-	for {
-		f, more := frames.Next()
-		if f.Function == "github.com/caddyserver/caddy/v2.Validate" {
-			return true
-		}
-		if !more {
-			return false
-		}
-	}
 }
 
 // nearestFolder is dir if it exists, else the folder above it that
@@ -201,16 +189,22 @@ func liveCodeCap(ctx caddy.Context) int {
 // (admin_registry.go).
 func (b *BadgerStorage) storeIdentity() string { return "badger " + b.dir }
 
-// Store returns one handler's store in the database.
-func (b *BadgerStorage) Store(namespace string) flow.Store { return b.db.Store(namespace) }
+// Store returns one handler's store in the database, usable once the
+// config starts.
+func (b *BadgerStorage) Store(namespace string) flow.Store {
+	s := namedStore{newStartedStore(), namespace}
+	b.stores = append(b.stores, s)
+	return s.startedStore
+}
 
-// Cleanup lets go of the database; the last user closes it. The store in
-// memory of a validation is closed at once.
+// Cleanup lets go of the database; the last user closes it. A config that
+// never started (validated, or failed) opened none: its stores answer
+// unavailable.
 func (b *BadgerStorage) Cleanup() error {
+	for _, s := range b.stores {
+		s.set(nil)
+	}
 	if b.key == "" {
-		if b.db != nil {
-			return b.db.Close()
-		}
 		return nil
 	}
 	_, err := badgerPool.Delete(b.key)

@@ -2,7 +2,6 @@ package flow
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -38,7 +37,7 @@ type Service struct {
 }
 
 // New checks the configuration and prepares the service. ctx bounds the
-// first store access (the server secret) and the first discovery. Close
+// first discovery of the issuer. Close
 // the service when done with it.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	cfg, err := cfg.withDefaults()
@@ -53,16 +52,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.ServerSecret != nil {
 		s.useServerSecret()
 	}
+	// The store is not read here: it may open only when the config starts
+	// (Badger), or be down (Redis). The server secret is read at the first
+	// request that needs it, and the pages answer 503 while the store
+	// cannot give it.
 	s.cfg.Store = watchedStore{Store: s.cfg.Store, outage: s.storeDown}
-	if err := s.loadSecrets(ctx); err != nil {
-		if !errors.Is(err, ErrUnavailable) {
-			return nil, err
-		}
-		// A shared store (Redis) that is down must not keep Caddy from
-		// starting: the pages answer 503 until it is back, and then the
-		// secret is read from it, so every instance still shares one.
-		s.log.Error("device flow store unreachable at start; the endpoints answer 503 until it is back", zap.Error(err))
-	}
 	if cfg.Issuer == "" {
 		s.setUpstream(cfg.AuthorizationEndpoint, cfg.TokenEndpoint, nil)
 	} else if err := s.discoverIssuer(ctx); err != nil {

@@ -21,12 +21,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddy-device-flow/caddy-device-flow" // the device_flow handler, as a Caddy build has it
+	"github.com/caddy-device-flow/caddy-device-flow/internal/clock"
 	"github.com/caddy-device-flow/caddy-device-flow/internal/testclock"
 	"github.com/caddy-device-flow/caddy-device-flow/internal/testupstream"
 )
@@ -48,33 +46,11 @@ func freePort() int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// fakeClock is the handler's clock in the in-process tests. Their
-// Caddyfiles have the global option device_flow_clock, which puts a
-// clockApp into the config; a device_flow handler takes its time from an
-// app of that name when there is one (module.go).
+// fakeClock is the handlers' clock in the in-process tests
+// (internal/clock), moved by hand instead of sleeping.
 var fakeClock = testclock.New()
 
-func init() {
-	caddy.RegisterModule(new(clockApp))
-	httpcaddyfile.RegisterGlobalOption("device_flow_clock", func(d *caddyfile.Dispenser, _ any) (any, error) {
-		d.Next() // the option's name
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		return httpcaddyfile.App{Name: "device_flow_clock", Value: caddyconfig.JSON(new(clockApp), nil)}, nil
-	})
-}
-
-// clockApp is the device_flow_clock app: fakeClock, for the handlers.
-type clockApp struct{}
-
-func (*clockApp) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "device_flow_clock", New: func() caddy.Module { return new(clockApp) }}
-}
-
-func (*clockApp) Start() error   { return nil }
-func (*clockApp) Stop() error    { return nil }
-func (*clockApp) Now() time.Time { return fakeClock.Now() }
+func init() { clock.Now = fakeClock.Now }
 
 // upstream is the test's authorization server (mockoidc).
 type upstream = testupstream.Upstream
@@ -110,7 +86,6 @@ func siteCaddyfile(upstream, storage, clientID, secret, clientExtra, extra strin
 	http_port %d
 	auto_https off
 	skip_install_trust
-	device_flow_clock
 }
 %s {
 	device_flow {

@@ -5,6 +5,10 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
 )
 
 // A config reload mid-flow keeps the pending code: the new config finds the
@@ -35,7 +39,7 @@ func TestJSONConfig(t *testing.T) {
 	cfg := up.Config()
 	json := `{
 	"admin": {"listen": "localhost:` + strconv.Itoa(adminPort) + `"},
-	"apps": {"device_flow_clock": {}, "http": {"servers": {"srv0": {
+	"apps": {"http": {"servers": {"srv0": {
 		"listen": [":` + strconv.Itoa(testPort) + `"],
 		"automatic_https": {"disable": true},
 		"routes": [{"handle": [
@@ -58,4 +62,18 @@ func TestJSONConfig(t *testing.T) {
 		t.Fatalf("tokens: %d %v", status, out)
 	}
 	tester.AssertGetResponse(testSite+"/elsewhere", 200, "next handler")
+}
+
+// A config whose Badger folder another process holds fails to load,
+// naming the folder: the database opens when the config starts, and a
+// start that fails is a load that fails.
+func TestFolderInUseFailsTheLoad(t *testing.T) {
+	up := startUpstream(t)
+	dir := storeDir(t)
+	other, err := badgerstore.Open(badgerstore.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	caddytest.AssertLoadError(t, siteConfigIn(t, up, dir, ""), "caddyfile", "is in use by another process")
 }
