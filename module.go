@@ -7,6 +7,7 @@
 package deviceflow
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -278,6 +279,25 @@ type StorageProvider interface {
 	Store(namespace string) flow.Store
 }
 
+// liveCodesExpecter is a StorageProvider that wants to know how many live
+// codes its handler may keep (max_live_codes), to warn when they cannot
+// fit.
+type liveCodesExpecter interface {
+	expectLiveCodes(n int)
+}
+
+// liveCodeCap is the handler's max_live_codes; 0 when its limits are off.
+func (h *Handler) liveCodeCap() int {
+	switch l := h.Limits; {
+	case l == nil:
+		return flow.DefaultLiveCodes
+	case l.Off:
+		return 0
+	default:
+		return cmp.Or(l.MaxLiveCodes, flow.DefaultLiveCodes)
+	}
+}
+
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -305,6 +325,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if err := h.claimAdminID(ctx, mod); err != nil {
 		return err
+	}
+	if s, ok := mod.(liveCodesExpecter); ok {
+		s.expectLiveCodes(h.liveCodeCap())
 	}
 	cfg.Store = mod.(StorageProvider).Store(h.namespace())
 	if cfg.ServerSecret, err = h.serverSecret(); err != nil {

@@ -45,10 +45,11 @@ type BadgerStorage struct {
 	// besides new codes: memtables, compactions. Default: 64 MiB.
 	MinFree int64 `json:"min_free,omitempty"`
 
-	dir    string // the folder, absolute
-	logger *zap.Logger
-	stores []namedStore // the handlers', opened by open
-	key    string       // badgerPool's, once open
+	dir      string // the folder, absolute
+	existing string // dir, or the folder above it that it will be made in
+	logger   *zap.Logger
+	stores   []namedStore // the handlers', opened by open
+	key      string       // badgerPool's, once open
 }
 
 // namedStore is a handler's store, waiting for the database.
@@ -70,8 +71,7 @@ func (BadgerStorage) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision checks the folder (that it exists or can be made) and whether
-// the codes fit; the database opens when the config starts (starter.go),
+// Provision checks the folder (that it exists or can be made); the database opens when the config starts (starter.go),
 // so that `caddy validate`, which never starts a config, neither makes the
 // folder nor needs the lock of the Caddy that runs it.
 func (b *BadgerStorage) Provision(ctx caddy.Context) error {
@@ -86,11 +86,9 @@ func (b *BadgerStorage) Provision(ctx caddy.Context) error {
 	b.dir = abs
 	b.MinFree = cmp.Or(b.MinFree, badgerstore.DefaultMinFree)
 	b.logger = ctx.Logger()
-	existing, err := nearestFolder(abs)
-	if err != nil {
+	if b.existing, err = nearestFolder(abs); err != nil {
 		return fmt.Errorf("badger storage folder %s: %v", abs, err)
 	}
-	b.warnIfTooSmall(ctx, b.logger, abs, existing)
 	registerStorageMetrics(ctx, b.logger)
 	return onStart(ctx, b.open)
 }
@@ -143,46 +141,27 @@ func nearestFolder(dir string) (string, error) {
 	}
 }
 
-// warnIfTooSmall logs a warning when the handler's max_live_codes cannot
-// fit beside min_free on the filesystem of existing (the folder, or the
-// folder it will be made in): room is the free space plus what the
-// database already takes, live codes included.
-func (b *BadgerStorage) warnIfTooSmall(ctx caddy.Context, logger *zap.Logger, dir, existing string) {
-	liveCodes := liveCodeCap(ctx)
+// expectLiveCodes logs a warning when the handler's max_live_codes cannot
+// fit beside min_free on the folder's filesystem (or that of the folder it
+// will be made in): room is the free space plus what the database already
+// takes, live codes included. The handler calls it once it has loaded its
+// storage, also under `caddy validate`.
+func (b *BadgerStorage) expectLiveCodes(liveCodes int) {
 	if liveCodes == 0 {
 		return
 	}
-	free, err := badgerstore.FreeSpace(existing)
+	free, err := badgerstore.FreeSpace(b.existing)
 	if err != nil {
 		return
 	}
-	room := int64(free) + badgerstore.DiskUsage(dir) - b.MinFree
+	room := int64(free) + badgerstore.DiskUsage(b.dir) - b.MinFree
 	need := int64(flow.LiveCodeCeiling(liveCodes)) * bytesPerLiveCode // what a flood past the cap may fill
 	if need > room {
-		logger.Warn("max_live_codes will not fit on the Badger folder's filesystem: new device codes will be refused when it runs short, before the cap is reached; lower max_live_codes or give the folder more space (docs/operations.md, \"Disk and memory\")",
-			zap.String("dir", dir), zap.Int("max_live_codes", liveCodes),
+		b.logger.Warn("max_live_codes will not fit on the Badger folder's filesystem: new device codes will be refused when it runs short, before the cap is reached; lower max_live_codes or give the folder more space (docs/operations.md, \"Disk and memory\")",
+			zap.String("dir", b.dir), zap.Int("max_live_codes", liveCodes),
 			zap.String("needs", humanize.IBytes(uint64(need))), zap.String("room", humanize.IBytes(uint64(max(room, 0)))),
 			zap.String("min_free", humanize.IBytes(uint64(b.MinFree))))
 	}
-}
-
-// liveCodeCap is the max_live_codes of the handler whose storage this is
-// (the module that loads it); 0 when its limits are off.
-func liveCodeCap(ctx caddy.Context) int {
-	mods := ctx.Modules()
-	if len(mods) < 2 {
-		return 0
-	}
-	h, ok := mods[len(mods)-2].(*Handler)
-	switch {
-	case !ok:
-		return 0
-	case h.Limits == nil:
-		return flow.DefaultLiveCodes
-	case h.Limits.Off:
-		return 0
-	}
-	return cmp.Or(h.Limits.MaxLiveCodes, flow.DefaultLiveCodes)
 }
 
 // storeIdentity names where the records are, for the admin registry
@@ -261,5 +240,6 @@ var (
 	_ caddy.Provisioner     = (*BadgerStorage)(nil)
 	_ caddy.CleanerUpper    = (*BadgerStorage)(nil)
 	_ StorageProvider       = (*BadgerStorage)(nil)
+	_ liveCodesExpecter     = (*BadgerStorage)(nil)
 	_ caddyfile.Unmarshaler = (*BadgerStorage)(nil)
 )
