@@ -313,9 +313,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.claimDerivedIdentity(ctx); err != nil {
-		return err
-	}
 	if h.StorageRaw == nil {
 		h.StorageRaw = json.RawMessage(`{"backend":"badger"}`)
 	}
@@ -323,7 +320,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading storage: %v", err)
 	}
-	if err := h.claimAdminID(ctx, mod); err != nil {
+	if err := h.claimIdentity(ctx, mod); err != nil {
 		return err
 	}
 	if s, ok := mod.(liveCodesExpecter); ok {

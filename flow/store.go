@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"time"
 )
@@ -218,4 +219,13 @@ type Login struct {
 	Browser   string    `json:"b"`    // HMAC of the browser's session
 	ExpiresAt time.Time `json:"ea"`
 	MAC       []byte    `json:"mac,omitempty"` // as Device.MAC
+}
+
+// NamespaceID is the short, fixed-size name of a handler's namespace (the
+// string a storage module's Store is given): the first 8 bytes of its
+// SHA-256. Stores key the namespace's records by it; the admin API names
+// a handler without a name by it, in hex.
+func NamespaceID(namespace string) [8]byte {
+	sum := sha256.Sum256([]byte(namespace))
+	return [8]byte(sum[:8])
 }

@@ -1,6 +1,6 @@
 package badgerstore
 
-import "crypto/sha256"
+import "github.com/caddy-device-flow/caddy-device-flow/flow"
 
 // Every key is
 //
@@ -26,10 +26,7 @@ const (
 
 type namespace [8]byte
 
-func newNamespace(name string) namespace {
-	h := sha256.Sum256([]byte(name))
-	return namespace(h[:8])
-}
+func newNamespace(name string) namespace { return namespace(flow.NamespaceID(name)) }
 
 func (ns namespace) key(kind byte, name string) []byte {
 	k := make([]byte, 0, len(ns)+1+len(name))

@@ -77,7 +77,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -249,8 +248,8 @@ func (c *Client) Close() error { return c.rdb.Close() }
 // Store returns the flow.Store of one handler, named by namespace: every
 // key it uses carries a hash of namespace (see the package documentation).
 func (c *Client) Store(namespace string) *Store {
-	sum := sha256.Sum256([]byte(namespace))
-	ns := hex.EncodeToString(sum[:8])
+	id := flow.NamespaceID(namespace)
+	ns := hex.EncodeToString(id[:])
 	return &Store{c: c, ns: ns, prefix: c.prefix + ns + ":"}
 }
 
