@@ -9,15 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
@@ -184,13 +181,6 @@ func (r *RedisStorage) options() (redisstore.Options, error) {
 	if r.TLS {
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	opts.Configure = func(uo *redis.UniversalOptions) {
-		// go-redis retries a failed command (MaxRetries) and, by default,
-		// each dial within it five times more; while Redis is down that
-		// keeps a request from its 503 for many dial timeouts. One dial
-		// per command attempt is enough.
-		uo.DialerRetries = 1
-	}
 	return opts, nil
 }
 
@@ -205,8 +195,8 @@ func (r *RedisStorage) check() error {
 	if err := r.checkWhere(); err != nil {
 		return err
 	}
-	if r.KeyPrefix != "" && strings.ContainsAny(r.KeyPrefix, " \t\r\n") {
-		return fmt.Errorf("key_prefix %q must not contain white space", r.KeyPrefix)
+	if err := checkKeyPrefix(r.KeyPrefix); err != nil {
+		return err
 	}
 	if r.PoolSize < 0 {
 		return fmt.Errorf("pool_size must not be negative, not %d", r.PoolSize)
@@ -231,21 +221,17 @@ func (r *RedisStorage) checkWhere() error {
 		if strings.Contains(a, "{") {
 			continue
 		}
-		if err := checkRedisAddress(a); err != nil {
+		if err := redisstore.CheckAddress(a); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkRedisAddress accepts host:port.
-func checkRedisAddress(a string) error {
-	host, port, err := net.SplitHostPort(a)
-	if err != nil || host == "" {
-		return fmt.Errorf("address %q is not host:port", a)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("address %q: %q is not a port number", a, port)
+// checkKeyPrefix refuses white space, which the key layout does not allow.
+func checkKeyPrefix(p string) error {
+	if strings.ContainsAny(p, " \t\r\n") {
+		return fmt.Errorf("key_prefix %q must not contain white space", p)
 	}
 	return nil
 }
@@ -375,8 +361,10 @@ func (r *RedisStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "key_prefix":
-			if r.KeyPrefix, err = singleArg(d); err == nil && strings.ContainsAny(r.KeyPrefix, " \t\r\n") {
-				return d.Errf("key_prefix %q must not contain white space", r.KeyPrefix)
+			if r.KeyPrefix, err = singleArg(d); err == nil {
+				if err := checkKeyPrefix(r.KeyPrefix); err != nil {
+					return d.Err(err.Error())
+				}
 			}
 		case "username":
 			r.Username, err = singleArg(d)

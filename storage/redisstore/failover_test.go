@@ -15,7 +15,6 @@ import (
 	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/storetest"
-	"github.com/redis/go-redis/v9"
 )
 
 // Chaos on a Redis Cluster with replicas: a master is killed (SIGKILL)
@@ -158,7 +157,6 @@ func TestClusterFailover(t *testing.T) {
 	opts := redisstore.Options{
 		Addrs:     cluster.Addrs,
 		KeyPrefix: uniquePrefix(),
-		Configure: func(o *redis.UniversalOptions) { o.DialerRetries = 1 },
 	}
 	s := connect(t, opts).Store("h")
 	ctx := context.Background()

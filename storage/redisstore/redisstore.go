@@ -83,6 +83,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -161,10 +162,6 @@ type Options struct {
 	// (a command, or a pipeline) with how long it took and whether it
 	// failed (a missing key is no failure): for metrics.
 	OnRoundTrip func(took time.Duration, failed bool)
-
-	// Configure, when set, is called last on the client options, for
-	// settings not covered above.
-	Configure func(*redis.UniversalOptions)
 }
 
 // Client is a connection to Redis, shared by the Stores of any number of
@@ -318,9 +315,11 @@ func (o Options) universal() (*redis.UniversalOptions, error) {
 	if o.EvictionWarning != nil {
 		uo.OnConnect = (&evictionCheck{warn: o.EvictionWarning}).onConnect
 	}
-	if o.Configure != nil {
-		o.Configure(uo)
-	}
+	// go-redis retries a failed command (MaxRetries) and, by default,
+	// each dial within it five times more; while Redis is down that keeps
+	// a request from its 503 for many dial timeouts. One dial per command
+	// attempt is enough.
+	uo.DialerRetries = 1
 	return uo, nil
 }
 
@@ -349,32 +348,9 @@ func ParseURL(s string) (*redis.UniversalOptions, error) {
 			if err != nil {
 				return nil, fmt.Errorf("redisstore: bad Redis cluster URL: %w", err)
 			}
-			return &redis.UniversalOptions{
-				Addrs:           co.Addrs,
-				IsClusterMode:   true,
-				Username:        co.Username,
-				Password:        co.Password,
-				TLSConfig:       co.TLSConfig,
-				ClientName:      co.ClientName,
-				MaxRetries:      co.MaxRetries,
-				MinRetryBackoff: co.MinRetryBackoff,
-				MaxRetryBackoff: co.MaxRetryBackoff,
-				DialTimeout:     co.DialTimeout,
-				ReadTimeout:     co.ReadTimeout,
-				WriteTimeout:    co.WriteTimeout,
-				PoolFIFO:        co.PoolFIFO,
-				PoolSize:        co.PoolSize,
-				PoolTimeout:     co.PoolTimeout,
-				MinIdleConns:    co.MinIdleConns,
-				MaxIdleConns:    co.MaxIdleConns,
-				MaxActiveConns:  co.MaxActiveConns,
-				ConnMaxIdleTime: co.ConnMaxIdleTime,
-				ConnMaxLifetime: co.ConnMaxLifetime,
-				MaxRedirects:    co.MaxRedirects,
-				ReadOnly:        co.ReadOnly,
-				RouteByLatency:  co.RouteByLatency,
-				RouteRandomly:   co.RouteRandomly,
-			}, nil
+			uo := universalFrom(co)
+			uo.IsClusterMode = true
+			return uo, nil
 		}
 		o, err := redis.ParseURL(s)
 		if err != nil {
@@ -383,41 +359,49 @@ func ParseURL(s string) (*redis.UniversalOptions, error) {
 		if o.Network != "tcp" {
 			return nil, fmt.Errorf("redisstore: Redis URL %q: only redis:// and rediss:// are supported", u.Redacted())
 		}
-		return &redis.UniversalOptions{
-			Addrs:           []string{o.Addr},
-			DB:              o.DB,
-			Username:        o.Username,
-			Password:        o.Password,
-			TLSConfig:       o.TLSConfig,
-			ClientName:      o.ClientName,
-			Protocol:        o.Protocol,
-			MaxRetries:      o.MaxRetries,
-			MinRetryBackoff: o.MinRetryBackoff,
-			MaxRetryBackoff: o.MaxRetryBackoff,
-			DialTimeout:     o.DialTimeout,
-			ReadTimeout:     o.ReadTimeout,
-			WriteTimeout:    o.WriteTimeout,
-			PoolFIFO:        o.PoolFIFO,
-			PoolSize:        o.PoolSize,
-			PoolTimeout:     o.PoolTimeout,
-			MinIdleConns:    o.MinIdleConns,
-			MaxIdleConns:    o.MaxIdleConns,
-			MaxActiveConns:  o.MaxActiveConns,
-			ConnMaxIdleTime: o.ConnMaxIdleTime,
-			ConnMaxLifetime: o.ConnMaxLifetime,
-		}, nil
+		uo := universalFrom(o)
+		uo.Addrs = []string{o.Addr}
+		return uo, nil
 	}
 	addrs := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
 	for _, a := range addrs {
-		host, port, err := net.SplitHostPort(a)
-		if err != nil {
-			return nil, fmt.Errorf("redisstore: %q is neither a redis:// URL nor host:port: %w", a, err)
-		}
-		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 || host == "" {
-			return nil, fmt.Errorf("redisstore: bad address %q", a)
+		if err := CheckAddress(a); err != nil {
+			return nil, fmt.Errorf("redisstore: %w", err)
 		}
 	}
 	return &redis.UniversalOptions{Addrs: addrs}, nil
+}
+
+// CheckAddress accepts host:port.
+func CheckAddress(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return fmt.Errorf("address %q is not host:port", a)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("address %q: %q is not a port number", a, port)
+	}
+	return nil
+}
+
+// universalFrom carries what go-redis's URL parsing set (o: its *Options
+// or *ClusterOptions) into the UniversalOptions field of the same name
+// and type, so that an option go-redis learns to read from a URL is
+// never dropped on the way. The address is the one field by another
+// name (Addr, Addrs): the caller sets it.
+func universalFrom(o any) *redis.UniversalOptions {
+	uo := &redis.UniversalOptions{}
+	dst, src := reflect.ValueOf(uo).Elem(), reflect.ValueOf(o).Elem()
+	for i := range src.NumField() {
+		f := src.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if d := dst.FieldByName(f.Name); d.IsValid() && d.Type() == f.Type && d.CanSet() {
+			d.Set(src.Field(i))
+		}
+	}
+	return uo
 }
 
 // ---- keys ----

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -355,6 +356,49 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
+// Every option go-redis reads from a URL reaches the client: ParseURL
+// takes go-redis's own parsing and drops nothing of it (only the address
+// changes name, Addr to Addrs).
+func TestParseURLKeepsEveryOption(t *testing.T) {
+	for _, in := range []string{
+		"rediss://u:p@h:6390/3?client_name=c&protocol=2&max_retries=4&min_retry_backoff=1ms&max_retry_backoff=2s&dial_timeout=3s&read_timeout=4s&write_timeout=5s&pool_fifo=true&pool_size=6&max_concurrent_dials=7&pool_timeout=8s&min_idle_conns=1&max_idle_conns=9&max_active_conns=10&conn_max_idle_time=11s&conn_max_lifetime=12s&conn_max_lifetime_jitter=13s&pipeline_pool_size=14&pipeline_read_buffer_size=4096&pipeline_write_buffer_size=8192",
+		"redis://u:p@a:7000?addr=b:7001&client_name=c&max_retries=4&dial_timeout=3s&pool_size=6&max_concurrent_dials=7&conn_max_lifetime_jitter=13s&pipeline_pool_size=14",
+	} {
+		var parsed any
+		var err error
+		if strings.Contains(in, "addr=") {
+			parsed, err = redis.ParseClusterURL(in)
+		} else {
+			parsed, err = redis.ParseURL(in)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		uo, err := redisstore.ParseURL(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, dst := reflect.ValueOf(parsed).Elem(), reflect.ValueOf(uo).Elem()
+		for i := range src.NumField() {
+			f := src.Type().Field(i)
+			if !f.IsExported() || f.Name == "Addr" || f.Name == "Addrs" || f.Name == "Network" || src.Field(i).IsZero() {
+				continue
+			}
+			d := dst.FieldByName(f.Name)
+			if !d.IsValid() {
+				t.Errorf("%s: go-redis sets %s, which UniversalOptions has not", in, f.Name)
+				continue
+			}
+			if f.Type.Kind() == reflect.Func {
+				continue // not comparable; set by go-redis's defaults only
+			}
+			if !reflect.DeepEqual(d.Interface(), src.Field(i).Interface()) {
+				t.Errorf("%s: %s = %v, go-redis parsed %v", in, f.Name, d.Interface(), src.Field(i).Interface())
+			}
+		}
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
 	if _, err := redisstore.Open(ctx, redisstore.Options{}); err == nil {
@@ -382,15 +426,11 @@ func TestFault(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			srv := redistest.Start(t, redistest.AppendOnly())
 			s := connect(t, redisstore.Options{
-				URL:          srv.URL,
+				URL:          srv.URL + "?pool_timeout=500ms",
 				DialTimeout:  200 * time.Millisecond,
 				ReadTimeout:  300 * time.Millisecond,
 				WriteTimeout: 300 * time.Millisecond,
 				MaxRetries:   -1,
-				Configure: func(o *redis.UniversalOptions) {
-					o.PoolTimeout = 500 * time.Millisecond
-					o.DialerRetries = 1
-				},
 			}).Store("h")
 			ctx := context.Background()
 
