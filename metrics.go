@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
-	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
 )
 
 // The device flow's Prometheus metrics. Like Caddy's own (see
@@ -26,27 +25,6 @@ var deviceFlowMetrics struct {
 	// byEvent holds the counter of every known event, so that an event
 	// is one atomic add, and an unknown name cannot grow the label set.
 	byEvent map[string]prometheus.Counter
-}
-
-// flowEvents are every flow.Event* name; each appears (at 0) from the
-// start, so rate() and alerts work before the first occurrence.
-var flowEvents = []string{
-	flow.EventCodeIssued,
-	flow.EventApproved,
-	flow.EventDenied,
-	flow.EventExpired,
-	flow.EventSlowDown,
-	flow.EventDelivered,
-	flow.EventGuessLimited,
-	flow.EventWrongCode,
-	flow.EventIssueLimited,
-	flow.EventProximityWarned,
-	flow.EventProximityRefused,
-	flow.EventApproveLimited,
-	flow.EventRefreshLimited,
-	flow.EventIssueRefused,
-	flow.EventCodeLocked,
-	flow.EventRecordForged,
 }
 
 func initDeviceFlowMetrics() {
@@ -71,8 +49,11 @@ func initDeviceFlowMetrics() {
 		Name:      "upstream_errors_total",
 		Help:      "Calls to the upstream token endpoint that did not succeed: outcome error (it answered an OAuth error) or failed (no usable answer).",
 	}, []string{"op", "outcome"})
-	m.byEvent = make(map[string]prometheus.Counter, len(flowEvents))
-	for _, e := range flowEvents {
+	// Every event appears (at 0) from the start, so that rate() and
+	// alerts work before the first occurrence.
+	events := flow.Events()
+	m.byEvent = make(map[string]prometheus.Counter, len(events))
+	for _, e := range events {
 		m.byEvent[e] = m.events.WithLabelValues(e)
 	}
 }
@@ -120,89 +101,18 @@ func (metricsObserver) Upstream(op, outcome string, took time.Duration) {
 
 var _ flow.Observer = metricsObserver{}
 
-// The Badger store's free-space guard, per database folder (one process
-// may hold several). Made once, like the collectors above.
-var storageMetrics struct {
-	once     sync.Once
-	diskLow  *prometheus.GaugeVec
-	diskFree *prometheus.GaugeVec
-	// The Redis store's round trips, for its capacity
-	// (docs/multi-instance.md).
-	redisDuration prometheus.Histogram
-	redisErrors   prometheus.Counter
-}
-
-func initStorageMetrics() {
-	const ns, sub = "caddy", "device_flow"
-	storageMetrics.diskLow = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: ns,
-		Subsystem: sub,
-		Name:      "badger_disk_low",
-		Help:      "1 while the Badger folder's filesystem has less than min_free left and new device codes are refused, else 0.",
-	}, []string{"dir"})
-	storageMetrics.diskFree = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: ns,
-		Subsystem: sub,
-		Name:      "badger_disk_free_bytes",
-		Help:      "Free space on the Badger folder's filesystem at the last check (every second).",
-	}, []string{"dir"})
-	storageMetrics.redisDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: ns,
-		Subsystem: sub,
-		Name:      "redis_duration_seconds",
-		Help:      "Time taken by each round trip to Redis (a command or a script, sent and answered); a request of the flow makes one in the common case.",
-		Buckets:   []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-	})
-	storageMetrics.redisErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: ns,
-		Subsystem: sub,
-		Name:      "redis_errors_total",
-		Help:      "Round trips to Redis that failed (unreachable, timeout, CLUSTERDOWN, READONLY, OOM, ...); each makes a request of the flow answer 503.",
-	})
-}
-
-// redisRoundTrip is the redisstore.Options.OnRoundTrip that feeds the
-// Redis collectors.
-func redisRoundTrip(took time.Duration, failed bool) {
-	storageMetrics.redisDuration.Observe(took.Seconds())
-	if failed {
-		storageMetrics.redisErrors.Inc()
-	}
-}
-
-// registerStorageMetrics registers the stores' collectors with this
-// config's registry.
+// registerStorageMetrics registers the stores' collectors (next to each
+// storage module) with this config's registry; both stores' appear
+// whichever one the config uses.
 func registerStorageMetrics(ctx caddy.Context, logger *zap.Logger) {
-	storageMetrics.once.Do(initStorageMetrics)
 	registry := ctx.GetMetricsRegistry()
 	if registry == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{storageMetrics.diskLow, storageMetrics.diskFree, storageMetrics.redisDuration, storageMetrics.redisErrors} {
+	for _, c := range append(badgerMetrics().collectors(), redisMetrics().collectors()...) {
 		var already prometheus.AlreadyRegisteredError
 		if err := registry.Register(c); err != nil && !errors.As(err, &already) {
 			logger.Error("device flow metrics could not be registered", zap.Error(err))
 		}
 	}
-}
-
-// diskMetrics is the badgerstore.Options.OnDiskCheck that feeds the gauges
-// of the folder dir.
-func diskMetrics(dir string) func(badgerstore.DiskState) {
-	storageMetrics.once.Do(initStorageMetrics)
-	low, free := storageMetrics.diskLow.WithLabelValues(dir), storageMetrics.diskFree.WithLabelValues(dir)
-	return func(st badgerstore.DiskState) {
-		free.Set(float64(st.Free))
-		if st.Low {
-			low.Set(1)
-		} else {
-			low.Set(0)
-		}
-	}
-}
-
-// forgetDiskMetrics drops the gauges of a database that is closed.
-func forgetDiskMetrics(dir string) {
-	storageMetrics.diskLow.DeleteLabelValues(dir)
-	storageMetrics.diskFree.DeleteLabelValues(dir)
 }

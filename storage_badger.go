@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dustin/go-humanize"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
@@ -101,7 +103,7 @@ func (b *BadgerStorage) open() error {
 		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, fmt.Errorf("creating the badger storage folder: %v", err)
 		}
-		db, err := badgerstore.Open(badgerstore.Options{Dir: abs, Logger: logger.Named("badger"), MinFree: b.MinFree, OnDiskCheck: diskMetrics(abs)})
+		db, err := badgerstore.Open(badgerstore.Options{Dir: abs, Logger: logger.Named("badger"), MinFree: b.MinFree, OnDiskCheck: badgerMetrics().feed(abs)})
 		if err != nil {
 			if strings.Contains(err.Error(), "Cannot acquire directory lock") || errors.Is(err, badger.ErrTruncateNeeded) {
 				err = fmt.Errorf("%w: the device_flow database %s is in use by another process; this is usually another running Caddy: use 'caddy reload' to change its config, or give this one another 'storage badger <dir>'", err, abs)
@@ -196,8 +198,55 @@ type badgerDestructor struct {
 }
 
 func (d badgerDestructor) Destruct() error {
-	forgetDiskMetrics(d.dir)
+	badgerMetrics().forget(d.dir)
 	return d.DB.Close()
+}
+
+// badgerMetrics are the gauges of the free-space guard, per database
+// folder (one process may hold several). Like the handler's collectors
+// (metrics.go), they are made once per process.
+var badgerMetrics = sync.OnceValue(func() badgerGauges {
+	const ns, sub = "caddy", "device_flow"
+	return badgerGauges{
+		low: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns,
+			Subsystem: sub,
+			Name:      "badger_disk_low",
+			Help:      "1 while the Badger folder's filesystem has less than min_free left and new device codes are refused, else 0.",
+		}, []string{"dir"}),
+		free: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns,
+			Subsystem: sub,
+			Name:      "badger_disk_free_bytes",
+			Help:      "Free space on the Badger folder's filesystem at the last check (every second).",
+		}, []string{"dir"}),
+	}
+})
+
+type badgerGauges struct{ low, free *prometheus.GaugeVec }
+
+func (g badgerGauges) collectors() []prometheus.Collector {
+	return []prometheus.Collector{g.low, g.free}
+}
+
+// feed is the badgerstore.Options.OnDiskCheck that sets the gauges of the
+// folder dir.
+func (g badgerGauges) feed(dir string) func(badgerstore.DiskState) {
+	low, free := g.low.WithLabelValues(dir), g.free.WithLabelValues(dir)
+	return func(st badgerstore.DiskState) {
+		free.Set(float64(st.Free))
+		if st.Low {
+			low.Set(1)
+		} else {
+			low.Set(0)
+		}
+	}
+}
+
+// forget drops the gauges of a database that is closed.
+func (g badgerGauges) forget(dir string) {
+	g.low.DeleteLabelValues(dir)
+	g.free.DeleteLabelValues(dir)
 }
 
 // UnmarshalCaddyfile reads the storage line of device_flow:

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
@@ -119,7 +121,7 @@ func (r *RedisStorage) Provision(ctx caddy.Context) error {
 			zap.String("server", server), zap.String("maxmemory_policy", policy))
 	}
 	registerStorageMetrics(ctx, logger)
-	opts.OnRoundTrip = redisRoundTrip
+	opts.OnRoundTrip = redisMetrics().roundTrip
 	val, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		c, err := redisstore.Connect(opts)
 		if err != nil {
@@ -319,6 +321,45 @@ func (r *RedisStorage) Cleanup() error {
 type redisDestructor struct{ *redisstore.Client }
 
 func (d redisDestructor) Destruct() error { return d.Client.Close() }
+
+// redisMetrics are the Redis store's round trips, for its capacity
+// (docs/multi-instance.md). Like the handler's collectors (metrics.go),
+// they are made once per process.
+var redisMetrics = sync.OnceValue(func() redisCollectors {
+	const ns, sub = "caddy", "device_flow"
+	return redisCollectors{
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns,
+			Subsystem: sub,
+			Name:      "redis_duration_seconds",
+			Help:      "Time taken by each round trip to Redis (a command or a script, sent and answered); a request of the flow makes one in the common case.",
+			Buckets:   []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns,
+			Subsystem: sub,
+			Name:      "redis_errors_total",
+			Help:      "Round trips to Redis that failed (unreachable, timeout, CLUSTERDOWN, READONLY, OOM, ...); each makes a request of the flow answer 503.",
+		}),
+	}
+})
+
+type redisCollectors struct {
+	duration prometheus.Histogram
+	errors   prometheus.Counter
+}
+
+func (m redisCollectors) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.duration, m.errors}
+}
+
+// roundTrip is the redisstore.Options.OnRoundTrip that feeds them.
+func (m redisCollectors) roundTrip(took time.Duration, failed bool) {
+	m.duration.Observe(took.Seconds())
+	if failed {
+		m.errors.Inc()
+	}
+}
 
 // UnmarshalCaddyfile reads the storage line of device_flow:
 //

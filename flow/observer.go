@@ -33,11 +33,20 @@ const (
 	// (proximity require).
 	EventProximityWarned  = "proximity_warned"
 	EventProximityRefused = "proximity_refused"
-	// Not yet in metrics.go's flowEvents: Caddy's metrics skip them until
-	// they are added there.
-	EventApproveLimited = "approve_limited"
-	EventRefreshLimited = "refresh_limited"
+	EventApproveLimited   = "approve_limited"
+	EventRefreshLimited   = "refresh_limited"
 )
+
+// Events are every Event* name, for an Observer that shows each from the
+// start (a metric at 0).
+func Events() []string {
+	return []string{
+		EventCodeIssued, EventApproved, EventDenied, EventExpired, EventSlowDown,
+		EventDelivered, EventGuessLimited, EventWrongCode, EventIssueLimited,
+		EventProximityWarned, EventProximityRefused, EventApproveLimited,
+		EventRefreshLimited, EventIssueRefused, EventCodeLocked, EventRecordForged,
+	}
+}
 
 type nopObserver struct{}
 
