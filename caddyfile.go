@@ -111,7 +111,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.UserCode, err = oneOf(d, "base20", "digits")
 		case "prefix":
 			if h.Prefix, err = singleArg(d); err == nil {
-				if bad := checkPrefix(h.Prefix); bad != nil {
+				if bad := flow.CheckPrefix(h.Prefix); bad != nil {
 					err = d.Err(bad.Error())
 				}
 			}

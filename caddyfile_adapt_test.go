@@ -89,6 +89,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad user_code", ok + "\t\tuser_code emoji", "user_code must be base20 or digits", 5},
 		{"bad token_auth", ok + "\t\ttoken_auth jwt", "token_auth must be basic or post", 5},
 		{"bad prefix", ok + "\t\tprefix oauth/", "prefix must start with /", 5},
+		{"expires_in too short", ok + "\t\texpires_in 5s", "expires_in 5s is too short (at least 10s)", 0},
+		{"interval past expires_in", ok + "\t\texpires_in 1m\n\t\tinterval 2m", "interval 2m0s must be at least 1s and shorter than expires_in", 0},
 		{"unknown storage", ok + "\t\tstorage floppy", "http.device_flow.storage.floppy", 5},
 		{"storage twice", ok + "\t\tstorage badger /a\n\t\tstorage badger /b", "storage given twice", 6},
 		{"badger with two dirs", ok + "\t\tstorage badger /a /b", "wrong argument count", 5},

@@ -363,49 +363,36 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-// flowConfig turns the JSON configuration into the protocol core's.
+// flowConfig turns the JSON configuration into the protocol core's, with
+// placeholders resolved and what running needs.
 func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	// {env.*} placeholders keep URLs and secrets out of the Caddyfile.
 	repl := caddy.NewReplacer()
 	for _, field := range []*string{&h.Name, &h.AuthorizationEndpoint, &h.TokenEndpoint, &h.Issuer, &h.BaseURL, &h.Templates, &h.GeoIP} {
 		*field = repl.ReplaceKnown(*field, "")
 	}
-	cfg := flow.Config{
-		AuthorizeParams:       replaceParams(repl, h.AuthorizeParams),
-		AuthorizationEndpoint: h.AuthorizationEndpoint,
-		TokenEndpoint:         h.TokenEndpoint,
-		Issuer:                h.Issuer,
-		// caddy validate fails on an issuer name the DNS does not know
-		// (a typo); a running Caddy logs it and keeps looking.
-		IssuerMustResolve: validating(),
-		TokenAuth:         h.TokenAuth,
-		UpstreamTimeout:   time.Duration(h.UpstreamTimeout),
-		ExpiresIn:         time.Duration(h.ExpiresIn),
-		Interval:          time.Duration(h.Interval),
-		Prefix:            h.Prefix,
-		BaseURL:           h.BaseURL,
-		HSTS:              h.HSTS.value(),
-		Logger:            h.logger,
-		ClientIP:          caddyClientIP,
-		Now:               clock.Now,
-		Observer:          newMetrics(ctx, h.logger),
-		Proximity:         flow.ProximityMode(h.Proximity),
-		ProximityPrefix:   h.ProximityPrefix.flow(),
-		// Its own logger, so that `log { include
-		// http.handlers.device_flow.audit }` sends the events elsewhere.
-		Audit: h.logger.Named("audit").With(zap.String("handler", h.adminID())),
+	cfg, err := h.settings()
+	if err != nil {
+		return cfg, err
 	}
-	var err error
-	if cfg.IssueFrom, err = flow.ParseNetworks(h.IssueFrom); err != nil {
-		return cfg, fmt.Errorf("issue_from: %w", err)
+	cfg.AuthorizeParams = replaceParams(repl, h.AuthorizeParams)
+	for id, c := range cfg.Clients {
+		if c.Secret, err = clientSecret(repl, id, c.Secret); err != nil {
+			return cfg, err
+		}
+		c.AuthorizeParams = replaceParams(repl, c.AuthorizeParams)
+		cfg.Clients[id] = c
 	}
-	switch n := h.CodeNetworks; {
-	case n == nil:
-	case *n == 0:
-		cfg.CodeNetworks = -1 // off
-	default:
-		cfg.CodeNetworks = *n
-	}
+	// caddy validate fails on an issuer name the DNS does not know (a
+	// typo); a running Caddy logs it and keeps looking.
+	cfg.IssuerMustResolve = validating()
+	cfg.Logger = h.logger
+	cfg.ClientIP = caddyClientIP
+	cfg.Now = clock.Now
+	cfg.Observer = newMetrics(ctx, h.logger)
+	// Its own logger, so that `log { include
+	// http.handlers.device_flow.audit }` sends the events elsewhere.
+	cfg.Audit = h.logger.Named("audit").With(zap.String("handler", h.adminID()))
 	cfg.HTTPClient = &http.Client{
 		// With Caddy's tracing directive, each upstream call is a span
 		// under the request's (none outside a request: discovery at load
@@ -415,30 +402,61 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		// Never follow an upstream's redirect with our client credentials.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	return cfg, nil
+}
+
+// settings are the protocol core's settings as the JSON gives them,
+// placeholders unresolved: what Validate checks (with flow.Config.Check)
+// and flowConfig completes.
+func (h *Handler) settings() (flow.Config, error) {
+	cfg := flow.Config{
+		AuthorizeParams:       url.Values(h.AuthorizeParams),
+		AuthorizationEndpoint: h.AuthorizationEndpoint,
+		TokenEndpoint:         h.TokenEndpoint,
+		Issuer:                h.Issuer,
+		TokenAuth:             h.TokenAuth,
+		UpstreamTimeout:       time.Duration(h.UpstreamTimeout),
+		ExpiresIn:             time.Duration(h.ExpiresIn),
+		Interval:              time.Duration(h.Interval),
+		Prefix:                h.Prefix,
+		BaseURL:               h.BaseURL,
+		HSTS:                  h.HSTS.value(),
+		Proximity:             flow.ProximityMode(h.Proximity),
+		ProximityPrefix:       h.ProximityPrefix.flow(),
+	}
+	var errs []error
+	var err error
+	if cfg.IssueFrom, err = flow.ParseNetworks(h.IssueFrom); err != nil {
+		errs = append(errs, fmt.Errorf("issue_from: %w", err))
+	}
+	switch n := h.CodeNetworks; {
+	case n == nil:
+	case *n == 0:
+		cfg.CodeNetworks = -1 // off
+	default:
+		cfg.CodeNetworks = *n
+	}
 	switch h.UserCode {
 	case "", "base20":
 		cfg.UserCode = codes.Base20
 	case "digits":
 		cfg.UserCode = codes.Digits
 	default:
-		return cfg, fmt.Errorf("user_code must be base20 or digits, not %q", h.UserCode)
+		errs = append(errs, fmt.Errorf("user_code must be base20 or digits, not %q", h.UserCode))
 	}
 	if len(h.Clients) > 0 {
 		cfg.Clients = make(map[string]flow.Client, len(h.Clients))
-		for id, c := range h.Clients {
+		for _, id := range slices.Sorted(maps.Keys(h.Clients)) {
+			c := h.Clients[id]
 			if c == nil {
 				c = &ClientConfig{}
 			}
 			issueFrom, err := flow.ParseNetworks(c.IssueFrom)
 			if err != nil {
-				return cfg, fmt.Errorf("client %s: issue_from: %w", id, err)
+				errs = append(errs, fmt.Errorf("client %s: issue_from: %w", id, err))
 			}
-			secret, err := clientSecret(repl, id, c.Secret)
-			if err != nil {
-				return cfg, err
-			}
-			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: secret, Scopes: c.Scopes,
-				AuthorizeParams: replaceParams(repl, c.AuthorizeParams), IssueFrom: issueFrom,
+			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: c.Secret, Scopes: c.Scopes,
+				AuthorizeParams: url.Values(c.AuthorizeParams), IssueFrom: issueFrom,
 				Proximity: flow.ProximityMode(c.Proximity), ProximityPrefix: c.ProximityPrefix.flow()}
 		}
 	}
@@ -454,7 +472,7 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 			cfg.Limits.RefreshPerIP, cfg.Limits.RefreshWindow = rl.Count, time.Duration(rl.Per)
 		}
 	}
-	return cfg, nil
+	return cfg, errors.Join(errs...)
 }
 
 // serverSecret resolves ServerSecret's placeholders and binds the result
@@ -534,48 +552,28 @@ func validating() bool {
 	}
 }
 
-// Validate checks the settings that only make sense together.
+// Validate checks the settings: the protocol core's rules
+// (flow.Config.Check), and those of the JSON's own shapes. The Caddyfile
+// calls it too, before placeholders can be resolved: a URL with one is
+// checked once resolved, when flow.New is given it.
 func (h *Handler) Validate() error {
-	var errs []error
-	switch {
-	case h.Issuer != "" && (h.AuthorizationEndpoint != "" || h.TokenEndpoint != ""):
-		errs = append(errs, errors.New("give either issuer or authorization_endpoint and token_endpoint, not both"))
-	case h.Issuer == "" && (h.AuthorizationEndpoint == "" || h.TokenEndpoint == ""):
-		errs = append(errs, errors.New("device_flow needs the upstream: issuer, or both authorization_endpoint and token_endpoint"))
-	}
-	if err := checkPrefix(h.Prefix); err != nil {
-		errs = append(errs, err)
-	}
-	if err := h.HSTS.validate(); err != nil {
-		errs = append(errs, err)
-	}
-	// With a placeholder, flow.New checks it once resolved.
-	if h.AuthorizationEndpoint != "" && !strings.Contains(h.AuthorizationEndpoint, "{") {
-		if err := flow.CheckAuthorizationEndpoint(h.AuthorizationEndpoint); err != nil {
-			errs = append(errs, fmt.Errorf("authorization_endpoint: %w", err))
+	cfg, err := h.settings()
+	errs := []error{err}
+	for _, u := range []*string{&cfg.Issuer, &cfg.AuthorizationEndpoint, &cfg.TokenEndpoint, &cfg.BaseURL} {
+		if strings.Contains(*u, "{") {
+			*u = "https://resolved.at.load.invalid/"
 		}
 	}
-	if err := flow.CheckAuthorizeParams(h.AuthorizeParams); err != nil {
-		errs = append(errs, fmt.Errorf("authorize_params: %w", err))
-	}
-	if _, err := flow.ParseNetworks(h.IssueFrom); err != nil {
-		errs = append(errs, fmt.Errorf("issue_from: %w", err))
-	}
+	errs = append(errs, cfg.Check(), h.HSTS.validate())
 	if n := h.CodeNetworks; n != nil && *n < 0 {
 		errs = append(errs, fmt.Errorf("code_networks must be 0 (off) or more, not %d", *n))
 	}
-	errs = append(errs, checkProximity(h.Proximity, h.ProximityPrefix))
+	if h.ProximityPrefix != nil && *h.ProximityPrefix == (ProximityPrefix{}) {
+		errs = append(errs, errProximityPrefixZero)
+	}
 	for _, id := range slices.Sorted(maps.Keys(h.Clients)) {
-		if c := h.Clients[id]; c != nil {
-			if err := flow.CheckAuthorizeParams(c.AuthorizeParams); err != nil {
-				errs = append(errs, fmt.Errorf("client %s: authorize_params: %w", id, err))
-			}
-			if _, err := flow.ParseNetworks(c.IssueFrom); err != nil {
-				errs = append(errs, fmt.Errorf("client %s: issue_from: %w", id, err))
-			}
-			if err := checkProximity(c.Proximity, c.ProximityPrefix); err != nil {
-				errs = append(errs, fmt.Errorf("client %s: %w", id, err))
-			}
+		if c := h.Clients[id]; c != nil && c.ProximityPrefix != nil && *c.ProximityPrefix == (ProximityPrefix{}) {
+			errs = append(errs, fmt.Errorf("client %s: %w", id, errProximityPrefixZero))
 		}
 	}
 	if l := h.Limits; l != nil {
@@ -588,24 +586,9 @@ func (h *Handler) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkProximity checks a proximity mode and prefix.
-func checkProximity(mode string, prefix *ProximityPrefix) error {
-	if err := flow.CheckProximityMode(flow.ProximityMode(mode)); err != nil {
-		return err
-	}
-	if prefix != nil && *prefix == (ProximityPrefix{}) {
-		return errors.New("proximity_prefix wants IPv4 and IPv6 bits")
-	}
-	return prefix.flow().Check()
-}
-
-// checkPrefix accepts "" and paths like /oauth.
-func checkPrefix(p string) error {
-	if p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#")) {
-		return fmt.Errorf("prefix must start with / and not end with /, like /oauth: %q", p)
-	}
-	return nil
-}
+// errProximityPrefixZero: a ProximityPrefix given without bits would
+// silently take the defaults.
+var errProximityPrefixZero = errors.New("proximity_prefix wants IPv4 and IPv6 bits")
 
 // caddyClientIP is the client address as Caddy determined it, honouring
 // trusted_proxies (never a raw X-Forwarded-For).

@@ -236,6 +236,27 @@ const (
 
 // withDefaults fills what was left out and checks what was given.
 func (c Config) withDefaults() (Config, error) {
+	c = c.filled()
+	errs := []error{c.check()}
+	if c.Store == nil {
+		errs = append(errs, errors.New("no store"))
+	}
+	if c.ServerSecret != nil && len(c.ServerSecret) < MinServerSecret {
+		errs = append(errs, fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. 48 random bytes in base64: openssl rand -base64 48)", len(c.ServerSecret), MinServerSecret))
+	}
+	if c.Pages == nil {
+		errs = append(errs, errors.New("no page renderer"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// Check reports what is wrong with the settings, as New would, leaving
+// out what only running needs (a store, pages): a configuration's check
+// before it is loaded.
+func (c Config) Check() error { return c.filled().check() }
+
+// filled is c with the defaults of what was left out.
+func (c Config) filled() Config {
 	if c.ExpiresIn == 0 {
 		c.ExpiresIn = DefaultExpiresIn
 	}
@@ -279,6 +300,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Place == nil && c.Locator != nil {
 		c.Place = placeNamer(c.Locator)
 	}
+	return c
+}
+
+// check is every rule of the settings, on a filled Config.
+func (c Config) check() error {
 	var errs []error
 	if c.ExpiresIn < 10*time.Second {
 		errs = append(errs, fmt.Errorf("expires_in %s is too short (at least 10s)", c.ExpiresIn))
@@ -296,6 +322,8 @@ func (c Config) withDefaults() (Config, error) {
 		if err := CheckEndpointURL(c.Issuer); err != nil {
 			errs = append(errs, fmt.Errorf("issuer: %w", err))
 		}
+	case c.AuthorizationEndpoint == "" || c.TokenEndpoint == "":
+		errs = append(errs, errors.New("device_flow needs the upstream: issuer, or both authorization_endpoint and token_endpoint"))
 	default:
 		if err := CheckAuthorizationEndpoint(c.AuthorizationEndpoint); err != nil {
 			errs = append(errs, fmt.Errorf("authorization_endpoint: %w", err))
@@ -303,6 +331,9 @@ func (c Config) withDefaults() (Config, error) {
 		if err := CheckEndpointURL(c.TokenEndpoint); err != nil {
 			errs = append(errs, fmt.Errorf("token_endpoint: %w", err))
 		}
+	}
+	if err := CheckPrefix(c.Prefix); err != nil {
+		errs = append(errs, err)
 	}
 	if c.BaseURL != "" {
 		if err := CheckEndpointURL(c.BaseURL); err != nil {
@@ -329,16 +360,15 @@ func (c Config) withDefaults() (Config, error) {
 			errs = append(errs, fmt.Errorf("client %s: %w", id, err))
 		}
 	}
-	if c.Store == nil {
-		errs = append(errs, errors.New("no store"))
+	return errors.Join(errs...)
+}
+
+// CheckPrefix accepts "" and paths like /oauth.
+func CheckPrefix(p string) error {
+	if p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#")) {
+		return fmt.Errorf("prefix must start with / and not end with /, like /oauth: %q", p)
 	}
-	if c.ServerSecret != nil && len(c.ServerSecret) < MinServerSecret {
-		errs = append(errs, fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. 48 random bytes in base64: openssl rand -base64 48)", len(c.ServerSecret), MinServerSecret))
-	}
-	if c.Pages == nil {
-		errs = append(errs, errors.New("no page renderer"))
-	}
-	return c, errors.Join(errs...)
+	return nil
 }
 
 // CheckEndpointURL accepts absolute http(s) URLs without a fragment.
