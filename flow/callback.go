@@ -205,9 +205,3 @@ func (s *Service) upstreamSaidNo(w http.ResponseWriter, r *http.Request, login *
 		zap.String("error_description", limitText(description, 200)))
 	s.renderPage(w, r, http.StatusBadGateway, PageError, &PageData{Error: "upstream_error", ErrorDetail: code})
 }
-
-// renderUnavailable shows the "try again shortly" page for a store failure.
-func (s *Service) renderUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) {
-	s.storeFailed(op, err)
-	s.renderPage(w, r, http.StatusServiceUnavailable, PageError, &PageData{Error: "unavailable", RetryAfter: 5})
-}

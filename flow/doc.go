@@ -26,8 +26,9 @@
 //     tokens, and the tokens sealed to the record's key: only a poll that
 //     presents the device code can open them.
 //   - refresh.go relays refresh_token grants to the upstream, under
-//     refresh_limits.go; qr.go draws verification_uri_complete (kept in
-//     qr_cache.go); metadata.go is RFC 8414's document.
+//     refresh_limits.go; qr.go draws verification_uri_complete (with
+//     package qr, and keeps what it drew); metadata.go is RFC 8414's
+//     document.
 //
 // secret.go keeps the server secret (from the Store, shared by every
 // instance of a handler); every HMAC the service makes (sessions, CSRF

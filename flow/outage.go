@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -10,36 +11,95 @@ import (
 	"go.uber.org/zap"
 )
 
-// outage keeps a failing dependency (the store, the upstream) from writing
-// a log line per request while it is down: a flood answered 503 would
-// otherwise write thousands a second. The first failure is logged as it
-// happens, then one summary per interval (how many failed, the last
-// error), and one line when a call succeeds again. The metrics keep the
-// exact counts.
+// Log lines that every failed or refused request would write are
+// throttled: a flood answered 503 or refused by a limit would otherwise
+// write thousands a second. The metrics keep the exact counts.
+
+// throttle lets a line through at most once per interval per message:
+// the first as it happens, then the first after each interval, saying how
+// many were held back since. It is timed by the wall clock: it is about
+// the log, not the protocol's injectable clock.
+type throttle struct {
+	every time.Duration // 0: throttleEvery
+
+	mu   sync.Mutex
+	last map[string]time.Time // by message
+	held map[string]int64
+}
+
+const throttleEvery = 10 * time.Second
+
+// pass reports whether msg may be written at now and, if so, how many
+// were held back since the last one written, and how long ago that was.
+func (t *throttle) pass(msg string, now time.Time) (ok bool, held int64, since time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last == nil {
+		t.last, t.held = map[string]time.Time{}, map[string]int64{}
+	}
+	if last, seen := t.last[msg]; seen && now.Sub(last) < cmp.Or(t.every, throttleEvery) {
+		t.held[msg]++
+		return false, 0, 0
+	}
+	if last, seen := t.last[msg]; seen {
+		since = now.Sub(last)
+	}
+	held = t.held[msg]
+	t.last[msg], t.held[msg] = now, 0
+	return true, held, since
+}
+
+// forget starts msg afresh: its next line passes.
+func (t *throttle) forget(msg string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.last, msg)
+	delete(t.held, msg)
+}
+
+// warn logs a warning of a refused request (a limit reached, a flood of
+// forged callbacks) through the throttle.
+func (t *throttle) warn(log *zap.Logger, msg string, fields ...zap.Field) {
+	t.write(log.Warn, msg, fields...)
+}
+
+// error is warn at error level.
+func (t *throttle) error(log *zap.Logger, msg string, fields ...zap.Field) {
+	t.write(log.Error, msg, fields...)
+}
+
+func (t *throttle) write(logAt func(string, ...zap.Field), msg string, fields ...zap.Field) {
+	if ok, held, _ := t.pass(msg, time.Now()); ok {
+		logAt(msg, append(fields, zap.Int64("left_out_since_last_line", held))...)
+	}
+}
+
+// outage keeps a failing dependency (the store, the upstream) to a few
+// lines while it is down: the first failure as it happens, then one
+// summary per interval (how many failed, the last error) through a
+// throttle, and one line when a call succeeds again.
 type outage struct {
-	log   *zap.Logger
-	what  string        // "store", "upstream", "issuer": the start of every message
-	every time.Duration // between summaries
+	log      *zap.Logger
+	what     string // "store", "upstream", "issuer": the start of every message
+	summary  string // the summary's message
+	throttle throttle
 
 	down atomic.Bool // read by every successful call, without the lock
 
-	mu          sync.Mutex
-	since       time.Time // when it went down
-	lastSummary time.Time
-	failures    int64 // since it went down
-	unlogged    int64 // since the last line
-	lastOp      string
-	lastErr     error
+	mu       sync.Mutex
+	since    time.Time // when it went down
+	failures int64     // since it went down
+	lastOp   string
+	lastErr  error
 }
 
 const outageSummaryEvery = 10 * time.Second
 
 func newOutage(log *zap.Logger, what string) *outage {
-	return &outage{log: log, what: what, every: outageSummaryEvery}
+	return &outage{log: log, what: what, summary: "device flow " + what + " still failing", throttle: throttle{every: outageSummaryEvery}}
 }
 
-// failed notes one failure of op. Outages are timed by the wall clock:
-// they are about the machine, not the protocol's injectable clock.
+// failed notes one failure of op.
 func (o *outage) failed(op string, err error) { o.fail(op, err, true) }
 
 // failedLogged notes a failure that the caller has logged in its own words:
@@ -54,20 +114,21 @@ func (o *outage) fail(op string, err error, logFirst bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.failures++
-	o.unlogged++
 	o.lastOp, o.lastErr = op, err
-	switch {
-	case !o.down.Load():
+	if !o.down.Load() {
 		o.down.Store(true)
-		o.since, o.lastSummary, o.unlogged = now, now, 0
+		o.since = now
+		o.throttle.forget(o.summary)
+		o.throttle.pass(o.summary, now) // the first line stands for the first summary
 		if logFirst {
 			o.log.Error("device flow "+o.what+" failed", zap.String("op", op), zap.Error(err))
 		}
-	case now.Sub(o.lastSummary) >= o.every:
-		o.log.Error("device flow "+o.what+" still failing",
-			zap.Int64("failures", o.unlogged), zap.Duration("since_last_line", now.Sub(o.lastSummary)),
+		return
+	}
+	if ok, held, since := o.throttle.pass(o.summary, now); ok {
+		o.log.Error(o.summary,
+			zap.Int64("failures", held+1), zap.Duration("since_last_line", since),
 			zap.Duration("down_for", now.Sub(o.since)), zap.String("last_op", op), zap.Error(err))
-		o.lastSummary, o.unlogged = now, 0
 	}
 }
 
@@ -84,7 +145,7 @@ func (o *outage) succeeded() {
 	o.down.Store(false)
 	o.log.Info("device flow "+o.what+" recovered", zap.Int64("failures", o.failures),
 		zap.Duration("down_for", time.Since(o.since)), zap.String("last_op", o.lastOp), zap.NamedError("last_error", o.lastErr))
-	o.failures, o.unlogged = 0, 0
+	o.failures = 0
 }
 
 // watchedStore ends the store's outage at the first new record it takes

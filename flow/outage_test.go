@@ -24,9 +24,9 @@ func TestOutageLogsFirstSummaryAndRecovery(t *testing.T) {
 		t.Fatalf("10,000 failures wrote %d lines: %v", got, logs.All())
 	}
 	// A summary once the interval has passed since the last line.
-	o.mu.Lock()
-	o.lastSummary = o.lastSummary.Add(-outageSummaryEvery)
-	o.mu.Unlock()
+	o.throttle.mu.Lock()
+	o.throttle.last[o.summary] = o.throttle.last[o.summary].Add(-outageSummaryEvery)
+	o.throttle.mu.Unlock()
 	o.failed("create device code", down)
 	all := logs.TakeAll()
 	summary := all[len(all)-1]

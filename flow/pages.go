@@ -117,3 +117,9 @@ func (s *Service) renderPage(w http.ResponseWriter, r *http.Request, status int,
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
+
+// renderUnavailable shows the "try again shortly" page for a store failure.
+func (s *Service) renderUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) {
+	s.storeFailed(op, err)
+	s.renderPage(w, r, http.StatusServiceUnavailable, PageError, &PageData{Error: "unavailable", RetryAfter: 5})
+}

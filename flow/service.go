@@ -29,7 +29,7 @@ type Service struct {
 	// per request or retry.
 	storeDown, upstreamDown, issuerDown *outage
 	// warnings keeps the warnings of refused requests to a line per 10 s.
-	warnings repeated
+	warnings throttle
 	// refreshSlots holds one token per refresh relay waiting on the
 	// upstream (refreshSlot).
 	refreshSlots chan struct{}
@@ -48,7 +48,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		refreshSlots: make(chan struct{}, cfg.Limits.RefreshInFlight)}
 	s.storeDown, s.upstreamDown = newOutage(s.log, "store"), newOutage(s.log, "upstream")
 	s.issuerDown = newOutage(s.log, "issuer")
-	s.issuerDown.every = issuerSummaryEvery
+	s.issuerDown.throttle.every = issuerSummaryEvery
 	if cfg.ServerSecret != nil {
 		s.useServerSecret()
 	}
@@ -64,9 +64,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	return s, nil
 }
-
-// Paths says where the service answers.
-func (s *Service) Paths() Paths { return s.paths }
 
 // Handles reports whether the request is for one of the service's paths.
 func (s *Service) Handles(r *http.Request) bool {

@@ -3,7 +3,7 @@
 //
 // One DB (one folder) serves any number of device_flow handlers, each
 // through the Store of its own namespace (keys.go). Device records are
-// encoded as in codec.go, the poll fields of pending polls are kept in
+// encoded as in package record, the poll fields of pending polls are kept in
 // memory (polls.go), and so are counters, written behind (counters.go).
 package badgerstore
 

@@ -12,7 +12,7 @@ import (
 )
 
 // Device records are keyed by their user code (keys.go), encoded as in
-// codec.go, and read and written with their poll-memory shard locked
+// package record, and read and written with their poll-memory shard locked
 // (polls.go): so one record's updates follow one another, and the
 // transactions that carry them never conflict.
 
@@ -107,7 +107,7 @@ func (s *Store) UpdateDevice(_ context.Context, userCode string, fn func(*flow.D
 // onlyPollMoved reports whether d, as fn left it, differs from the record
 // stored as raw (which decoded to stored) in LastPoll and Retried at most.
 // Encoding it with the stored poll fields compares every field the record
-// keeps (the encoding is canonical: codec.go).
+// keeps (the encoding is canonical: package record).
 func onlyPollMoved(d, stored *flow.Device, raw []byte) bool {
 	c := *d
 	c.LastPoll, c.Retried = stored.LastPoll, stored.Retried

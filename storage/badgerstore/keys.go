@@ -11,7 +11,7 @@ import "github.com/caddy-device-flow/caddy-device-flow/flow"
 // and as every namespace is as long as every other, no key of one can
 // start another's. kind and name:
 //
-//	'd' ‖ user code     a device record (codec.go), until ExpiresAt + Grace
+//	'd' ‖ user code     a device record (package record), until ExpiresAt + Grace
 //	'l' ‖ login key     a flow.Login as JSON, until its ExpiresAt
 //	'c' ‖ counter key   a counter, 8 bytes big-endian, until its window ends
 //	's' ‖ secret name   a server secret, its bytes, for good
