@@ -77,3 +77,18 @@ func TestFolderInUseFailsTheLoad(t *testing.T) {
 	defer other.Close()
 	caddytest.AssertLoadError(t, siteConfigIn(t, up, dir, ""), "caddyfile", "is in use by another process")
 }
+
+// A config that no longer uses a folder lets go of its database: another
+// process may open it. (That its counters and codes are still there is
+// flow's TestGuessCountersSurviveRestart and the storetest suite.)
+func TestReloadLetsGoOfTheOldFolder(t *testing.T) {
+	up := startUpstream(t)
+	dir := storeDir(t)
+	startCaddy(t, siteConfigIn(t, up, dir, ""))
+	startCaddy(t, siteConfig(t, up, "")) // another folder
+	db, err := badgerstore.Open(badgerstore.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("the first database is still open: %v", err)
+	}
+	db.Close()
+}
