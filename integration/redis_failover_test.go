@@ -184,64 +184,28 @@ type failoverCode struct {
 
 // failoverLog is what happened during the test.
 type failoverLog struct {
+	*redistest.Ledger[*failoverCode] // acknowledgements and 503s
+
 	mu        sync.Mutex
 	codes     []*failoverCode
-	approved  map[*failoverCode]bool        // the person saw the success page
-	unsure    map[*failoverCode]bool        // a 503 during approval, then not pending: approved or lost
-	delivered map[*failoverCode]int         // 200 with tokens
-	improper  []string                      // improper answers and failed requests
-	lost      map[*failoverCode]string      // a code not delivered that the instances no longer know
-	acks      map[*failoverCode][]time.Time // when each write of a code was acknowledged, during the chaos
-	// 503s per request and place, and the first and last 503 on the
-	// killed master's slots (true) and elsewhere.
-	unavailable map[string]int
-	first, last map[bool]time.Time
+	approved  map[*failoverCode]bool   // the person saw the success page
+	unsure    map[*failoverCode]bool   // a 503 during approval, then not pending: approved or lost
+	delivered map[*failoverCode]int    // 200 with tokens
+	improper  []string                 // improper answers and failed requests
+	lost      map[*failoverCode]string // a code not delivered that the instances no longer know
 }
-
-// ack notes that a write of c was acknowledged; l.mu is held.
-func (l *failoverLog) ack(c *failoverCode) { l.acks[c] = append(l.acks[c], time.Now()) }
 
 // unreplicated says whether a write of c on the killed master was
 // acknowledged between from and to: one that Redis's asynchronous
 // replication may lose with the master (see replicatedAt).
 func (l *failoverLog) unreplicated(c *failoverCode, from, to time.Time) bool {
-	for _, at := range l.acks[c] {
-		if c.victim && !at.Before(from) && !at.After(to) {
-			return true
-		}
-	}
-	return false
+	return c.victim && l.Unreplicated(c, from, to)
 }
 
 func (l *failoverLog) noteImproper(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.improper = append(l.improper, time.Now().Format("15:04:05.000")+" "+err.Error())
-}
-
-// note503 counts a 503 to a request about a code on the killed master's
-// slots (victim) or elsewhere.
-func (l *failoverLog) note503(what string, victim bool) {
-	where := " elsewhere"
-	if victim {
-		where = " on the killed master"
-	}
-	l.count503(what+where, func() {
-		now := time.Now()
-		if l.first[victim].IsZero() {
-			l.first[victim] = now
-		}
-		l.last[victim] = now
-	})
-}
-
-func (l *failoverLog) count503(what string, also func()) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.unavailable[what]++
-	if also != nil {
-		also()
-	}
 }
 
 func (l *failoverLog) deliveries(c *failoverCode) int {
@@ -293,14 +257,11 @@ func TestRedisClusterFailover(t *testing.T) {
 	sites := []string{siteA, siteB}
 
 	led := &failoverLog{
-		approved:    make(map[*failoverCode]bool),
-		unsure:      make(map[*failoverCode]bool),
-		delivered:   make(map[*failoverCode]int),
-		lost:        make(map[*failoverCode]string),
-		acks:        make(map[*failoverCode][]time.Time),
-		unavailable: make(map[string]int),
-		first:       make(map[bool]time.Time),
-		last:        make(map[bool]time.Time),
+		Ledger:    redistest.NewLedger[*failoverCode](),
+		approved:  make(map[*failoverCode]bool),
+		unsure:    make(map[*failoverCode]bool),
+		delivered: make(map[*failoverCode]int),
+		lost:      make(map[*failoverCode]string),
 	}
 	issue := func(site string) (*failoverCode, deviceAnswer, error) {
 		a, err := deviceRequest(site, "/device/code", url.Values{"client_id": {clientID}, "scope": {"openid profile"}})
@@ -340,8 +301,8 @@ func TestRedisClusterFailover(t *testing.T) {
 		t.FailNow()
 	}
 	// The record's key has the normalized user code as its hash tag.
-	slotOf := func(c *failoverCode) int { return redistest.KeySlot("{" + strings.ReplaceAll(c.user, "-", "") + "}") }
-	victim, err := cluster.MasterOf("{" + strings.ReplaceAll(initial[0].user, "-", "") + "}")
+	tag := func(c *failoverCode) string { return "{" + strings.ReplaceAll(c.user, "-", "") + "}" }
+	victim, err := cluster.MasterOf(tag(initial[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,10 +310,7 @@ func TestRedisClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onVictim := func(c *failoverCode) bool {
-		slot := slotOf(c)
-		return slices.ContainsFunc(victimSlots, func(r [2]int) bool { return r[0] <= slot && slot <= r[1] })
-	}
+	onVictim := func(c *failoverCode) bool { return redistest.InSlots(victimSlots, tag(c)) }
 
 	// What each code goes through, by its place:
 	//   held:      approved before the crash, not polled until after the
@@ -461,12 +419,12 @@ func TestRedisClusterFailover(t *testing.T) {
 					case err != nil:
 						led.noteImproper(fmt.Errorf("poll of %s (%s, on the killed master: %v): %w", c.user, c.role, c.victim, err))
 					case a.status == http.StatusServiceUnavailable:
-						led.note503("poll", c.victim)
+						led.Failed("poll", c.victim)
 					case a.status == http.StatusOK:
 						led.mu.Lock()
 						led.delivered[c]++
-						led.ack(c)
 						led.mu.Unlock()
+						led.Ack(c)
 					case a.err() == "invalid_grant" && led.deliveries(c) == 0:
 						led.mu.Lock()
 						led.lost[c] = fmt.Sprintf("%s (%s, on the killed master: %v): poll at %s answered invalid_grant before any delivery",
@@ -506,7 +464,7 @@ func TestRedisClusterFailover(t *testing.T) {
 					switch got {
 					case approvalDone:
 						led.approved[c] = true
-						led.ack(c)
+						led.Ack(c)
 					case approvalNotPending:
 						if uncertain {
 							// The end tells whether it was approved.
@@ -521,7 +479,7 @@ func TestRedisClusterFailover(t *testing.T) {
 						break
 					}
 					uncertain = true
-					led.note503("approval", c.victim)
+					led.Failed("approval", c.victim)
 					time.Sleep(200 * time.Millisecond)
 				}
 				time.Sleep(50 * time.Millisecond) // people are slow
@@ -539,10 +497,10 @@ func TestRedisClusterFailover(t *testing.T) {
 				c.role, c.victim = "late", onVictim(c)
 				led.mu.Lock()
 				led.codes = append(led.codes, c)
-				led.ack(c)
 				led.mu.Unlock()
+				led.Ack(c)
 			case a.status == http.StatusServiceUnavailable:
-				led.count503("device code", nil) // for a user code, and so a slot, unknown
+				led.FailedSomewhere("device code") // for a user code, and so a slot, unknown
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -598,13 +556,7 @@ func TestRedisClusterFailover(t *testing.T) {
 			t.Logf("%s answered for the killed master's codes again %v after the kill", site, d.Round(time.Millisecond))
 		}
 	}
-	for _, v := range []bool{true, false} {
-		if !led.first[v].IsZero() {
-			t.Logf("503s (on the killed master's slots: %v) from %v to %v after the kill",
-				v, led.first[v].Sub(killed).Round(time.Millisecond), led.last[v].Sub(killed).Round(time.Millisecond))
-		}
-	}
-	t.Logf("503s: %v", led.unavailable)
+	led.Report(t, killed) // the failures are 503s
 	for i, s := range led.improper {
 		if i == 20 {
 			t.Errorf("... and %d more improper answers", len(led.improper)-i)

@@ -37,43 +37,22 @@ const failoverFollowBound = 5 * time.Second
 // failoverLedger is what the store acknowledged during a chaos test, and
 // how it failed.
 type failoverLedger struct {
+	*redistest.Ledger[string] // acknowledgements and ErrUnavailable
+
 	mu       sync.Mutex
 	created  map[string]*flow.Device // CreateDevice returned nil
 	approved map[string]bool         // an approval returned nil
 	taken    map[string]int          // tokens taken, per user code
-	acks     map[string][]time.Time  // when each write of a record was acknowledged
-	failures map[string]int          // ErrUnavailable, per operation and where
 	wrong    []error                 // failures that are not ErrUnavailable
-	// The first and last ErrUnavailable on the killed master's slots and
-	// elsewhere.
-	first, last map[bool]time.Time
 }
 
 func newFailoverLedger() *failoverLedger {
 	return &failoverLedger{
+		Ledger:   redistest.NewLedger[string](),
 		created:  make(map[string]*flow.Device),
 		approved: make(map[string]bool),
 		taken:    make(map[string]int),
-		acks:     make(map[string][]time.Time),
-		failures: make(map[string]int),
-		first:    make(map[bool]time.Time),
-		last:     make(map[bool]time.Time),
 	}
-}
-
-// ack notes that a write of the record uc was acknowledged; l.mu is held.
-func (l *failoverLedger) ack(uc string) { l.acks[uc] = append(l.acks[uc], time.Now()) }
-
-// unreplicated says whether a write of uc was acknowledged between from
-// and to: one that Redis's asynchronous replication may lose with the
-// master.
-func (l *failoverLedger) unreplicated(uc string, from, to time.Time) bool {
-	for _, at := range l.acks[uc] {
-		if !at.Before(from) && !at.After(to) {
-			return true
-		}
-	}
-	return false
 }
 
 // failed notes an operation's error; it returns whether there was one.
@@ -82,22 +61,13 @@ func (l *failoverLedger) failed(op string, onVictim bool, err error) bool {
 	if err == nil {
 		return false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if !errors.Is(err, flow.ErrUnavailable) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.wrong = append(l.wrong, fmt.Errorf("%s: %w", op, err))
 		return true
 	}
-	now := time.Now()
-	if l.first[onVictim].IsZero() {
-		l.first[onVictim] = now
-	}
-	l.last[onVictim] = now
-	where := "elsewhere"
-	if onVictim {
-		where = "on the killed master's slots"
-	}
-	l.failures[op+" "+where]++
+	l.Failed(op, onVictim)
 	return true
 }
 
@@ -179,15 +149,7 @@ func TestClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onVictim := func(userCode string) bool {
-		slot := redistest.KeySlot("{" + userCode + "}")
-		for _, r := range victimSlots {
-			if r[0] <= slot && slot <= r[1] {
-				return true
-			}
-		}
-		return false
-	}
+	onVictim := func(userCode string) bool { return redistest.InSlots(victimSlots, "{"+userCode+"}") }
 
 	// What each initial record goes through, by its place in the list:
 	//   held:    approved before the crash, not polled until after the
@@ -241,8 +203,8 @@ func TestClusterFailover(t *testing.T) {
 					if took {
 						led.mu.Lock()
 						led.taken[uc]++
-						led.ack(uc)
 						led.mu.Unlock()
+						led.Ack(uc)
 					}
 					time.Sleep(2 * time.Millisecond)
 				}
@@ -261,8 +223,8 @@ func TestClusterFailover(t *testing.T) {
 					if !led.failed("approve", onVictim(uc), approveRecord(ctx, s, uc)) {
 						led.mu.Lock()
 						led.approved[uc] = true
-						led.ack(uc)
 						led.mu.Unlock()
+						led.Ack(uc)
 						break
 					}
 					time.Sleep(50 * time.Millisecond)
@@ -285,8 +247,8 @@ func TestClusterFailover(t *testing.T) {
 			}
 			led.mu.Lock()
 			led.created[d.UserCode] = d
-			led.ack(d.UserCode)
 			led.mu.Unlock()
+			led.Ack(d.UserCode)
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
@@ -337,13 +299,7 @@ func TestClusterFailover(t *testing.T) {
 	}
 	t.Logf("SIGKILL of %s: %s took over after %v; the store read its slots again after %s",
 		victim.Addr, promoted.Addr, failover.Round(time.Millisecond), followed)
-	for _, v := range []bool{true, false} {
-		if !led.first[v].IsZero() {
-			t.Logf("ErrUnavailable (on the killed master's slots: %v) from %v to %v after the kill",
-				v, led.first[v].Sub(killed).Round(time.Millisecond), led.last[v].Sub(killed).Round(time.Millisecond))
-		}
-	}
-	t.Logf("ErrUnavailable: %v", led.failures)
+	led.Report(t, killed)
 	for _, err := range led.wrong {
 		t.Errorf("a failure during the failover that is not ErrUnavailable: %v", err)
 	}
@@ -361,7 +317,7 @@ func TestClusterFailover(t *testing.T) {
 	var approvedLeft []string
 	inWindow := 0
 	for uc := range led.created {
-		if onVictim(uc) && led.unreplicated(uc, replicatedAt, killed) {
+		if onVictim(uc) && led.Unreplicated(uc, replicatedAt, killed) {
 			delete(led.created, uc)
 			delete(led.approved, uc)
 			delete(led.taken, uc)
