@@ -110,41 +110,6 @@ func TestGuessLimitUsesCaddysClientIP(t *testing.T) {
 	}
 }
 
-// The Caddyfile knobs: per address, the right code held back too; past
-// the total, addresses that guessed wrong 3 times are refused and a fresh
-// one still gets in; everything open again once Retry-After has passed.
-func TestGuessLimitKnobs(t *testing.T) {
-	up := startUpstream(t)
-	startCaddy(t, withGlobalOptions(siteConfig(t, up, "guess_limit 5 per 1m\nguess_limit_total 8"),
-		"\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"))
-	tv := newDevice(t, up.Config().ClientID, "openid")
-	for range 5 {
-		guess(t, "BBBB-BBBB", "203.0.113.1")
-	}
-	status, h, body := guess(t, tv.userCode(), "203.0.113.1")
-	if status != http.StatusTooManyRequests || !isPage(body, "toomany") {
-		t.Fatalf("the right code past the per-address limit: %d", status)
-	}
-	retry, err := strconv.Atoi(h.Get("Retry-After"))
-	if err != nil || retry < 1 || retry > 60 {
-		t.Fatalf("Retry-After %q, want 1..60 s", h.Get("Retry-After"))
-	}
-	// Another address uses up the total of 8.
-	for range 3 {
-		guess(t, "BBBB-BBBB", "203.0.113.2")
-	}
-	if status, _, body := guess(t, tv.userCode(), "203.0.113.2"); status != http.StatusTooManyRequests || !isPage(body, "toomany") {
-		t.Fatalf("the right code past the total, from an address with 3 wrong codes: %d", status)
-	}
-	if status, _, body := guess(t, tv.userCode(), "203.0.113.4"); status != http.StatusOK || !isPage(body, "confirm") {
-		t.Fatalf("the right code past the total, from a fresh address: %d", status)
-	}
-	fakeClock.Advance(time.Duration(retry) * time.Second)
-	if status, _, body := guess(t, tv.userCode(), "203.0.113.1"); status != http.StatusOK || !isPage(body, "confirm") {
-		t.Fatalf("after Retry-After: %d", status)
-	}
-}
-
 // Malformed, unknown, expired, denied, approved and already used codes all
 // get the same answer: the same status and the same page but for what
 // was typed.
@@ -268,54 +233,6 @@ func redisKeys(t *testing.T, srv *redistest.Server) map[string]bool {
 		keys[k] = true
 	}
 	return keys
-}
-
-// Flood limits on /device/code: per address (429 slow_down), the cap on
-// live codes (503 temporarily_unavailable), both with Retry-After; the
-// defaults let one address ask 100 times in a row; limits off lifts all.
-func TestDeviceCodeFloodLimits(t *testing.T) {
-	up := startUpstream(t)
-	clientID := up.Config().ClientID
-	ask := func() (int, map[string]any, http.Header) {
-		return postForm(t, "/device/code", url.Values{"client_id": {clientID}})
-	}
-	tests := []struct {
-		name   string
-		extra  string
-		okRuns int    // requests in a row that succeed
-		status int    // the next one's answer; 0: not checked
-		error  string // and its error code
-	}{
-		{"defaults allow 100 in a row", "", 100, 0, ""},
-		{"issue_limit", "issue_limit 5 per 1m", 5, http.StatusTooManyRequests, "slow_down"},
-		{"max_live_codes", "max_live_codes 3", 3, http.StatusServiceUnavailable, "temporarily_unavailable"},
-		{"limits off", "issue_limit 1 per 1m\nmax_live_codes 1\nguess_limit 1 per 1m\nlimits off", 30, 0, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			startCaddy(t, siteConfig(t, up, tc.extra))
-			for i := range tc.okRuns {
-				if status, out, _ := ask(); status != http.StatusOK {
-					t.Fatalf("request %d: %d %v", i, status, out)
-				}
-			}
-			if tc.status == 0 {
-				return
-			}
-			status, out, h := ask()
-			if status != tc.status || out["error"] != tc.error || h.Get("Retry-After") == "" {
-				t.Fatalf("past the limit: %d %v Retry-After=%q, want %d %s", status, out, h.Get("Retry-After"), tc.status, tc.error)
-			}
-		})
-	}
-	t.Run("limits off lets guesses through", func(t *testing.T) {
-		startCaddy(t, siteConfig(t, up, "guess_limit 1 per 1m\nlimits off"))
-		for i := range 5 {
-			if status, _, _ := guess(t, "BBBB-BBBB", ""); status != http.StatusBadRequest {
-				t.Fatalf("guess %d with limits off: %d", i, status)
-			}
-		}
-	})
 }
 
 // Parameters in the query string of a POST are refused on both device
