@@ -65,37 +65,6 @@ func TestDenyAtConfirmation(t *testing.T) {
 	}
 }
 
-func TestUpstreamDeniesOrFails(t *testing.T) {
-	up := startUpstream(t)
-	startCaddy(t, siteConfig(t, up, ""))
-	tests := []struct {
-		upstreamError string
-		page          string
-		deviceError   string
-	}{
-		{"access_denied", "denied", "access_denied"},
-		// Any other error leaves the code pending: the person may retry.
-		{"server_error", "error", "authorization_pending"},
-		{"temporarily_unavailable", "error", "authorization_pending"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.upstreamError, func(t *testing.T) {
-			tv := newDevice(t, up.Config().ClientID, "openid")
-			up.DenyNextLogin(tc.upstreamError)
-			got := newBrowser(t).approve(tv.userCode())
-			if !got.is(tc.page) {
-				t.Fatalf("page %q expected, got %d:\n%s", tc.page, got.status, got.body)
-			}
-			if got.status >= 500 && got.status != http.StatusBadGateway {
-				t.Fatalf("status %d", got.status)
-			}
-			if status, out := tv.pollAfter(5 * time.Second); status != 400 || out["error"] != tc.deviceError {
-				t.Fatalf("device: %d %v, want %s", status, out, tc.deviceError)
-			}
-		})
-	}
-}
-
 func TestExpiry(t *testing.T) {
 	up := startUpstream(t)
 	startCaddy(t, siteConfig(t, up, "expires_in 2m"))
