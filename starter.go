@@ -78,93 +78,62 @@ func (s *startedStore) set(store flow.Store) {
 
 var errNotStarted = errors.New("the device_flow database is not open: its config did not start")
 
-// get is the store once it is open.
-func (s *startedStore) get(ctx context.Context) (flow.Store, error) {
+// do runs fn on the store once it is open.
+func (s *startedStore) do(ctx context.Context, fn func(flow.Store) error) error {
 	select {
 	case <-s.ready:
 	default:
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
-			return nil, errors.Join(flow.ErrUnavailable, ctx.Err())
+			return errors.Join(flow.ErrUnavailable, ctx.Err())
 		}
 	}
 	if s.store == nil {
-		return nil, errors.Join(flow.ErrUnavailable, errNotStarted)
+		return errors.Join(flow.ErrUnavailable, errNotStarted)
 	}
-	return s.store, nil
+	return fn(s.store)
 }
 
 func (s *startedStore) CreateDevice(ctx context.Context, d *flow.Device) error {
-	st, err := s.get(ctx)
-	if err != nil {
-		return err
-	}
-	return st.CreateDevice(ctx, d)
+	return s.do(ctx, func(st flow.Store) error { return st.CreateDevice(ctx, d) })
 }
 
-func (s *startedStore) DeviceByUserCode(ctx context.Context, userCode string) (*flow.Device, error) {
-	st, err := s.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return st.DeviceByUserCode(ctx, userCode)
+func (s *startedStore) DeviceByUserCode(ctx context.Context, userCode string) (d *flow.Device, err error) {
+	err = s.do(ctx, func(st flow.Store) error { d, err = st.DeviceByUserCode(ctx, userCode); return err })
+	return d, err
 }
 
 func (s *startedStore) UpdateDevice(ctx context.Context, userCode string, fn func(*flow.Device) (flow.Verdict, error)) error {
-	st, err := s.get(ctx)
-	if err != nil {
-		return err
-	}
-	return st.UpdateDevice(ctx, userCode, fn)
+	return s.do(ctx, func(st flow.Store) error { return st.UpdateDevice(ctx, userCode, fn) })
 }
 
-func (s *startedStore) Devices(ctx context.Context, cursor string, limit int) (flow.DevicePage, error) {
-	st, err := s.get(ctx)
-	if err != nil {
-		return flow.DevicePage{}, err
-	}
-	return st.Devices(ctx, cursor, limit)
+func (s *startedStore) Devices(ctx context.Context, cursor string, limit int) (p flow.DevicePage, err error) {
+	err = s.do(ctx, func(st flow.Store) error { p, err = st.Devices(ctx, cursor, limit); return err })
+	return p, err
 }
 
 func (s *startedStore) PutLogin(ctx context.Context, key string, login *flow.Login) error {
-	st, err := s.get(ctx)
-	if err != nil {
-		return err
-	}
-	return st.PutLogin(ctx, key, login)
+	return s.do(ctx, func(st flow.Store) error { return st.PutLogin(ctx, key, login) })
 }
 
-func (s *startedStore) TakeLogin(ctx context.Context, key, state string) (*flow.Login, error) {
-	st, err := s.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return st.TakeLogin(ctx, key, state)
+func (s *startedStore) TakeLogin(ctx context.Context, key, state string) (l *flow.Login, err error) {
+	err = s.do(ctx, func(st flow.Store) error { l, err = st.TakeLogin(ctx, key, state); return err })
+	return l, err
 }
 
-func (s *startedStore) Tally(ctx context.Context, steps ...flow.Tally) ([]int64, error) {
-	st, err := s.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return st.Tally(ctx, steps...)
+func (s *startedStore) Tally(ctx context.Context, steps ...flow.Tally) (n []int64, err error) {
+	err = s.do(ctx, func(st flow.Store) error { n, err = st.Tally(ctx, steps...); return err })
+	return n, err
 }
 
 func (s *startedStore) Counters(ctx context.Context, prefix string, fn func(key string, value int64) bool) error {
-	st, err := s.get(ctx)
-	if err != nil {
-		return err
-	}
-	return st.Counters(ctx, prefix, fn)
+	return s.do(ctx, func(st flow.Store) error { return st.Counters(ctx, prefix, fn) })
 }
 
-func (s *startedStore) Secret(ctx context.Context, name string, generate func() ([]byte, error)) ([]byte, error) {
-	st, err := s.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return st.Secret(ctx, name, generate)
+func (s *startedStore) Secret(ctx context.Context, name string, generate func() ([]byte, error)) (b []byte, err error) {
+	err = s.do(ctx, func(st flow.Store) error { b, err = st.Secret(ctx, name, generate); return err })
+	return b, err
 }
 
 // Interface guards.
