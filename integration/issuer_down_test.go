@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-device-flow/caddy-device-flow/internal/testupstream"
 )
 
 // An issuer that is down is an outage, not a broken config: Caddy starts,
@@ -49,24 +48,6 @@ func signIn(t *testing.T, clientID string) {
 	if status, tokens := tv.pollAfter(5 * time.Second); status != http.StatusOK || tokens["access_token"] == nil {
 		t.Fatalf("poll: %d %v", status, tokens)
 	}
-}
-
-func TestIssuerDownAtCaddyStart(t *testing.T) {
-	up := testupstream.New(t) // its client is known; it does not listen yet
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
-	startCaddy(t, issuerSiteConfig(t, "http://"+addr+"/oidc", up.ClientID, up.ClientSecret))
-
-	status, out, header := postForm(t, "/device/code", url.Values{"client_id": {up.ClientID}})
-	if status != http.StatusServiceUnavailable || out["error"] != "temporarily_unavailable" || header.Get("Retry-After") == "" {
-		t.Fatalf("device code while the issuer is down: %d %v Retry-After=%q", status, out, header.Get("Retry-After"))
-	}
-	if p := newBrowser(t).get(testSite + "/device"); p.status != http.StatusServiceUnavailable || !p.is("error") {
-		t.Fatalf("verification page while the issuer is down: %d\n%s", p.status, p.body)
-	}
-
-	up.Listen(t, addr)
-	waitForIssuer(t, up.ClientID)
-	signIn(t, up.ClientID)
 }
 
 // The IdP behind the same Caddy (auth.example.com { reverse_proxy
