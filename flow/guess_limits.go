@@ -73,10 +73,7 @@ func (s *Service) wrongGuess(ctx context.Context, ip string) (ok bool, retryAfte
 	w, ends := window(now, l.GuessWindow)
 	ttl := l.GuessWindow + time.Minute
 	subs := subjects(ip)
-	steps := make([]Tally, 0, len(subs)+1)
-	for _, sub := range subs {
-		steps = append(steps, Tally{Key: guessKey(sub.prefix, w), TTL: ttl, Limit: int64(l.GuessesPerIP * sub.factor)})
-	}
+	steps := shareSteps(subs, guessKeyPrefix, w, ttl, l.GuessesPerIP, 1)
 	n, err := s.tally(ctx, append(steps, Hit(guessTotalKey(w), ttl))...)
 	if err != nil {
 		return false, 0, err

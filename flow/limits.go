@@ -167,6 +167,19 @@ func subjects(ip string) []subject {
 	return out
 }
 
+// shareSteps are the Tally steps counting one request against each of
+// subs in window w: a counter named kind + subject + ":" + w, kept ttl,
+// whose share is perAddress times the subject's factor. Tally stops at
+// the first over its share, so a subject over its own does not use up
+// its wider prefixes'. extra is room for the caller's further steps.
+func shareSteps(subs []subject, kind, w string, ttl time.Duration, perAddress, extra int) []Tally {
+	steps := make([]Tally, 0, len(subs)+extra)
+	for _, sub := range subs {
+		steps = append(steps, Tally{Key: kind + sub.prefix + ":" + w, TTL: ttl, Limit: int64(perAddress * sub.factor)})
+	}
+	return steps
+}
+
 // subjectFactor is the allowance factor of a subject as subjects names it.
 func subjectFactor(prefix string) int {
 	if p, err := netip.ParsePrefix(prefix); err == nil {
@@ -191,10 +204,7 @@ func (s *Service) mayApprove(ctx context.Context, ip string) (ok bool, retryAfte
 	now := s.cfg.Now()
 	w, ends := window(now, l.GuessWindow)
 	subs := subjects(ip)
-	steps := make([]Tally, 0, len(subs))
-	for _, sub := range subs {
-		steps = append(steps, Tally{Key: "a:ip:" + sub.prefix + ":" + w, TTL: l.GuessWindow + time.Minute, Limit: int64(l.ApprovesPerIP * sub.factor)})
-	}
+	steps := shareSteps(subs, "a:ip:", w, l.GuessWindow+time.Minute, l.ApprovesPerIP, 0)
 	n, err := s.tally(ctx, steps...)
 	if err != nil {
 		return false, 0, err
@@ -215,10 +225,7 @@ func (s *Service) mayDrawQR(ctx context.Context, ip string) (refusal *oauthError
 	now := s.cfg.Now()
 	w, ends := window(now, qrWindow)
 	subs := subjects(ip)
-	steps := make([]Tally, 0, len(subs))
-	for _, sub := range subs {
-		steps = append(steps, Tally{Key: "q:ip:" + sub.prefix + ":" + w, TTL: qrWindow + time.Minute, Limit: int64(s.cfg.Limits.QRPerIP * sub.factor)})
-	}
+	steps := shareSteps(subs, "q:ip:", w, qrWindow+time.Minute, s.cfg.Limits.QRPerIP, 0)
 	n, err := s.tally(ctx, steps...)
 	if err != nil {
 		return nil, err
@@ -252,10 +259,7 @@ func (s *Service) mayIssue(ctx context.Context, ip string) (refusal *oauthError,
 	lw, lends := window(now, s.cfg.ExpiresIn)
 	prev, _ := window(now.Add(-s.cfg.ExpiresIn), s.cfg.ExpiresIn)
 	subs := subjects(ip)
-	steps := make([]Tally, 0, len(subs)+2)
-	for _, sub := range subs {
-		steps = append(steps, Tally{Key: "i:ip:" + sub.prefix + ":" + w, TTL: l.IssueWindow + time.Minute, Limit: int64(l.IssuePerIP * sub.factor)})
-	}
+	steps := shareSteps(subs, "i:ip:", w, l.IssueWindow+time.Minute, l.IssuePerIP, 2+len(subs)+2)
 	steps = append(steps, Hit("i:all:"+lw, 2*s.cfg.ExpiresIn+time.Minute), Read("i:all:"+prev))
 	steps = append(steps, s.fewCodeSteps(subs, w, lw, prev)...)
 	n, err := s.tally(ctx, steps...)

@@ -39,10 +39,6 @@ func LiveCodeCeiling(liveCodes int) int { return liveCodes + liveCodeHeadroom(li
 // the allowance; the first and last values are the two lifetimes' counts.
 func (s *Service) fewCodeSteps(subs []subject, w, lw, prev string) []Tally {
 	l := s.cfg.Limits
-	steps := make([]Tally, 0, len(subs)+2)
-	steps = append(steps, Read("i:few:all:"+prev))
-	for _, sub := range subs {
-		steps = append(steps, Tally{Key: "i:few:ip:" + sub.prefix + ":" + w, TTL: l.IssueWindow + time.Minute, Limit: int64(l.liveCodeAllowanceOf() * sub.factor)})
-	}
+	steps := append([]Tally{Read("i:few:all:" + prev)}, shareSteps(subs, "i:few:ip:", w, l.IssueWindow+time.Minute, l.liveCodeAllowanceOf(), 1)...)
 	return append(steps, Hit("i:few:all:"+lw, 2*s.cfg.ExpiresIn+time.Minute))
 }

@@ -33,10 +33,7 @@ func (s *Service) mayRefresh(ctx context.Context, ip, clientID string) (refusal 
 	w, ends := window(now, l.RefreshWindow)
 	ttl := l.RefreshWindow + time.Minute
 	subs := subjects(ip)
-	steps := make([]Tally, 0, len(subs)+1)
-	for _, sub := range subs {
-		steps = append(steps, Tally{Key: "r:ip:" + sub.prefix + ":" + w, TTL: ttl, Limit: int64(l.RefreshPerIP * sub.factor)})
-	}
+	steps := shareSteps(subs, "r:ip:", w, ttl, l.RefreshPerIP, 1)
 	// The client is counted only after the address's own shares, which
 	// stop the call when spent, so one address cannot spend a client's.
 	n, err := s.tally(ctx, append(steps, Hit("r:client:"+w+":"+clientID, ttl))...)

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // An issuer that is down is an outage, not a broken config: Caddy starts,
