@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -383,9 +382,6 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 		c.AuthorizeParams = replaceParams(repl, c.AuthorizeParams)
 		cfg.Clients[id] = c
 	}
-	// caddy validate fails on an issuer name the DNS does not know (a
-	// typo); a running Caddy logs it and keeps looking.
-	cfg.IssuerMustResolve = validating()
 	cfg.Logger = h.logger
 	cfg.ClientIP = caddyClientIP
 	cfg.Now = clock.Now
@@ -528,28 +524,6 @@ func replaceParams(repl *caddy.Replacer, params map[string][]string) url.Values 
 		}
 	}
 	return out
-}
-
-// validating reports whether this provisioning is caddy.Validate's
-// (`caddy validate`, `caddy adapt --validate`), which provisions a config
-// only to throw it away. Caddy 2.11 tells modules nothing of it, and a
-// config's apps start only after every module provisioned, too late to
-// fail a validation, so the call stack is asked (provisioning happens on
-// Validate's goroutine). Its one use: an issuer whose host does not
-// resolve fails `caddy validate` (a typo), while a running Caddy logs it
-// and keeps looking (a DNS outage must not keep the site down).
-func validating() bool {
-	pcs := make([]uintptr, 512)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
-	for {
-		f, more := frames.Next()
-		if f.Function == "github.com/caddyserver/caddy/v2.Validate" {
-			return true
-		}
-		if !more {
-			return false
-		}
-	}
 }
 
 // Validate checks the settings: the protocol core's rules

@@ -28,11 +28,6 @@ type Config struct {
 	// if the issuer is unreachable, the endpoints answer 503 while it is
 	// read again in the background, until Close.
 	Issuer string
-	// IssuerMustResolve makes an issuer whose host name does not exist in
-	// the DNS a load error (caddy validate sets it). Otherwise it is
-	// logged as a likely typo and looked up again like an outage, since a
-	// name can be published after Caddy starts.
-	IssuerMustResolve bool
 	// TokenAuth is how the client secret reaches the upstream token
 	// endpoint: "basic" (HTTP Basic, RFC 6749 §2.3.1) or "post" (form).
 	TokenAuth string

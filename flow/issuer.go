@@ -33,31 +33,28 @@ func (s *Service) setUpstream(authorizationEndpoint, tokenEndpoint string, scope
 		scopesSupported: scopes, csp: contentSecurityPolicy(authorizationEndpoint)})
 }
 
-// discoverIssuer reads the issuer's metadata once. Metadata that is wrong
-// is a configuration error. An issuer that does not answer is an outage:
-// it may start after us, or be served by the same Caddy, which is not
-// listening yet. Then the service starts without it, and reads it again
-// in the background until that works or Close.
+// discoverIssuer reads the issuer's metadata once. Metadata that is wrong,
+// and a host name the DNS says does not exist (a typo, most likely), are
+// configuration errors: the load fails, under caddy validate as under
+// caddy run or a reload, which keeps the old config running. An issuer
+// that does not answer is an outage: it may start after us, or be served
+// by the same Caddy, which is not listening yet. Then the service starts
+// without it, and reads it again in the background until that works or
+// Close; a name that stops resolving by then is logged at error level.
 func (s *Service) discoverIssuer(ctx context.Context) error {
 	err := s.discover(ctx)
 	if err == nil {
 		return nil
 	}
-	notFound := errors.Is(err, ErrIssuerHostNotFound)
-	switch {
-	case !errors.Is(err, ErrIssuerUnreachable), notFound && s.cfg.IssuerMustResolve:
+	if !errors.Is(err, ErrIssuerUnreachable) || errors.Is(err, ErrIssuerHostNotFound) {
 		return fmt.Errorf("upstream discovery: %w", err)
-	case notFound:
-		s.log.Error("device flow issuer host does not resolve (probably a typo in issuer); the endpoints answer 503 while it is looked up again",
-			zap.String("issuer", s.cfg.Issuer), zap.Error(err))
-	default:
-		s.log.Warn("device flow issuer unreachable at start; the endpoints answer 503 until its metadata is read",
-			zap.String("issuer", s.cfg.Issuer), zap.Error(err))
 	}
+	s.log.Warn("device flow issuer unreachable at start; the endpoints answer 503 until its metadata is read",
+		zap.String("issuer", s.cfg.Issuer), zap.Error(err))
 	s.issuerDown.failedLogged("discovery", err)
 	bg, stop := context.WithCancel(context.Background())
 	s.stopDiscovery, s.discoveryDone = stop, make(chan struct{})
-	go s.rediscover(bg, discoveryTrouble(err))
+	go s.rediscover(bg)
 	return nil
 }
 
@@ -75,12 +72,14 @@ func discoveryTrouble(err error) string {
 }
 
 // rediscover retries the discovery, with backoff, until it works or ctx
-// ends. Wrong metadata is retried too: by now the service is running, and
-// the issuer may be half-way through starting. When what is wrong changes
-// (trouble, from discoveryTrouble), it says so at once at error level:
-// the outage's summaries, minutes apart, would hide a name that stopped
-// resolving or metadata that went bad.
-func (s *Service) rediscover(ctx context.Context, trouble string) {
+// ends. Wrong metadata and a name that does not resolve are retried too:
+// by now the service is running, and the issuer may be half-way through
+// starting or moving. When what is wrong changes (from discoveryTrouble),
+// it says so at once at error level: the outage's summaries, minutes
+// apart, would hide a name that stopped resolving or metadata that went
+// bad.
+func (s *Service) rediscover(ctx context.Context) {
+	trouble := "" // the start's: unreachable
 	defer close(s.discoveryDone)
 	wait := discoveryRetryFirst
 	for {
