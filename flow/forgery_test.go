@@ -11,26 +11,48 @@ import (
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 )
 
-// readCounter counts the store reads of device records.
-type readCounter struct {
+// storeCounter counts the store calls that read or write device records,
+// logins and counters.
+type storeCounter struct {
 	flow.Store
-	reads atomic.Int64
+	calls atomic.Int64
 }
 
-func (c *readCounter) UpdateDevice(ctx context.Context, userCode string, fn func(*flow.Device) (flow.Verdict, error)) error {
-	c.reads.Add(1)
+func (c *storeCounter) CreateDevice(ctx context.Context, d *flow.Device) error {
+	c.calls.Add(1)
+	return c.Store.CreateDevice(ctx, d)
+}
+
+func (c *storeCounter) UpdateDevice(ctx context.Context, userCode string, fn func(*flow.Device) (flow.Verdict, error)) error {
+	c.calls.Add(1)
 	return c.Store.UpdateDevice(ctx, userCode, fn)
 }
 
-func (c *readCounter) DeviceByUserCode(ctx context.Context, userCode string) (*flow.Device, error) {
-	c.reads.Add(1)
+func (c *storeCounter) DeviceByUserCode(ctx context.Context, userCode string) (*flow.Device, error) {
+	c.calls.Add(1)
 	return c.Store.DeviceByUserCode(ctx, userCode)
 }
 
-// A device code that was altered, or forged from a user code someone
-// knows, is refused with invalid_grant before any store read.
+func (c *storeCounter) PutLogin(ctx context.Context, key string, login *flow.Login) error {
+	c.calls.Add(1)
+	return c.Store.PutLogin(ctx, key, login)
+}
+
+func (c *storeCounter) TakeLogin(ctx context.Context, key, state string) (*flow.Login, error) {
+	c.calls.Add(1)
+	return c.Store.TakeLogin(ctx, key, state)
+}
+
+func (c *storeCounter) Tally(ctx context.Context, steps ...flow.Tally) ([]int64, error) {
+	c.calls.Add(1)
+	return c.Store.Tally(ctx, steps...)
+}
+
+// A device code that was altered, forged from a user code someone knows,
+// or made up, is refused with invalid_grant before the store is read, and
+// leaves nothing there: no record, no counter.
 func TestForgedDeviceCodesNeverReachTheStore(t *testing.T) {
-	counter := &readCounter{}
+	counter := &storeCounter{}
 	h := newHarness(t, harnessOptions{configure: func(c *flow.Config) {
 		counter.Store = c.Store
 		c.Store = counter
@@ -54,19 +76,24 @@ func TestForgedDeviceCodesNeverReachTheStore(t *testing.T) {
 		rand.Read(b[len(userCode):])
 		tries = append(tries, base64.RawURLEncoding.EncodeToString(b))
 	}
+	for range 200 { // made up
+		b := make([]byte, 32)
+		rand.Read(b)
+		tries = append(tries, base64.RawURLEncoding.EncodeToString(b))
+	}
 	tries = append(tries, code[:len(code)-1], code+"A", strings.ToUpper(code), userCode)
 
-	counter.reads.Store(0)
+	counter.calls.Store(0)
 	for _, try := range tries {
 		if status, out := h.poll(try, "tv"); status != 400 || out["error"] != flow.ErrInvalidGrant {
 			t.Fatalf("poll with %q: %d %v, want invalid_grant", try, status, out)
 		}
 	}
-	if n := counter.reads.Load(); n != 0 {
-		t.Fatalf("%d store reads for %d forged or altered codes, want none", n, len(tries))
+	if n := counter.calls.Load(); n != 0 {
+		t.Fatalf("%d store calls for %d forged, altered or made-up codes, want none", n, len(tries))
 	}
 	h.pollWants(code, "tv", flow.ErrAuthorizationPending)
-	if n := counter.reads.Load(); n != 1 {
-		t.Fatalf("the real code's poll read the store %d times, want once", n)
+	if n := counter.calls.Load(); n != 1 {
+		t.Fatalf("the real code's poll called the store %d times, want once", n)
 	}
 }

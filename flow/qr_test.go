@@ -3,6 +3,7 @@ package flow_test
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -18,6 +19,49 @@ func (h *harness) qr(ip, host, userCode, format string) answer {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	return read(h.t, resp, err)
+}
+
+// /device/qr draws verification_uri_complete of a live code, however it
+// was typed, as SVG (the default) or PNG; anything else is one answer.
+// The confirmation page shows it.
+func TestQREndpoint(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	code := h.newCode("198.51.100.1", "tv")["user_code"].(string)
+	tests := []struct {
+		name, query string
+		status      int
+		contentType string
+		prefix      string // of the body
+	}{
+		{"png", "user_code=" + code + "&format=png", 200, "image/png", "\x89PNG\r\n\x1a\n"},
+		{"svg", "user_code=" + code + "&format=svg", 200, "image/svg+xml", "<?xml"},
+		{"svg by default", "user_code=" + code, 200, "image/svg+xml", "<?xml"},
+		{"as typed", "user_code=" + strings.ToLower(strings.ReplaceAll(code, "-", "")), 200, "image/svg+xml", "<?xml"},
+		// Only a live code gets an image: the rest is one answer, counted
+		// as a wrong guess like on the verification page.
+		{"unknown code", "user_code=BCDF-GHJK", 404, "application/json", `{"error":"invalid_request"`},
+		{"malformed code", "user_code=" + url.QueryEscape("<not a code>"), 404, "application/json", `{"error":"invalid_request"`},
+		{"no code", "", 404, "application/json", `{"error":"invalid_request"`},
+		{"unknown format", "user_code=" + code + "&format=gif", 400, "application/json", `{"error":"invalid_request"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := h.do(http.DefaultClient, "192.0.2.1", http.MethodGet, "/device/qr?"+tc.query, "", "")
+			if a.status != tc.status || a.header.Get("Content-Type") != tc.contentType || !strings.HasPrefix(a.body, tc.prefix) {
+				t.Fatalf("%d %s %.60q, want %d %s %q…", a.status, a.header.Get("Content-Type"), a.body, tc.status, tc.contentType, tc.prefix)
+			}
+		})
+	}
+
+	confirm := h.lookup("192.0.2.1", code)
+	m := regexp.MustCompile(`<figure class="qr">\s*<img src="([^"]+)"`).FindStringSubmatch(confirm.body)
+	if !confirm.isPage("confirm") || m == nil {
+		t.Fatalf("no QR image on the confirmation page:\n%s", confirm.body)
+	}
+	src := strings.ReplaceAll(m[1], "&amp;", "&")
+	if img := h.do(http.DefaultClient, "192.0.2.1", http.MethodGet, src, "", ""); img.status != http.StatusOK || img.header.Get("Content-Type") != "image/svg+xml" {
+		t.Fatalf("the page's QR image %q: %d %s", src, img.status, img.header.Get("Content-Type"))
+	}
 }
 
 // A QR image is drawn once per code and format, then served from memory
