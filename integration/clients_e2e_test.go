@@ -6,8 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"slices"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
-	"github.com/oauth2-proxy/mockoidc"
 	"golang.org/x/oauth2"
 
 	"github.com/caddy-device-flow/caddy-device-flow/devicelogin"
@@ -331,132 +328,12 @@ func issuerSiteConfig(t *testing.T, issuer, clientID, secret string) string {
 	return siteCaddyfile("issuer "+issuer, "badger "+storeDir(t), clientID, secret, "", "")
 }
 
-func TestIssuerDiscovery(t *testing.T) {
-	up := startUpstream(t)
-	startCaddy(t, issuerSiteConfig(t, up.Issuer(), up.Config().ClientID, up.Config().ClientSecret))
-
-	tv := newDevice(t, up.Config().ClientID, "openid email")
-	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
-		t.Fatalf("approve through the discovered endpoints: %d\n%s", done.status, done.body)
-	}
-	if status, tokens := tv.pollAfter(5 * time.Second); status != http.StatusOK || tokens["id_token"] == nil {
-		t.Fatalf("poll: %d %v", status, tokens)
-	}
-
-	resp, err := http.Get(testSite + "/.well-known/oauth-authorization-server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var md struct {
-		DeviceEndpoint  string   `json:"device_authorization_endpoint"`
-		TokenEndpoint   string   `json:"token_endpoint"`
-		GrantTypes      []string `json:"grant_types_supported"`
-		ScopesSupported []string `json:"scopes_supported"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("metadata: %d %v", resp.StatusCode, err)
-	}
-	if md.DeviceEndpoint != testSite+"/device/code" || md.TokenEndpoint != testSite+"/device/token" {
-		t.Errorf("metadata endpoints: %+v", md)
-	}
-	if !slices.Contains(md.GrantTypes, "urn:ietf:params:oauth:grant-type:device_code") {
-		t.Errorf("grant_types_supported: %v", md.GrantTypes)
-	}
-	if !slices.Equal(md.ScopesSupported, mockoidc.ScopesSupported) {
-		t.Errorf("scopes_supported %v, want the upstream's %v", md.ScopesSupported, mockoidc.ScopesSupported)
-	}
-}
-
+// An issuer whose metadata is wrong (here: none there) is a configuration
+// error: Caddy's load fails with flow's message. Which answers are errors
+// and which outages is flow's TestIssuerOutageOrWrongMetadata; an issuer
+// that does not answer loads (issuer_down_test.go).
 func TestBadIssuerFailsToLoad(t *testing.T) {
 	up := startUpstream(t)
-	// A proxy in front of the upstream serves its metadata, which names
-	// the upstream, not the proxy: a spoofed or misconfigured issuer.
-	proxy := httptest.NewServer(httputil.NewSingleHostReverseProxy(mustParseURL(t, up.Addr())))
-	defer proxy.Close()
-	tests := []struct {
-		name, issuer, want string
-	}{
-		// An issuer that does not answer loads: see issuer_down_test.go.
-		{"no metadata there", up.Addr() + "/nothing", "HTTP status 404"},
-		{"metadata names another issuer", proxy.URL + "/oidc", `names issuer \"` + up.Issuer() + `\"`},
-		{"not a URL", "ftp://example.com", "issuer"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			config := issuerSiteConfig(t, tc.issuer, up.Config().ClientID, up.Config().ClientSecret)
-			caddytest.AssertLoadError(t, config, "caddyfile", tc.want)
-		})
-	}
-}
-
-func mustParseURL(t *testing.T, s string) *url.URL {
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-func TestQREndpoint(t *testing.T) {
-	up := startUpstream(t)
-	startCaddy(t, siteConfig(t, up, ""))
-	tv := newDevice(t, up.Config().ClientID, "openid")
-	code := tv.userCode()
-
-	tests := []struct {
-		name, query string
-		wantStatus  int
-		wantType    string
-		wantPrefix  string // of the body
-	}{
-		{"png", "user_code=" + code + "&format=png", 200, "image/png", "\x89PNG\r\n\x1a\n"},
-		{"svg", "user_code=" + code + "&format=svg", 200, "image/svg+xml", ""},
-		{"svg by default", "user_code=" + code, 200, "image/svg+xml", ""},
-		{"as typed", "user_code=" + strings.ToLower(strings.ReplaceAll(code, "-", "")), 200, "image/svg+xml", ""},
-		// Only a live code gets an image: the rest is one answer, counted
-		// as a wrong guess like on the verification page.
-		{"unknown code", "user_code=BCDF-GHJK", 404, "application/json", `{"error":"invalid_request"`},
-		{"malformed code", "user_code=" + url.QueryEscape("<not a code>"), 404, "application/json", `{"error":"invalid_request"`},
-		{"no code", "", 404, "application/json", `{"error":"invalid_request"`},
-		{"unknown format", "user_code=" + code + "&format=gif", 400, "application/json", `{"error":"invalid_request"`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			resp, err := http.Get(testSite + "/device/qr?" + tc.query)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.wantStatus || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.wantType) {
-				t.Fatalf("%d %s: %.200q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
-			}
-			if !strings.HasPrefix(string(body), tc.wantPrefix) {
-				t.Fatalf("body starts %.40q, want %q", body, tc.wantPrefix)
-			}
-			if tc.wantType == "image/svg+xml" && !strings.Contains(string(body), "<svg") {
-				t.Fatalf("not an SVG: %.200q", body)
-			}
-		})
-	}
-
-	// The confirmation page shows the QR image, and its src serves one.
-	confirm := newBrowser(t).get(tv.auth["verification_uri_complete"].(string))
-	m := regexp.MustCompile(`<figure class="qr">\s*<img src="([^"]+)"`).FindStringSubmatch(confirm.body)
-	if !confirm.is("confirm") || m == nil {
-		t.Fatalf("no QR image on the confirmation page:\n%s", confirm.body)
-	}
-	src := strings.ReplaceAll(m[1], "&amp;", "&")
-	if !strings.HasPrefix(src, "/device/qr?user_code=") {
-		t.Fatalf("QR image src %q", src)
-	}
-	resp, err := http.Get(testSite + src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/svg+xml" {
-		t.Fatalf("QR image from the page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
+	config := issuerSiteConfig(t, up.Addr()+"/nothing", up.Config().ClientID, up.Config().ClientSecret)
+	caddytest.AssertLoadError(t, config, "caddyfile", "HTTP status 404")
 }

@@ -11,12 +11,13 @@ import (
 	"testing"
 )
 
-// The device-code phishing defences through Caddy, with the addresses of
-// devices and people simulated as a trusted proxy's X-Forwarded-For:
-// issue_from refuses a device elsewhere, code_networks locks a code opened
-// from too many networks, both are counted in the metrics, and the audit
-// events reach a log that includes http.handlers.device_flow.audit, with
-// the handler's name.
+// The device-code phishing defences as Caddy runs them, with the
+// addresses of devices and people simulated as a trusted proxy's
+// X-Forwarded-For: the Caddyfile's issue_from and code_networks act on
+// Caddy's client addresses, their events reach Caddy's metrics, and the
+// audit events a Caddy log that includes http.handlers.device_flow.audit,
+// with the handler's name. What the defences do is flow's TestIssueFrom
+// and TestCodeNetworks.
 func TestPhishingDefences(t *testing.T) {
 	up := startUpstream(t)
 	auditFile := filepath.Join(storeDir(t), "audit.log")
@@ -54,9 +55,6 @@ func TestPhishingDefences(t *testing.T) {
 			t.Fatalf("open %d from %s: %d, locked %v", i, ip, status, locked)
 		}
 	}
-	if status, out := tv.poll(); out["error"] != "access_denied" {
-		t.Fatalf("the device of a locked code: %d %v, want access_denied", status, out)
-	}
 
 	after := scrapeMetrics(t)
 	for event, want := range map[string]float64{"issue_refused": 1, "code_locked": 1, "code_issued": 1} {
@@ -84,9 +82,6 @@ func TestPhishingDefences(t *testing.T) {
 		events = append(events, e["msg"].(string))
 		if e["msg"] == "code_locked" && (e["device_ip"] != "192.0.2.10" || e["person_ip"] != "198.51.102.1" || e["user_code"] != tv.userCode()) {
 			t.Errorf("code_locked: %s", sc.Text())
-		}
-		if strings.Contains(sc.Text(), tv.deviceCode()) {
-			t.Errorf("the device code is in the audit log: %s", sc.Text())
 		}
 	}
 	if got, want := strings.Join(events, " "), "issue_refused code_issued code_opened code_opened code_locked"; got != want {
