@@ -31,7 +31,6 @@ import (
 	_ "github.com/caddy-device-flow/caddy-device-flow/devicelogin" // the `caddy device-login` command
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
-	"github.com/caddy-device-flow/caddy-device-flow/internal/clock"
 	"github.com/caddy-device-flow/caddy-device-flow/templates"
 )
 
@@ -384,7 +383,6 @@ func (h *Handler) flowConfig(ctx caddy.Context) (flow.Config, error) {
 	}
 	cfg.Logger = h.logger
 	cfg.ClientIP = caddyClientIP
-	cfg.Now = clock.Now
 	cfg.Observer = newMetrics(ctx, h.logger)
 	// Its own logger, so that `log { include
 	// http.handlers.device_flow.audit }` sends the events elsewhere.

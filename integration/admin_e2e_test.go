@@ -118,7 +118,7 @@ func testAdmin(t *testing.T, storage string) {
 		t.Fatalf("deny the pending code: %d %s", status, body)
 	}
 	for _, d := range []*device{polled, approved} {
-		if status, out := d.pollAfter(5 * time.Second); status != http.StatusBadRequest || out["error"] != "access_denied" {
+		if status, out := d.poll(); status != http.StatusBadRequest || out["error"] != "access_denied" {
 			t.Errorf("poll of a denied code: %d %v", status, out)
 		}
 	}
@@ -215,7 +215,7 @@ func testAdmin(t *testing.T, storage string) {
 	if out, err = runDeviceFlowCommand(t, "deny", third.userCode(), "--handler", "tv-site"); err != nil || !strings.Contains(out, "denied") {
 		t.Fatalf("device-flow deny: %v\n%s", err, out)
 	}
-	if status, out := third.pollAfter(5 * time.Second); out["error"] != "access_denied" {
+	if status, out := third.poll(); out["error"] != "access_denied" {
 		t.Errorf("poll after `device-flow deny`: %d %v", status, out)
 	}
 	if _, err = runDeviceFlowCommand(t, "deny", "BCDF-GHJK"); err == nil || !strings.Contains(err.Error(), "no live code") {
@@ -319,7 +319,7 @@ func testAdminStoreContents(t *testing.T, storage string, write func(hostile *fl
 	config := siteConfigStorage(t, up, storage, "name tv-site")
 	startCaddy(t, config)
 	good := newDevice(t, up.Config().ClientID, "openid")
-	now := fakeClock.Now()
+	now := time.Now()
 	hostile := &flow.Device{
 		UserCode: "\x1b]0;owned\x07BC\x1b[2J", ClientID: "tv\x1b[1m", Scope: "openid\x9b1m", CreatedAt: now, ExpiresAt: now.Add(time.Hour),
 		Interval: 5 * time.Second, CodeHash: make([]byte, 32), SealKey: make([]byte, 32), IssuedTo: "\x1b[31m203.0.113.9\u202e",

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -160,7 +161,7 @@ func TestRealBrowser(t *testing.T) {
 	tab.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
 	tab.waitPage("success")
 	tab.shot("success")
-	if status, tokens := tv.pollAfter(5 * time.Second); status != http.StatusOK || tokens["access_token"] == nil {
+	if status, tokens := tv.poll(); status != http.StatusOK || tokens["access_token"] == nil {
 		t.Fatalf("the device did not get its tokens: %d %v", status, tokens)
 	}
 
@@ -195,7 +196,7 @@ func TestRealBrowser(t *testing.T) {
 	tab.do(chromedp.Click(chromedp.CSS(`button[value="deny"]`)))
 	tab.waitPage("denied")
 	tab.shot("denied")
-	if _, out := refused.pollAfter(5 * time.Second); out["error"] != "access_denied" {
+	if _, out := refused.poll(); out["error"] != "access_denied" {
 		t.Fatalf("device after deny: %v", out)
 	}
 
@@ -208,7 +209,9 @@ func TestRealBrowser(t *testing.T) {
 	tab.waitPage("error")
 	tab.shot("error")
 
-	// The code expires while the person is away at the upstream: the
+	// The code is no longer pending when the person comes back from the
+	// upstream (denied meanwhile from another browser; a code that expired
+	// meanwhile shows the same page, tested in flow's TestExpiry): the
 	// sign-in is started by a scripted browser, whose session the tab
 	// takes over before opening the callback.
 	late := newDevice(t, clientID, "openid")
@@ -220,7 +223,11 @@ func TestRealBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fakeClock.Advance(11 * time.Minute)
+	other := newBrowser(t)
+	confirm := other.get(late.auth["verification_uri_complete"].(string))
+	if denied := other.post("/device", url.Values{"csrf": {confirm.csrf(t)}, "user_code": {late.userCode()}, "action": {"deny"}}); !denied.is("denied") {
+		t.Fatalf("deny from another browser: %d\n%s", denied.status, denied.body)
+	}
 	tab.do(chromedp.Navigate(callback))
 	tab.waitPage("expired")
 	tab.shot("expired")
@@ -301,7 +308,6 @@ func TestRealBrowserProximity(t *testing.T) {
 
 	startCaddy(t, withGlobalOptions(siteConfig(t, up, "geoip "+mmdb), trustLoopback))
 	tv := newDeviceFrom(t, clientID, "openid profile", "198.51.100.7")
-	fakeClock.Advance(2 * time.Minute)
 	tab.do(chromedp.Navigate(tv.auth["verification_uri_complete"].(string)))
 	tab.waitPage("confirm")
 	tab.do(chromedp.WaitVisible(chromedp.ID("far")))
@@ -311,7 +317,10 @@ func TestRealBrowserProximity(t *testing.T) {
 			t.Errorf("the warning %q does not say %q", warning, want)
 		}
 	}
-	if asked := eval[string](tab, `document.querySelector("dd.asked").innerText.replaceAll("\u00a0", " ")`); asked != "2 minutes ago" {
+	// Asked for just now: how minutes and hours read is flow's
+	// TestConfirmPageShowsWhereAndWhen.
+	secondsAgo := regexp.MustCompile(`^[0-9]+ seconds? ago$`)
+	if asked := eval[string](tab, `document.querySelector("dd.asked").innerText.replaceAll("\u00a0", " ")`); !secondsAgo.MatchString(asked) {
 		t.Errorf("asked: %q", asked)
 	}
 	// Approve and Deny: the same size, colours, weight and border.
@@ -340,7 +349,7 @@ func TestRealBrowserProximity(t *testing.T) {
 	tab.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
 	tab.waitPage("toofar")
 	tab.shot("toofar")
-	if _, out := tv.pollAfter(5 * time.Second); out["error"] != "authorization_pending" {
+	if _, out := tv.poll(); out["error"] != "authorization_pending" {
 		t.Fatalf("the device after the refusal: %v", out)
 	}
 	// From the device's network, "Try again" leads back and Approve works.

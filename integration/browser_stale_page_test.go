@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -44,7 +43,7 @@ func TestRealBrowserStalePage(t *testing.T) {
 	first.waitPage("confirm")
 	first.do(chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
 	first.waitPage("success")
-	if status, tokens := left.pollAfter(5 * time.Second); status != http.StatusOK || tokens["access_token"] == nil {
+	if status, tokens := left.poll(); status != http.StatusOK || tokens["access_token"] == nil {
 		t.Fatalf("the device of the stale page did not get its tokens: %d %v", status, tokens)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/caddy-device-flow/caddy-device-flow/devicelogin"
+	"github.com/caddy-device-flow/caddy-device-flow/internal/testclock"
 )
 
 // Real clients against the real module: golang.org/x/oauth2 as it comes,
@@ -24,8 +25,9 @@ import (
 
 func TestGolangOAuth2Client(t *testing.T) {
 	up := startUpstream(t)
-	// x/oauth2 waits the interval for real before each poll; 1s keeps it quick.
-	startCaddy(t, siteConfig(t, up, "interval 1s"))
+	// x/oauth2 waits the interval for real before each poll; 1s keeps it
+	// quick. It reads the configured interval and lifetime.
+	startCaddy(t, siteConfig(t, up, "interval 1s\n\t\texpires_in 2m"))
 	cfg := oauth2.Config{
 		ClientID: up.Config().ClientID,
 		Scopes:   []string{"openid", "profile"},
@@ -44,8 +46,8 @@ func TestGolangOAuth2Client(t *testing.T) {
 	if da.UserCode == "" || da.VerificationURI != testSite+"/device" || !strings.HasPrefix(da.VerificationURIComplete, da.VerificationURI+"?code=") {
 		t.Fatalf("device authorization as x/oauth2 read it: %+v", da)
 	}
-	if da.Interval != 1 || time.Until(da.Expiry) < 9*time.Minute {
-		t.Fatalf("interval %d, expiry in %s", da.Interval, time.Until(da.Expiry))
+	if left := time.Until(da.Expiry); da.Interval != 1 || left > 2*time.Minute || left < 110*time.Second {
+		t.Fatalf("interval %d, expiry in %s; want 1 and 2m", da.Interval, left)
 	}
 	// The person may sign in before the device first polls.
 	if done := newBrowser(t).approve(da.UserCode); !done.is("success") {
@@ -77,8 +79,8 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// The usual use: x/oauth2 polls while the person approves. The module's
-// clock moves by the interval with each poll, as real time would; the
+// The usual use: x/oauth2 polls while the person approves. It waits the
+// interval (1 s) for real before each poll, 3 s per style in all; the
 // person approves after the second authorization_pending. With its default
 // AuthStyleAutoDetect, x/oauth2 sends every unsuccessful request twice in
 // a row (HTTP Basic, then the client ID in the form): the module forgives
@@ -112,11 +114,6 @@ func TestGolangOAuth2PollsWhileThePersonApproves(t *testing.T) {
 			transport := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				if r.URL.Path != "/device/token" {
 					return http.DefaultTransport.RoundTrip(r)
-				}
-				// A poll after waiting the interval; auto-detect's
-				// immediate repeat (without Basic) comes at once.
-				if tc.style == oauth2.AuthStyleInParams || r.Header.Get("Authorization") != "" {
-					fakeClock.Advance(time.Second)
 				}
 				resp, err := http.DefaultTransport.RoundTrip(r)
 				if err != nil {
@@ -158,9 +155,15 @@ func TestGolangOAuth2PollsWhileThePersonApproves(t *testing.T) {
 	}
 }
 
-// fakeClockSleep lets a devicelogin.Client wait on the module's clock.
-func fakeClockSleep(ctx context.Context, d time.Duration) error {
-	fakeClock.Advance(d)
+// clientClock is a devicelogin.Client's own clock, moved by its Sleep
+// instead of waiting: the person approves or denies before the device's
+// poll, and such a poll is answered at once, however soon it comes.
+type clientClock struct{ *testclock.Clock }
+
+func newClientClock() clientClock { return clientClock{testclock.New()} }
+
+func (c clientClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.Advance(d)
 	return ctx.Err()
 }
 
@@ -172,7 +175,8 @@ func TestDeviceLoginClient(t *testing.T) {
 	defer cancel()
 
 	t.Run("RequestCode, approve, Poll", func(t *testing.T) {
-		c := &devicelogin.Client{Server: testSite, ClientID: clientID, Scope: "openid profile", Now: fakeClock.Now, Sleep: fakeClockSleep}
+		clock := newClientClock()
+		c := &devicelogin.Client{Server: testSite, ClientID: clientID, Scope: "openid profile", Now: clock.Now, Sleep: clock.Sleep}
 		da, err := c.RequestCode(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -195,6 +199,8 @@ func TestDeviceLoginClient(t *testing.T) {
 
 	// Login prints the prompt and polls; the person acts while it waits
 	// between two polls (in its second sleep), as they would in real life.
+	// A code never approved is the client's own deadline (devicelogin's
+	// tests) or the server's expired_token (flow's TestExpiry).
 	tests := []struct {
 		name     string
 		person   func(t *testing.T, userCode string)
@@ -211,20 +217,20 @@ func TestDeviceLoginClient(t *testing.T) {
 			confirm := b.get(testSite + "/device?code=" + url.QueryEscape(code))
 			b.post("/device", url.Values{"csrf": {confirm.csrf(t)}, "user_code": {code}, "action": {"deny"}})
 		}, devicelogin.ErrAccessDenied, devicelogin.ExitCodeDenied},
-		{"never approved", func(*testing.T, string) {}, devicelogin.ErrExpired, devicelogin.ExitCodeExpired},
 	}
 	for _, tc := range tests {
 		t.Run("Login "+tc.name, func(t *testing.T) {
 			var prompt strings.Builder
 			var userCode string
 			sleeps := 0
-			c := &devicelogin.Client{Server: testSite, ClientID: clientID, Scope: "openid", Err: &prompt, Now: fakeClock.Now,
+			clock := newClientClock()
+			c := &devicelogin.Client{Server: testSite, ClientID: clientID, Scope: "openid", Err: &prompt, Now: clock.Now,
 				Sleep: func(ctx context.Context, d time.Duration) error {
 					if sleeps++; sleeps == 2 {
 						userCode = regexp.MustCompile(`│  (\S+)  │`).FindStringSubmatch(prompt.String())[1]
 						tc.person(t, userCode)
 					}
-					return fakeClockSleep(ctx, d)
+					return clock.Sleep(ctx, d)
 				}}
 			raw, err := c.Login(ctx)
 			if tc.wantErr == nil && (err != nil || !json.Valid(raw)) {
@@ -251,7 +257,7 @@ func TestRefreshRelay(t *testing.T) {
 	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
 		t.Fatalf("approve: %d", done.status)
 	}
-	status, tokens := tv.pollAfter(5 * time.Second)
+	status, tokens := tv.poll()
 	if status != http.StatusOK {
 		t.Fatalf("poll: %d %v", status, tokens)
 	}

@@ -24,8 +24,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	_ "github.com/caddy-device-flow/caddy-device-flow" // the device_flow handler, as a Caddy build has it
-	"github.com/caddy-device-flow/caddy-device-flow/internal/clock"
-	"github.com/caddy-device-flow/caddy-device-flow/internal/testclock"
 	"github.com/caddy-device-flow/caddy-device-flow/internal/testupstream"
 )
 
@@ -45,12 +43,6 @@ func freePort() int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
-
-// fakeClock is the handlers' clock in the in-process tests
-// (internal/clock), moved by hand instead of sleeping.
-var fakeClock = testclock.New()
-
-func init() { clock.Now = fakeClock.Now }
 
 // upstream is the test's authorization server (mockoidc).
 type upstream = testupstream.Upstream
@@ -212,6 +204,11 @@ func (d *device) deviceCode() string { return d.auth["device_code"].(string) }
 func (d *device) userCode() string   { return d.auth["user_code"].(string) }
 
 // poll asks for the tokens once and returns the status and JSON answer.
+// Caddy runs on the real clock and tests wait for nothing: a poll of an
+// approved or denied code is answered at once, whatever the interval; a
+// pending code polled again a moment later is early (one immediate repeat
+// is forgiven as a client's retry, then slow_down). Expiry and the
+// interval need time to pass: flow tests them with an injected Config.Now.
 func (d *device) poll() (int, map[string]any) {
 	d.t.Helper()
 	status, out, _ := postForm(d.t, "/device/token", url.Values{
@@ -220,12 +217,6 @@ func (d *device) poll() (int, map[string]any) {
 		"client_id":   {d.clientID},
 	})
 	return status, out
-}
-
-// pollAfter moves the clock by the interval first, as an honest device waits.
-func (d *device) pollAfter(wait time.Duration) (int, map[string]any) {
-	fakeClock.Advance(wait)
-	return d.poll()
 }
 
 // postPage posts a form from the browser to a site of the test's choosing.

@@ -2,11 +2,9 @@ package integration
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // The Caddy-level smoke test: a device code from the module behind Caddy,
@@ -24,7 +22,7 @@ func TestFullFlow(t *testing.T) {
 	if done.status != http.StatusOK || !done.is("success") {
 		t.Fatalf("after the upstream: %d %s\n%s", done.status, done.url, done.body)
 	}
-	status, tokens := tv.pollAfter(5 * time.Second)
+	status, tokens := tv.poll()
 	if status != http.StatusOK {
 		t.Fatalf("poll after approval: %d %v", status, tokens)
 	}
@@ -32,27 +30,6 @@ func TestFullFlow(t *testing.T) {
 		if s, _ := tokens[field].(string); s == "" {
 			t.Errorf("%s missing from the token response %v", field, tokens)
 		}
-	}
-}
-
-func TestExpiry(t *testing.T) {
-	up := startUpstream(t)
-	startCaddy(t, siteConfig(t, up, "expires_in 2m"))
-	tv := newDevice(t, up.Config().ClientID, "openid")
-	if tv.auth["expires_in"] != float64(120) {
-		t.Fatalf("expires_in: %v", tv.auth["expires_in"])
-	}
-	b := newBrowser(t)
-	entry := b.get(testSite + "/device")
-	fakeClock.Advance(2*time.Minute + time.Second)
-
-	// The person is too late: the code is as unknown as a wrong one.
-	late := b.post("/device", url.Values{"csrf": {entry.csrf(t)}, "user_code": {tv.userCode()}, "action": {"lookup"}})
-	if !late.is("enter") || late.status != http.StatusBadRequest {
-		t.Fatalf("expired code must be refused on the entry page: %d\n%s", late.status, late.body)
-	}
-	if status, out := tv.poll(); status != 400 || out["error"] != "expired_token" {
-		t.Fatalf("poll after expiry: %d %v", status, out)
 	}
 }
 
@@ -99,7 +76,6 @@ func TestConcurrentPollsDeliverOnce(t *testing.T) {
 	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
 		t.Fatalf("approve: %d", done.status)
 	}
-	fakeClock.Advance(time.Minute)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	wins := 0

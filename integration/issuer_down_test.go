@@ -46,7 +46,7 @@ func signIn(t *testing.T, clientID string) {
 	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
 		t.Fatalf("approve: %d\n%s", done.status, done.body)
 	}
-	if status, tokens := tv.pollAfter(5 * time.Second); status != http.StatusOK || tokens["access_token"] == nil {
+	if status, tokens := tv.poll(); status != http.StatusOK || tokens["access_token"] == nil {
 		t.Fatalf("poll: %d %v", status, tokens)
 	}
 }

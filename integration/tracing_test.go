@@ -54,7 +54,7 @@ func TestTracingUpstreamCalls(t *testing.T) {
 	if done := b.approve(tv.userCode()); !done.is("success") {
 		t.Fatalf("approve: %d\n%s", done.status, done.body)
 	}
-	status, tokens := tv.pollAfter(5 * time.Second)
+	status, tokens := tv.poll()
 	if status != http.StatusOK {
 		t.Fatalf("poll: %d %v", status, tokens)
 	}
