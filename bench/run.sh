@@ -127,16 +127,14 @@ EOF
 	die "Caddy ($name) did not start"
 }
 
-# device_flow_sites DIR STORAGE: a site with limits off and one with the
-# limits counting (thresholds never reached), sharing one store.
-device_flow_sites() {
-	local port=$1 port_limits=$2 storage=$3 limits name=bench
-	for limits in "limits off" "issue_limit 1000000000 per 1m
-		max_live_codes 1000000000"; do
-		cat <<EOF
+# device_flow_site PORT STORAGE [LIMITS]: a site with limits off, or with
+# the given limits counting (thresholds never reached).
+device_flow_site() {
+	local port=$1 storage=$2 limits=${3:-limits off}
+	cat <<EOF
 http://127.0.0.1:$port {
 	device_flow {
-		name $name
+		name bench
 		authorization_endpoint http://127.0.0.1:9/authorize
 		token_endpoint http://127.0.0.1:9/token
 		$storage
@@ -145,9 +143,9 @@ http://127.0.0.1:$port {
 	}
 }
 EOF
-		port=$port_limits name=bench-limits
-	done
 }
+LIMITS_ON="issue_limit 1000000000 per 1m
+		max_live_codes 1000000000"
 
 # metric ADMIN EVENT: the device flow's event counter.
 metric() {
@@ -260,28 +258,49 @@ printf 'dummy-device-code-%d\n' $(seq 1000) >"$tmp/dummy-codes"
 measure "respond (baseline)" - baseline "$base_url" "$base_pid" "$base_admin" "$tmp/dummy-codes"
 
 # ---- (b) Badger, (c) Redis ---------------------------------------------------
-run_store() { # NAME STORAGE_LINE [EXTRA_PID]
-	local name=$1 storage=$2 extra_pid=${3:-}
-	local port port_limits
+run_store() { # NAME STORAGE_LINE_OF_DIR [EXTRA_PID]
+	local name=$1 storage_of=$2 extra_pid=${3:-}
+	local port run limits label
+	# Each issue scenario runs in a Caddy of its own on an empty store:
+	# measured one after the other on one store, the second one met the
+	# compactions of the first one's quarter million codes in its p99.
+	for run in issue issue-limits; do
+		limits="limits off" label="issue code"
+		[ "$run" = issue-limits ] && limits=$LIMITS_ON label="issue code, limits on"
+		free_port port
+		start_caddy "$name-$run" "$(device_flow_site "$port" "$($storage_of "$tmp/$name-$run")" "$limits")"
+		measure "$label" "$name" issue "http://127.0.0.1:$port" "$caddy_pid" "$caddy_admin" - "$extra_pid"
+		stop_caddy "$caddy_pid"
+	done
 	free_port port
-	free_port port_limits
-	start_caddy "$name" "$(device_flow_sites "$port" "$port_limits" "$storage")"
+	start_caddy "$name" "$(device_flow_site "$port" "$($storage_of "$tmp/$name")")"
 	local pid=$caddy_pid admin=$caddy_admin url="http://127.0.0.1:$port"
-	measure "issue code" "$name" issue "$url" "$pid" "$admin" - "$extra_pid"
-	# With limits on (the default configuration): the issue limits'
-	# counters (thresholds never reached) are counted on every request.
-	measure "issue code, limits on" "$name" issue "http://127.0.0.1:$port_limits" "$pid" "$admin" - "$extra_pid"
 	say "issuing $POOL codes to poll"
 	"$tmp/issuecodes" -url "$url/device/code" -n "$POOL" -client bench >"$tmp/$name/codes"
 	measure "poll, pending" "$name" pending "$url" "$pid" "$admin" "$tmp/$name/codes" "$extra_pid"
 	measure "poll, 10% slow_down" "$name" slowdown "$url" "$pid" "$admin" "$tmp/$name/codes" "$extra_pid"
 	measure "GET /device (entry page)" "$name" browser "$url" "$pid" "$admin" - "$extra_pid"
+	stop_caddy "$pid"
+}
+
+# stop_caddy PID: stops a Caddy and waits for it, so that its store is
+# closed and its CPU free before the next scenario.
+stop_caddy() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# The storage line of a store in DIR: Badger's folder; Redis, a database
+# flushed empty first (the Caddy that used it is stopped).
+badger_in() { echo "storage badger $1/device-flow"; }
+redis_in() {
+	redis-cli -p "$redis_port" flushall >/dev/null
+	echo "storage redis redis://127.0.0.1:$redis_port"
 }
 
 STORES=${STORES:-badger redis}
 if [[ " $STORES " == *" badger "* ]]; then
-	mkdir -p "$tmp/badger-data"
-	run_store badger "storage badger $tmp/badger-data"
+	run_store badger badger_in
 fi
 
 if [ -n "${NO_REDIS:-}" ] || [[ " $STORES " != *" redis "* ]]; then
@@ -301,7 +320,7 @@ else
 		(exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
 		sleep 0.1
 	done
-	run_store redis "storage redis redis://127.0.0.1:$redis_port" "$redis_pid"
+	run_store redis redis_in "$redis_pid"
 fi
 
 # ---- (d) live codes: the Badger store alone ----------------------------------
@@ -330,8 +349,7 @@ if [ "${LIVE:-1}" != 0 ]; then
 		# What a poll costs over HTTP with a million live codes, 200,000
 		# of them polling (as many as wrk can keep to their interval).
 		free_port live_port
-		free_port live_unused
-		start_caddy live-1m "$(device_flow_sites "$live_port" "$live_unused" "storage badger $tmp/live-1m")"
+		start_caddy live-1m "$(device_flow_site "$live_port" "storage badger $tmp/live-1m")"
 		# Opening the store may start compactions; let them end, or they
 		# would take CPU from the baseline measured next.
 		for _ in $(seq 60); do
