@@ -3,7 +3,6 @@ package integration
 import (
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -66,32 +65,5 @@ func TestOtherPathsReachTheNextHandler(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /device/code: %d, want the module's 405", resp.StatusCode)
-	}
-}
-
-func TestConcurrentPollsDeliverOnce(t *testing.T) {
-	up := startUpstream(t)
-	startCaddy(t, siteConfig(t, up, ""))
-	tv := newDevice(t, up.Config().ClientID, "openid")
-	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
-		t.Fatalf("approve: %d", done.status)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	wins := 0
-	for range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if status, _ := tv.poll(); status == http.StatusOK {
-				mu.Lock()
-				wins++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if wins != 1 {
-		t.Fatalf("%d polls got the tokens, want exactly 1", wins)
 	}
 }
