@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -252,5 +253,85 @@ func TestRefreshInFlightBound(t *testing.T) {
 	wg.Wait()
 	if a := h.post("192.0.2.1", "/device/token", refresh(nil)); a.status != http.StatusOK {
 		t.Errorf("after the upstream answered: %d %s", a.status, a.body)
+	}
+}
+
+// The relay against a real upstream (mockoidc, which insists on the
+// client secret only the flow holds): a refresh token from the flow is
+// relayed with the secret added, the upstream's own refusal reaches the
+// device as it said it, and what the flow refuses itself never reaches
+// the upstream. The client_id may come as the HTTP Basic user with an
+// empty password, as golang.org/x/oauth2 sends it.
+func TestRefreshRelay(t *testing.T) {
+	recorder := &faultyTokenEndpoint{} // passes everything on, keeping the forms
+	recorderSrv := httptest.NewServer(recorder)
+	t.Cleanup(recorderSrv.Close)
+	h := newHarness(t, harnessOptions{upstream: true, tokenEndpoint: recorderSrv.URL + "/token"})
+	recorder.real = h.up.TokenEndpoint()
+	clientID := h.up.ClientID
+	auth := h.newCode("192.0.2.1", clientID)
+	if done := h.approve(personBrowser(), auth["user_code"].(string), nil); !done.isPage("success") {
+		t.Fatalf("sign-in: %d\n%s", done.status, done.body)
+	}
+	status, tokens := h.poll(auth["device_code"].(string), clientID)
+	rt, _ := tokens["refresh_token"].(string)
+	if status != http.StatusOK || rt == "" {
+		t.Fatalf("poll: %d %v, want tokens with a refresh token", status, tokens)
+	}
+	recorder.takeForms()
+
+	tests := []struct {
+		name    string
+		form    url.Values
+		basic   string // the HTTP Basic user, form-encoded, empty password
+		status  int
+		error   string // "" for a token response
+		relayed bool
+	}{
+		{name: "the flow's refresh token", form: url.Values{"refresh_token": {rt}, "client_id": {clientID}}, status: http.StatusOK, relayed: true},
+		{name: "a narrower scope", form: url.Values{"refresh_token": {rt}, "client_id": {clientID}, "scope": {"openid"}}, status: http.StatusOK, relayed: true},
+		// mockoidc's own answer: 401 invalid_request.
+		{name: "refused by the upstream", form: url.Values{"refresh_token": {"not-a-refresh-token"}, "client_id": {clientID}}, status: http.StatusUnauthorized, error: flow.ErrInvalidRequest, relayed: true},
+		{name: "client not allowed", form: url.Values{"refresh_token": {rt}, "client_id": {"someone-else"}}, status: http.StatusBadRequest, error: flow.ErrInvalidClient},
+		{name: "no refresh token", form: url.Values{"client_id": {clientID}}, status: http.StatusBadRequest, error: flow.ErrInvalidRequest},
+		{name: "client_id by HTTP Basic", form: url.Values{"refresh_token": {rt}}, basic: clientID, status: http.StatusOK, relayed: true},
+		{name: "HTTP Basic and client_id disagree", form: url.Values{"refresh_token": {rt}, "client_id": {clientID}}, basic: "someone-else", status: http.StatusBadRequest, error: flow.ErrInvalidRequest},
+		{name: "unknown client by HTTP Basic", form: url.Values{"refresh_token": {rt}}, basic: "someone-else", status: http.StatusUnauthorized, error: flow.ErrInvalidClient},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.form.Set("grant_type", "refresh_token")
+			req, err := http.NewRequest(http.MethodPost, h.srv.URL+"/device/token", strings.NewReader(tc.form.Encode()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set(testIPHeader, "192.0.2.1")
+			if tc.basic != "" {
+				req.SetBasicAuth(url.QueryEscape(tc.basic), "")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			a := read(t, resp, err)
+			out := a.json(t)
+			switch {
+			case a.status != tc.status:
+				t.Errorf("%d %s, want %d", a.status, a.body, tc.status)
+			case tc.error == "" && out["access_token"] == nil:
+				t.Errorf("no access_token in %s", a.body)
+			case tc.error != "" && out["error"] != tc.error:
+				t.Errorf("error %v, want %s: %s", out["error"], tc.error, a.body)
+			case a.status == http.StatusUnauthorized && tc.error == flow.ErrInvalidClient && a.header.Get("WWW-Authenticate") == "":
+				t.Errorf("401 invalid_client without WWW-Authenticate")
+			}
+			sent := recorder.takeForms()
+			switch {
+			case !tc.relayed && len(sent) != 0:
+				t.Errorf("refused by the flow, yet relayed: %v", sent)
+			case tc.relayed && len(sent) != 1:
+				t.Errorf("%d requests reached the upstream, want 1", len(sent))
+			case tc.relayed && (sent[0].Get("client_secret") != h.up.ClientSecret || sent[0].Get("client_id") != clientID || sent[0].Get("refresh_token") != tc.form.Get("refresh_token")):
+				t.Errorf("relayed without the client's credentials or the refresh token: %v", sent[0])
+			}
+		})
 	}
 }
