@@ -2,9 +2,7 @@ package integration
 
 import (
 	"bytes"
-	"encoding/base64"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,11 +11,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-device-flow/caddy-device-flow/internal/testsecrets"
 )
 
 // Hardening against a hostile world (RFC 8628 §5, RFC 9700), end to end
 // through Caddy: guess limits on Caddy's idea of the client address,
-// secrets neither at rest in Badger nor in Caddy's logs. The flow's own defences are tested in flow/.
+// no secrets in Caddy's logs. The flow's own defences are tested in flow/.
 
 // withGlobalOptions adds lines to the Caddyfile's global options block.
 func withGlobalOptions(config, lines string) string {
@@ -100,84 +100,6 @@ func TestGuessLimitUsesCaddysClientIP(t *testing.T) {
 	}
 }
 
-// secretForms is a secret as it might sit in a file: as is, and base64 in
-// both alphabets at every alignment (a []byte field in JSON is base64).
-func secretForms(secret string) []string {
-	forms := []string{secret}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		for offset := range 3 {
-			s := enc.EncodeToString(append(make([]byte, offset), secret...))
-			if len(s) > 12 {
-				forms = append(forms, s[4:len(s)-4]) // the part no neighbour changes
-			}
-		}
-	}
-	return forms
-}
-
-// dirBytes reads every file under dir.
-func dirBytes(t *testing.T, dir string) []byte {
-	t.Helper()
-	var all []byte
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		all = append(all, b...)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return all
-}
-
-func expectAbsent(t *testing.T, where string, haystack []byte, secrets map[string]string) {
-	t.Helper()
-	for name, secret := range secrets {
-		for _, form := range secretForms(secret) {
-			if bytes.Contains(haystack, []byte(form)) {
-				t.Errorf("the %s is in the %s (as %.12q…)", name, where, form)
-			}
-		}
-	}
-}
-
-// A copy of the Badger folder yields no device code and no token: not
-// while approved tokens wait for the device, not after delivery.
-func TestNoSecretsAtRestInBadger(t *testing.T) {
-	up := startUpstream(t)
-	dir := storeDir(t)
-	cfg := siteConfigIn(t, up, dir, "")
-	startCaddy(t, cfg)
-	tv := newDevice(t, up.Config().ClientID, "openid profile")
-	if done := newBrowser(t).approve(tv.userCode()); !done.is("success") {
-		t.Fatalf("approve: %d", done.status)
-	}
-	startCaddy(t, siteConfig(t, up, "")) // Caddy lets go of (closes) the database
-	waiting := dirBytes(t, dir)
-	if len(waiting) == 0 {
-		t.Fatal("the database folder is empty")
-	}
-
-	startCaddy(t, cfg)
-	status, tokens := tv.poll()
-	if status != http.StatusOK {
-		t.Fatalf("poll: %d %v", status, tokens)
-	}
-	secrets := map[string]string{"device code": tv.deviceCode()}
-	for _, name := range []string{"access_token", "refresh_token", "id_token"} {
-		secrets[name], _ = tokens[name].(string)
-		if secrets[name] == "" {
-			t.Fatalf("no %s delivered", name)
-		}
-	}
-	expectAbsent(t, "database while the tokens waited", waiting, secrets)
-	startCaddy(t, siteConfig(t, up, ""))
-	expectAbsent(t, "database after delivery", dirBytes(t, dir), secrets)
-}
-
 // With Caddy logging at debug level, a whole flow logs no device code,
 // token, client secret, PKCE verifier or authorization code. flow's
 // TestAuditEvents looks for them in what the flow logs; this is what
@@ -233,7 +155,7 @@ func TestNoSecretsInDebugLogs(t *testing.T) {
 	if !bytes.Contains(logged, []byte(`"level":"debug"`)) || !bytes.Contains(logged, []byte("device code issued")) {
 		t.Fatalf("the debug log was not written:\n%s", logged)
 	}
-	expectAbsent(t, "debug log", logged, secrets)
+	testsecrets.Absent(t, "debug log", logged, secrets)
 }
 
 func mustQueryParam(t *testing.T, u, name string) string {
@@ -269,5 +191,5 @@ func TestAccessLogFilterDropsTheCode(t *testing.T) {
 	if !bytes.Contains(logged, []byte(`"uri":"/auth/redirect?`)) {
 		t.Fatalf("the callback was not access-logged:\n%s", logged)
 	}
-	expectAbsent(t, "access log", logged, map[string]string{"authorization code": mustQueryParam(t, callback, "code")})
+	testsecrets.Absent(t, "access log", logged, map[string]string{"authorization code": mustQueryParam(t, callback, "code")})
 }
