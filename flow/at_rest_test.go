@@ -1,13 +1,20 @@
 package flow_test
 
 import (
+	"context"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/internal/testsecrets"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
 )
 
 // A copy of the Badger folder yields no device code and no token: not
@@ -43,6 +50,74 @@ func TestNoSecretsAtRestInBadger(t *testing.T) {
 	}
 	testsecrets.Absent(t, "Badger folder while the tokens waited", waiting, secrets)
 	testsecrets.Absent(t, "Badger folder after delivery", dirBytes(t, dir), secrets)
+}
+
+// The same of everything the module keeps in Redis: every key and every
+// value of every type, read while the tokens wait and after delivery.
+func TestNoSecretsAtRestInRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := redisstore.Open(context.Background(), redisstore.Options{URL: srv.URL, KeyPrefix: "rest:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h := newHarness(t, harnessOptions{upstream: true, configure: func(cfg *flow.Config) { cfg.Store = c.Store("rest-test") }})
+	client := h.up.ClientID
+	auth := h.newCode("192.0.2.1", client)
+	if done := h.approve(personBrowser(), auth["user_code"].(string), nil); !done.isPage("success") {
+		t.Fatalf("sign-in: %d\n%s", done.status, done.body)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	waiting := redisBytes(t, rdb)
+	deviceCode := auth["device_code"].(string)
+	status, tokens := h.poll(deviceCode, client)
+	if status != http.StatusOK {
+		t.Fatalf("poll: %d %v", status, tokens)
+	}
+	secrets := map[string]string{"device code": deviceCode}
+	for _, name := range []string{"access_token", "refresh_token", "id_token"} {
+		if secrets[name], _ = tokens[name].(string); secrets[name] == "" {
+			t.Fatalf("no %s delivered", name)
+		}
+	}
+	testsecrets.Absent(t, "Redis while the tokens waited", waiting, secrets)
+	testsecrets.Absent(t, "Redis after delivery", redisBytes(t, rdb), secrets)
+}
+
+// redisBytes reads every key of the database and its value, whatever its
+// type (a dump would compress long values and hide what they hold).
+func redisBytes(t *testing.T, rdb *redis.Client) []byte {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("Redis holds no keys: %v", err)
+	}
+	var all []byte
+	for _, k := range keys {
+		var v any
+		switch typ := rdb.Type(ctx, k).Val(); typ {
+		case "string":
+			v, err = rdb.Get(ctx, k).Result()
+		case "hash":
+			v, err = rdb.HGetAll(ctx, k).Result()
+		case "set":
+			v, err = rdb.SMembers(ctx, k).Result()
+		case "zset":
+			v, err = rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
+		case "list":
+			v, err = rdb.LRange(ctx, k, 0, -1).Result()
+		case "none": // expired since KEYS
+		default:
+			t.Fatalf("key %q of type %s: the test cannot read it", k, typ)
+		}
+		if err != nil && err != redis.Nil {
+			t.Fatal(err)
+		}
+		all = fmt.Appendf(all, "%s=%v\n", k, v)
+	}
+	return all
 }
 
 // dirBytes reads every file under dir.
