@@ -128,8 +128,13 @@ func badgerOptions(o Options) badger.Options {
 	opts := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
 		WithLogger(zapLogger{o.Logger.Sugar()}).
-		// Small memtables (not 5 of 64 MiB): records are small and short-lived.
-		WithMemTableSize(2 << 20).
+		// Small memtables (not 5 of 64 MiB): records are small and
+		// short-lived. 4 MiB, not 2: under a flood of new codes, 2 MiB
+		// memtables flushed so often that writes waited behind level 0
+		// (bench/run.sh: an issue's p99 1.7-2.1x respond's, 1.0-1.2x with
+		// 4 MiB), for 50 MiB more peak RSS at 1M live codes (the arenas
+		// are on the Go heap).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(3).
 		// A table is built whole in a buffer twice its size, so small
 		// tables on every level keep flushes and compactions small.
