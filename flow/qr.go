@@ -3,8 +3,6 @@ package flow
 import (
 	"net/http"
 	"net/url"
-	"sync"
-	"time"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow/qr"
 )
@@ -68,80 +66,20 @@ func (s *Service) serveQR(w http.ResponseWriter, r *http.Request) {
 	}
 	display := s.cfg.UserCode.Display(d.UserCode)
 	target := s.baseURL(r) + s.paths.Verify + "?code=" + url.QueryEscape(display)
-	key := format + " " + target
-	now := s.cfg.Now()
-	img, ok := s.qrImages.get(key, now)
-	if !ok {
-		body, contentType, err := drawQR(target, format, 320)
-		if err != nil {
-			writeOAuthError(w, badRequest(ErrInvalidRequest, "the QR code could not be drawn"))
-			return
-		}
-		img = qrImage{body: body, contentType: contentType, expires: d.ExpiresAt}
-		s.qrImages.put(key, img, now)
+	body, contentType, err := qr.Image(target, format, 320)
+	if err != nil {
+		writeOAuthError(w, badRequest(ErrInvalidRequest, "the QR code could not be drawn"))
+		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", img.contentType)
+	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.WriteHeader(http.StatusOK)
-	w.Write(img.body)
+	w.Write(body)
 }
 
 // maxHostLen is the longest Host the QR image draws (a DNS name is at most
 // 253 bytes, plus a port).
 const maxHostLen = 255
-
-// drawQR is qr.Image; tests count its calls.
-var drawQR = qr.Image
-
-// qrCache keeps drawn QR images, so that asking for one again costs a map
-// lookup instead of an encoding. An image is kept until its code expires;
-// the cache is bounded, and when full it draws without keeping.
-type qrCache struct {
-	mu      sync.Mutex
-	entries map[string]qrImage
-}
-
-type qrImage struct {
-	body        []byte
-	contentType string
-	expires     time.Time
-}
-
-// maxQRImages bounds the cache: a few hundred kilobytes of images.
-const maxQRImages = 1024
-
-// get returns the image kept under key, if it is still live at now.
-func (c *qrCache) get(key string, now time.Time) (qrImage, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	img, ok := c.entries[key]
-	if ok && !now.Before(img.expires) {
-		delete(c.entries, key)
-		return qrImage{}, false
-	}
-	return img, ok
-}
-
-// put keeps img under key, first dropping images whose codes have ended
-// when the cache is full.
-func (c *qrCache) put(key string, img qrImage, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil {
-		c.entries = make(map[string]qrImage)
-	}
-	if len(c.entries) >= maxQRImages {
-		for k, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, k)
-			}
-		}
-		if len(c.entries) >= maxQRImages {
-			return
-		}
-	}
-	c.entries[key] = img
-}

@@ -33,7 +33,6 @@ type Service struct {
 	// refreshSlots holds one token per refresh relay waiting on the
 	// upstream (refreshSlot).
 	refreshSlots chan struct{}
-	qrImages     qrCache
 }
 
 // New checks the configuration and prepares the service. ctx bounds the
