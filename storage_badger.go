@@ -166,8 +166,8 @@ func (b *BadgerStorage) expectLiveCodes(liveCodes int) {
 	}
 }
 
-// storeIdentity names where the records are, for the admin registry
-// (admin_registry.go).
+// storeIdentity names where the records are, for the check that two
+// handlers on one store are apart (claimIdentity, namespace.go).
 func (b *BadgerStorage) storeIdentity() string { return "badger " + b.dir }
 
 // Store returns one handler's store in the database, usable once the

@@ -289,9 +289,9 @@ func (r *RedisStorage) poolKey() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// storeIdentity names where the records are, for the admin registry
-// (admin_registry.go): the servers, the database and the key prefix,
-// never a password.
+// storeIdentity names where the records are, for the check that two
+// handlers on one store are apart (claimIdentity, namespace.go): the
+// servers, the database and the key prefix, never a password.
 func (r *RedisStorage) storeIdentity() string {
 	db := 0
 	if o, err := redisstore.ParseURL(r.URL); r.URL != "" && err == nil {

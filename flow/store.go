@@ -215,7 +215,7 @@ type Login struct {
 	UserCode  string    `json:"uc"`   // the authorization it is for
 	CodeHash  []byte    `json:"ch"`   // and that authorization's Device.CodeHash
 	State     string    `json:"sh"`   // HMAC of the state: the callback must bring that state
-	Verifier  string    `json:"pkce"` // the PKCE code_verifier, sealed under the state (seal.SealVerifier)
+	Verifier  string    `json:"pkce"` // the PKCE code_verifier, sealed under the state (seal.Verifier)
 	Browser   string    `json:"b"`    // HMAC of the browser's session
 	ExpiresAt time.Time `json:"ea"`
 	MAC       []byte    `json:"mac,omitempty"` // as Device.MAC
