@@ -111,15 +111,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.UserCode, err = oneOf(d, "base20", "digits")
 		case "prefix":
 			if h.Prefix, err = singleArg(d); err == nil {
-				if bad := flow.CheckPrefix(h.Prefix); bad != nil {
-					err = d.Err(bad.Error())
-				}
+				err = lineErr(d, flow.CheckPrefix(h.Prefix))
 			}
 		case "templates":
 			h.Templates, err = singleArg(d)
 		case "server_secret":
-			if h.ServerSecret, err = singleArg(d); err == nil && !strings.Contains(h.ServerSecret, "{") && len(h.ServerSecret) < flow.MinServerSecret {
-				err = d.Errf("server_secret is too short: %d bytes, at least %d (e.g. openssl rand -base64 48, given by {env.*})", len(h.ServerSecret), flow.MinServerSecret)
+			// One with a placeholder ({env.*}) is checked once resolved.
+			if h.ServerSecret, err = singleArg(d); err == nil && !strings.Contains(h.ServerSecret, "{") {
+				err = lineErr(d, flow.CheckServerSecret([]byte(h.ServerSecret)))
 			}
 		case "geoip":
 			h.GeoIP, err = singleArg(d)
@@ -205,8 +204,8 @@ func (h *Handler) unmarshalClient(d *caddyfile.Dispenser) error {
 		case "name":
 			c.Name, err = singleArg(d)
 		case "secret":
-			if c.Secret, err = singleArg(d); err == nil && strings.TrimSpace(c.Secret) == "" {
-				err = d.Errf("client %s: secret is empty", id)
+			if c.Secret, err = singleArg(d); err == nil {
+				err = lineErr(d, checkClientSecret(id, c.Secret, c.Secret))
 			}
 		case "scopes":
 			if c.Scopes = d.RemainingArgs(); len(c.Scopes) == 0 {
@@ -242,7 +241,7 @@ func authorizeParamArg(d *caddyfile.Dispenser, params *map[string][]string) erro
 		return d.Err("authorize_param takes no block")
 	}
 	if err := flow.CheckAuthorizeParam(args[0]); err != nil {
-		return d.Err(err.Error())
+		return lineErr(d, err)
 	}
 	if *params == nil {
 		*params = make(map[string][]string)
@@ -345,11 +344,12 @@ func codeNetworksArg(d *caddyfile.Dispenser) (*int, error) {
 	if v == "off" {
 		v = "0"
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
+	n, err := strconv.ParseUint(v, 10, 31) // whole numbers: 0, 1, 2...
+	if err != nil {
 		return nil, d.Errf("code_networks: %q is not a whole number or off", v)
 	}
-	return &n, nil
+	networks := int(n)
+	return &networks, nil
 }
 
 // hstsArg reads `hsts off` or `hsts <max-age> [include_subdomains] [preload]`.
@@ -382,10 +382,7 @@ func hstsArg(d *caddyfile.Dispenser) (*HSTSConfig, error) {
 			return nil, d.Errf("hsts: unknown option %q; want include_subdomains or preload", flag)
 		}
 	}
-	if err := c.validate(); err != nil {
-		return nil, d.Err(err.Error())
-	}
-	return c, nil
+	return c, lineErr(d, c.validate())
 }
 
 // rateLimitArg reads `<n> per <duration>`.
@@ -396,14 +393,14 @@ func rateLimitArg(d *caddyfile.Dispenser) (*RateLimit, error) {
 		return nil, d.Errf("%s wants: %s <n> per <duration>", name, name)
 	}
 	n, err := strconv.Atoi(args[0])
-	if err != nil || n < 1 {
+	if err != nil {
 		return nil, d.Errf("%s: %q is not a positive whole number", name, args[0])
 	}
 	dur, err := caddy.ParseDuration(args[2])
-	if err != nil || dur <= 0 {
+	if err != nil {
 		return nil, d.Errf("%s: %q is not a positive duration", name, args[2])
 	}
-	return &RateLimit{Count: n, Per: caddy.Duration(dur)}, nil
+	return &RateLimit{Count: n, Per: caddy.Duration(dur)}, lineErr(d, flow.CheckRate(name, n, dur))
 }
 
 // proximityPrefixArg reads `proximity_prefix <IPv4 bits> <IPv6 bits>`.
@@ -414,13 +411,24 @@ func proximityPrefixArg(d *caddyfile.Dispenser) (*ProximityPrefix, error) {
 	}
 	v4, err4 := strconv.Atoi(args[0])
 	v6, err6 := strconv.Atoi(args[1])
-	if err4 != nil || err6 != nil || v4 < 1 || v4 > 32 || v6 < 1 || v6 > 128 {
-		return nil, d.Errf("proximity_prefix wants IPv4 bits 1-32 and IPv6 bits 1-128, not %q and %q", args[0], args[1])
+	if err4 != nil || err6 != nil {
+		return nil, d.Errf("proximity_prefix wants two whole numbers of bits, not %q and %q", args[0], args[1])
 	}
 	if d.NextBlock(d.Nesting()) {
 		return nil, d.Err("proximity_prefix takes no block")
 	}
-	return &ProximityPrefix{IPv4: v4, IPv6: v6}, nil
+	p := &ProximityPrefix{IPv4: v4, IPv6: v6}
+	_, err := p.flow()
+	return p, lineErr(d, err)
+}
+
+// lineErr is err, a rule's verdict, as an error at the dispenser's line;
+// nil when err is.
+func lineErr(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.Err(err.Error())
 }
 
 // singleArg reads exactly one argument and no block.

@@ -7,7 +7,6 @@
 package deviceflow
 
 import (
-	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -185,11 +184,18 @@ type ProximityPrefix struct {
 	IPv6 int `json:"ipv6"`
 }
 
-func (p *ProximityPrefix) flow() flow.ProximityPrefix {
+// flow is p for the protocol core: the zero value (its default) when not
+// given. One given must have its bits, which zero would silently make the
+// default.
+func (p *ProximityPrefix) flow() (flow.ProximityPrefix, error) {
 	if p == nil {
-		return flow.ProximityPrefix{}
+		return flow.ProximityPrefix{}, nil
 	}
-	return flow.ProximityPrefix{IPv4: p.IPv4, IPv6: p.IPv6}
+	fp := flow.ProximityPrefix{IPv4: p.IPv4, IPv6: p.IPv6}
+	if err := fp.CheckBits(); err != nil {
+		return flow.ProximityPrefix{}, err
+	}
+	return fp, nil
 }
 
 // HSTSConfig is the Strict-Transport-Security header (RFC 6797).
@@ -269,6 +275,20 @@ type RateLimit struct {
 	Per caddy.Duration `json:"per"`
 }
 
+// flow sets count and per from r when it is given. One given must have
+// both, positive (flow.CheckRate): a zero would silently be the default,
+// and a refused one is left out, so that only this error names it.
+func (r *RateLimit) flow(name string, count *int, per *time.Duration) error {
+	if r == nil {
+		return nil
+	}
+	if err := flow.CheckRate(name, r.Count, time.Duration(r.Per)); err != nil {
+		return err
+	}
+	*count, *per = r.Count, time.Duration(r.Per)
+	return nil
+}
+
 // StorageProvider is a guest module in the http.device_flow.storage
 // namespace: it opens its database in Provision and lets go of it in
 // Cleanup. Store returns one handler's view of it; views of different
@@ -282,18 +302,6 @@ type StorageProvider interface {
 // fit.
 type liveCodesExpecter interface {
 	expectLiveCodes(n int)
-}
-
-// liveCodeCap is the handler's max_live_codes; 0 when its limits are off.
-func (h *Handler) liveCodeCap() int {
-	switch l := h.Limits; {
-	case l == nil:
-		return flow.DefaultLiveCodes
-	case l.Off:
-		return 0
-	default:
-		return cmp.Or(l.MaxLiveCodes, flow.DefaultLiveCodes)
-	}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -322,7 +330,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if s, ok := mod.(liveCodesExpecter); ok {
-		s.expectLiveCodes(h.liveCodeCap())
+		s.expectLiveCodes(cfg.Limits.LiveCodeCap())
 	}
 	cfg.Store = mod.(StorageProvider).Store(h.namespace())
 	if cfg.ServerSecret, err = h.serverSecret(); err != nil {
@@ -416,10 +424,12 @@ func (h *Handler) settings() (flow.Config, error) {
 		BaseURL:               h.BaseURL,
 		HSTS:                  h.HSTS.value(),
 		Proximity:             flow.ProximityMode(h.Proximity),
-		ProximityPrefix:       h.ProximityPrefix.flow(),
 	}
 	var errs []error
 	var err error
+	if cfg.ProximityPrefix, err = h.ProximityPrefix.flow(); err != nil {
+		errs = append(errs, err)
+	}
 	if cfg.IssueFrom, err = flow.ParseNetworks(h.IssueFrom); err != nil {
 		errs = append(errs, fmt.Errorf("issue_from: %w", err))
 	}
@@ -449,22 +459,21 @@ func (h *Handler) settings() (flow.Config, error) {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("client %s: issue_from: %w", id, err))
 			}
+			prefix, err := c.ProximityPrefix.flow()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("client %s: %w", id, err))
+			}
 			cfg.Clients[id] = flow.Client{Name: c.Name, Secret: c.Secret, Scopes: c.Scopes,
 				AuthorizeParams: url.Values(c.AuthorizeParams), IssueFrom: issueFrom,
-				Proximity: flow.ProximityMode(c.Proximity), ProximityPrefix: c.ProximityPrefix.flow()}
+				Proximity: flow.ProximityMode(c.Proximity), ProximityPrefix: prefix}
 		}
 	}
 	if l := h.Limits; l != nil {
 		cfg.Limits = flow.Limits{GuessesTotal: l.GuessLimitTotal, LiveCodes: l.MaxLiveCodes, Off: l.Off}
-		if g := l.GuessLimit; g != nil {
-			cfg.Limits.GuessesPerIP, cfg.Limits.GuessWindow = g.Count, time.Duration(g.Per)
-		}
-		if i := l.IssueLimit; i != nil {
-			cfg.Limits.IssuePerIP, cfg.Limits.IssueWindow = i.Count, time.Duration(i.Per)
-		}
-		if rl := l.RefreshLimit; rl != nil {
-			cfg.Limits.RefreshPerIP, cfg.Limits.RefreshWindow = rl.Count, time.Duration(rl.Per)
-		}
+		errs = append(errs,
+			l.GuessLimit.flow("guess_limit", &cfg.Limits.GuessesPerIP, &cfg.Limits.GuessWindow),
+			l.IssueLimit.flow("issue_limit", &cfg.Limits.IssuePerIP, &cfg.Limits.IssueWindow),
+			l.RefreshLimit.flow("refresh_limit", &cfg.Limits.RefreshPerIP, &cfg.Limits.RefreshWindow))
 	}
 	return cfg, errors.Join(errs...)
 }
@@ -484,8 +493,8 @@ func (h *Handler) serverSecret() ([]byte, error) {
 		}
 		return nil, errors.New("server_secret is empty")
 	}
-	if len(secret) < flow.MinServerSecret {
-		return nil, fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. openssl rand -base64 48)", len(secret), flow.MinServerSecret)
+	if err := flow.CheckServerSecret([]byte(secret)); err != nil {
+		return nil, err
 	}
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte("caddy-device-flow handler\x00" + h.namespace()))
@@ -498,13 +507,22 @@ func (h *Handler) serverSecret() ([]byte, error) {
 // error names only the placeholders, which are all the given text was.
 func clientSecret(repl *caddy.Replacer, id, given string) (string, error) {
 	secret := repl.ReplaceKnown(given, "")
-	if given == "" || strings.TrimSpace(secret) != "" {
-		return secret, nil
+	if given == "" {
+		return "", nil
+	}
+	return secret, checkClientSecret(id, given, secret)
+}
+
+// checkClientSecret refuses a secret that was given but is blank once
+// resolved (the Caddyfile checks one without placeholders as given).
+func checkClientSecret(id, given, secret string) error {
+	if strings.TrimSpace(secret) != "" {
+		return nil
 	}
 	if placeholders := placeholderPattern.FindAllString(given, -1); len(placeholders) > 0 {
-		return "", fmt.Errorf("client %s: secret is empty after expanding %s (is the variable set?)", id, strings.Join(placeholders, ", "))
+		return fmt.Errorf("client %s: secret is empty after expanding %s (is the variable set?)", id, strings.Join(placeholders, ", "))
 	}
-	return "", fmt.Errorf("client %s: secret is empty", id)
+	return fmt.Errorf("client %s: secret is empty", id)
 }
 
 var placeholderPattern = regexp.MustCompile(`\{[^{}]*\}`)
@@ -537,30 +555,12 @@ func (h *Handler) Validate() error {
 		}
 	}
 	errs = append(errs, cfg.Check(), h.HSTS.validate())
+	// In JSON 0 is off and leaving it out the default: a negative means nothing.
 	if n := h.CodeNetworks; n != nil && *n < 0 {
 		errs = append(errs, fmt.Errorf("code_networks must be 0 (off) or more, not %d", *n))
 	}
-	if h.ProximityPrefix != nil && *h.ProximityPrefix == (ProximityPrefix{}) {
-		errs = append(errs, errProximityPrefixZero)
-	}
-	for _, id := range slices.Sorted(maps.Keys(h.Clients)) {
-		if c := h.Clients[id]; c != nil && c.ProximityPrefix != nil && *c.ProximityPrefix == (ProximityPrefix{}) {
-			errs = append(errs, fmt.Errorf("client %s: %w", id, errProximityPrefixZero))
-		}
-	}
-	if l := h.Limits; l != nil {
-		for name, r := range map[string]*RateLimit{"guess_limit": l.GuessLimit, "issue_limit": l.IssueLimit, "refresh_limit": l.RefreshLimit} {
-			if r != nil && (r.Count < 1 || r.Per <= 0) {
-				errs = append(errs, fmt.Errorf("%s needs a positive count and window, not %d per %s", name, r.Count, time.Duration(r.Per)))
-			}
-		}
-	}
 	return errors.Join(errs...)
 }
-
-// errProximityPrefixZero: a ProximityPrefix given without bits would
-// silently take the defaults.
-var errProximityPrefixZero = errors.New("proximity_prefix wants IPv4 and IPv6 bits")
 
 // caddyClientIP is the client address as Caddy determined it, honouring
 // trusted_proxies (never a raw X-Forwarded-For).

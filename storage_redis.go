@@ -403,9 +403,7 @@ func (r *RedisStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "key_prefix":
 			if r.KeyPrefix, err = singleArg(d); err == nil {
-				if err := checkKeyPrefix(r.KeyPrefix); err != nil {
-					return d.Err(err.Error())
-				}
+				err = lineErr(d, checkKeyPrefix(r.KeyPrefix))
 			}
 		case "username":
 			r.Username, err = singleArg(d)
@@ -432,12 +430,8 @@ func (r *RedisStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	// Check what is already known; placeholders are resolved at Provision.
-	if !strings.Contains(r.URL+r.Password+strings.Join(r.Addresses, ""), "{") {
-		if err := r.check(); err != nil {
-			return d.Errf("storage redis: %v", err)
-		}
-	}
+	// The rest of check() holds by the syntax; Provision runs it all on
+	// the resolved values.
 	return nil
 }
 

@@ -236,8 +236,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Store == nil {
 		errs = append(errs, errors.New("no store"))
 	}
-	if c.ServerSecret != nil && len(c.ServerSecret) < MinServerSecret {
-		errs = append(errs, fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. 48 random bytes in base64: openssl rand -base64 48)", len(c.ServerSecret), MinServerSecret))
+	if c.ServerSecret != nil {
+		errs = append(errs, CheckServerSecret(c.ServerSecret))
 	}
 	if c.Pages == nil {
 		errs = append(errs, errors.New("no page renderer"))
@@ -344,6 +344,9 @@ func (c Config) check() error {
 	if err := c.ProximityPrefix.Check(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Limits.check(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, id := range slices.Sorted(maps.Keys(c.Clients)) {
 		if err := CheckAuthorizeParams(c.Clients[id].AuthorizeParams); err != nil {
 			errs = append(errs, fmt.Errorf("client %s: authorize_params: %w", id, err))
@@ -356,6 +359,15 @@ func (c Config) check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CheckServerSecret refuses a server secret shorter than MinServerSecret.
+// The error gives the length, never the secret.
+func CheckServerSecret(secret []byte) error {
+	if len(secret) < MinServerSecret {
+		return fmt.Errorf("server_secret is too short: %d bytes, at least %d (e.g. openssl rand -base64 48)", len(secret), MinServerSecret)
+	}
+	return nil
 }
 
 // CheckPrefix accepts "" and paths like /oauth.

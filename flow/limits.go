@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -95,6 +96,57 @@ func (l Limits) withDefaults() Limits {
 		l.IssueWindow = DefaultIssueWindow
 	}
 	return l
+}
+
+// check refuses what no default fills in: a negative count or window,
+// which would shut everyone out or never reset. The names are the
+// Caddyfile's where there is one.
+func (l Limits) check() error {
+	var errs []error
+	for _, r := range []struct {
+		name  string
+		count int
+		per   time.Duration
+	}{
+		{"guess_limit", l.GuessesPerIP, l.GuessWindow},
+		{"issue_limit", l.IssuePerIP, l.IssueWindow},
+		{"refresh_limit", l.RefreshPerIP, l.RefreshWindow},
+	} {
+		errs = append(errs, CheckRate(r.name, r.count, r.per))
+	}
+	for _, c := range []struct {
+		name  string
+		count int
+	}{
+		{"guess_limit_total", l.GuessesTotal},
+		{"max_live_codes", l.LiveCodes},
+		{"Limits.ApprovesPerIP", l.ApprovesPerIP},
+		{"Limits.RefreshInFlight", l.RefreshInFlight},
+		{"Limits.QRPerIP", l.QRPerIP},
+	} {
+		if c.count < 1 {
+			errs = append(errs, fmt.Errorf("%s must be positive, not %d", c.name, c.count))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckRate accepts a rate limit of a positive count per a positive
+// window.
+func CheckRate(name string, count int, per time.Duration) error {
+	if count < 1 || per <= 0 {
+		return fmt.Errorf("%s needs a positive count and window, not %d per %s", name, count, per)
+	}
+	return nil
+}
+
+// LiveCodeCap is the cap on live codes these limits set (max_live_codes
+// or its default); 0 when the limits are off.
+func (l Limits) LiveCodeCap() int {
+	if l.Off {
+		return 0
+	}
+	return l.withDefaults().LiveCodes
 }
 
 // tally is Store.Tally, with its answer checked: a value for every step

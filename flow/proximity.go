@@ -43,6 +43,13 @@ func (p ProximityPrefix) Check() error {
 	if p == (ProximityPrefix{}) {
 		return nil
 	}
+	return p.CheckBits()
+}
+
+// CheckBits accepts 1–32 bits for IPv4 and 1–128 for IPv6, not the zero
+// value: for a prefix a configuration gives, which zero would silently
+// turn into the default.
+func (p ProximityPrefix) CheckBits() error {
 	if p.IPv4 < 1 || p.IPv4 > 32 || p.IPv6 < 1 || p.IPv6 > 128 {
 		return fmt.Errorf("proximity_prefix wants IPv4 bits 1-32 and IPv6 bits 1-128, not %d and %d", p.IPv4, p.IPv6)
 	}
