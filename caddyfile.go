@@ -73,7 +73,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		guess_limit       <n> per <duration>   # wrong user codes per client IP (IPv6 /64; 4× per /56, 16× per /48); default 20 per 15m
 //		guess_limit_total <n>                  # wrong user codes server-wide per window, past which each IP is held to 3; default 2000
 //		issue_limit       <n> per <duration>   # device codes per client IP; default 600 per 1m
-//		refresh_limit     <n> per <duration>   # refresh_token relays per client IP (prefixes as guess_limit); 100× per client_id, past which each IP is held to 5; default 60 per 1m
+//		refresh_limit     <n> per <duration>   # refresh_token relays per client IP (prefixes as guess_limit); 100× per client_id, past which each IP is held to 20; default 60 per 1m
 //		max_live_codes    <n>                  # cap on codes alive at once; default 2000000
 //		limits off                             # no limits at all (load tests)
 //	}
