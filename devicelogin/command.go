@@ -76,7 +76,14 @@ Exit codes:
 `
 
 func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
+	caddycmd.RegisterCommand(command(Client{}))
+}
+
+// command describes the subcommand. base carries the Client fields no flag
+// sets (HTTPClient, Now, Sleep); the CLI registers it with the zero Client:
+// the default HTTP client and the real clock.
+func command(base Client) caddycmd.Command {
+	return caddycmd.Command{
 		Name:  CommandName,
 		Usage: "--server <url> --client-id <id> [--scope <scopes>] [--prefix <path>] [--no-qr] [--timeout <duration>]",
 		Short: "Signs in with the OAuth 2.0 device authorization grant and prints the token",
@@ -92,9 +99,11 @@ func init() {
 			fs.String("timeout", "0", "Give up waiting for approval after this long (0: when the code expires)")
 			_ = cmd.MarkFlagRequired("server")
 			_ = cmd.MarkFlagRequired("client-id")
-			cmd.RunE = runE
+			cmd.RunE = func(cmd *cobra.Command, args []string) error {
+				return runE(cmd, args, base)
+			}
 		},
-	})
+	}
 }
 
 // runE runs the command and turns its outcome into what caddycmd.Main
@@ -103,9 +112,9 @@ func init() {
 // the error would log it a second time through Caddy's logger. That
 // wrapper is still what carries an exit status above 1 to caddycmd.Main
 // (its error type is unexported), so it is used with a nil error for those.
-func runE(cmd *cobra.Command, args []string) error {
+func runE(cmd *cobra.Command, args []string, base Client) error {
 	cmd.SilenceUsage = true // the flags parsed; a failure from here on is not a usage error
-	code, err := run(cmd)
+	code, err := run(cmd, base)
 	if err == nil && code == ExitCodeSuccess {
 		return nil
 	}
@@ -126,27 +135,22 @@ func runE(cmd *cobra.Command, args []string) error {
 	})(cmd, args)
 }
 
-// configureKey is a context key whose value, a func(*Client), adjusts the
-// client before use; tests use it to inject a fake clock.
-type configureKey struct{}
-
-func run(cmd *cobra.Command) (int, error) {
+func run(cmd *cobra.Command, base Client) (int, error) {
 	fl := caddycmd.Flags{FlagSet: cmd.Flags()}
 	timeout, err := caddy.ParseDuration(fl.String("timeout"))
 	if err != nil || timeout < 0 {
 		return ExitCodeFailure, fmt.Errorf("invalid --timeout %q: want a duration such as 10m", fl.String("timeout"))
 	}
 	stderr := cmd.ErrOrStderr()
-	c := &Client{
-		Server:   fl.String("server"),
-		Prefix:   fl.String("prefix"),
-		ClientID: fl.String("client-id"),
-		Scope:    fl.String("scope"),
-		Err:      stderr,
-		Terminal: isTerminal(stderr),
-		NoQR:     fl.Bool("no-qr"),
-		Timeout:  timeout,
-	}
+	c := &base
+	c.Server = fl.String("server")
+	c.Prefix = fl.String("prefix")
+	c.ClientID = fl.String("client-id")
+	c.Scope = fl.String("scope")
+	c.Err = stderr
+	c.Terminal = isTerminal(stderr)
+	c.NoQR = fl.Bool("no-qr")
+	c.Timeout = timeout
 	if c.Server == "" || c.ClientID == "" {
 		return ExitCodeFailure, errors.New("--server and --client-id are required")
 	}
@@ -154,9 +158,6 @@ func run(cmd *cobra.Command) (int, error) {
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
-	}
-	if configure, ok := ctx.Value(configureKey{}).(func(*Client)); ok {
-		configure(c)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()

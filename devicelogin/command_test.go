@@ -23,6 +23,10 @@ func registeredCommand(t *testing.T) *cobra.Command {
 	if !ok {
 		t.Fatalf("command %q is not registered", CommandName)
 	}
+	return cobraCommand(def)
+}
+
+func cobraCommand(def caddycmd.Command) *cobra.Command {
 	cmd := &cobra.Command{Use: def.Name + " " + def.Usage, Short: def.Short, Long: def.Long}
 	def.CobraFunc(cmd)
 	return cmd
@@ -50,20 +54,18 @@ type cmdResult struct {
 	err            error
 }
 
-// execute runs the registered command with args; configure (optional)
-// adjusts the Client, after the fake clock has been put in.
-func execute(t *testing.T, parent context.Context, configure func(*Client), args ...string) (cmdResult, *fakeClock) {
+// execute runs the command, as registered but on a fake clock, with args;
+// configure (optional) adjusts the Client after the fake clock is put in.
+func execute(t *testing.T, ctx context.Context, configure func(*Client), args ...string) (cmdResult, *fakeClock) {
 	t.Helper()
 	clk := newFakeClock()
-	ctx := context.WithValue(parent, configureKey{}, func(c *Client) {
-		c.Now, c.Sleep = clk.Now, clk.Sleep
-		if configure != nil {
-			configure(c)
-		}
-	})
+	base := Client{Now: clk.Now, Sleep: clk.Sleep}
+	if configure != nil {
+		configure(&base)
+	}
 	// Mounted under a root like caddycmd's (whose SilenceUsage is set too).
 	root := &cobra.Command{Use: "caddy", SilenceUsage: true}
-	root.AddCommand(registeredCommand(t))
+	root.AddCommand(cobraCommand(command(base)))
 	var stdout, stderr bytes.Buffer
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
