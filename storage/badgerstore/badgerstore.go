@@ -60,8 +60,6 @@ type Options struct {
 	// OnDiskCheck, when set, is told the outcome of every free-space
 	// check (for metrics). It is called from the background loop.
 	OnDiskCheck func(DiskState)
-
-	freeSpace func(dir string) (uint64, error) // FreeSpace, unless a test swaps it
 }
 
 // DB is an open Badger database and what its Stores share: the poll

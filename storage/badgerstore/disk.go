@@ -53,22 +53,18 @@ type DiskState struct {
 
 // diskGuard holds the outcome of the last check, read by every write.
 type diskGuard struct {
-	dir       string
-	minFree   atomic.Uint64
-	freeSpace func(dir string) (uint64, error)
-	observe   func(DiskState)
-	log       *zap.Logger
+	dir     string
+	minFree atomic.Uint64
+	observe func(DiskState)
+	log     *zap.Logger
 
 	low, full atomic.Bool
 	failing   atomic.Bool // the last check failed
 }
 
 func newDiskGuard(o Options) *diskGuard {
-	g := &diskGuard{dir: o.Dir, freeSpace: o.freeSpace, observe: o.OnDiskCheck, log: o.Logger}
+	g := &diskGuard{dir: o.Dir, observe: o.OnDiskCheck, log: o.Logger}
 	g.minFree.Store(uint64(o.MinFree))
-	if g.freeSpace == nil {
-		g.freeSpace = FreeSpace
-	}
 	if g.observe == nil {
 		g.observe = func(DiskState) {}
 	}
@@ -77,7 +73,7 @@ func newDiskGuard(o Options) *diskGuard {
 
 // check looks at the free space and logs each change of state.
 func (g *diskGuard) check() {
-	free, err := g.freeSpace(g.dir)
+	free, err := FreeSpace(g.dir)
 	if err != nil {
 		// The state stays as it was: an unknown is no reason to refuse
 		// codes, nor to trust a full disk again.

@@ -2,6 +2,8 @@ package badgerstore
 
 import (
 	"errors"
+	"math"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -16,16 +18,22 @@ import (
 
 // The guard refuses new codes below MinFree and every write below a
 // quarter of it, lets the rest through, logs each change once, and lifts
-// by itself.
+// by itself. It runs on the real filesystem: MinFree is moved around the
+// free space there (as a reload's new min_free would), with margins wide
+// enough for other writers on the same disk.
 func TestDiskGuard(t *testing.T) {
-	const minFree = 1 << 20
-	var free atomic.Uint64
-	free.Store(10 * minFree)
+	dir := t.TempDir()
+	free, err := FreeSpace(dir)
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skipf("no free-space check on %s", runtime.GOOS)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	var seen atomic.Value
 	core, logs := observer.New(zap.InfoLevel)
 	db := openDB(t, Options{
-		Dir: t.TempDir(), MinFree: minFree, Logger: zap.New(core),
-		freeSpace:   func(string) (uint64, error) { return free.Load(), nil },
+		Dir: dir, MinFree: 1, Logger: zap.New(core),
 		OnDiskCheck: func(st DiskState) { seen.Store(st) },
 	})
 	s, ctx := db.Store("h"), t.Context()
@@ -33,11 +41,16 @@ func TestDiskGuard(t *testing.T) {
 	if err := s.CreateDevice(ctx, issued); err != nil {
 		t.Fatal(err)
 	}
+	// setMinFree applies a new MinFree at once rather than at the next
+	// background check.
+	setMinFree := func(n uint64) {
+		db.SetMinFree(int64(n))
+		db.disk.check()
+	}
 
-	free.Store(minFree - 1)
-	db.disk.check()
-	db.disk.check() // no second line for the same state
-	if st := seen.Load().(DiskState); !st.Low || st.Full || st.Free != minFree-1 {
+	setMinFree(2 * free) // under MinFree, over a quarter of it
+	db.disk.check()      // no second line for the same state
+	if st := seen.Load().(DiskState); !st.Low || st.Full || st.Free == 0 {
 		t.Fatalf("observed %+v, want low", st)
 	}
 	if err := s.CreateDevice(ctx, storetest.NewDevice(time.Minute)); !errors.Is(err, ErrDiskLow) || !errors.Is(err, flow.ErrUnavailable) {
@@ -50,12 +63,11 @@ func TestDiskGuard(t *testing.T) {
 		t.Fatalf("PutLogin on a low disk: %v", err)
 	}
 
-	free.Store(minFree/4 - 1)
-	db.disk.check()
+	setMinFree(8 * free) // under a quarter of MinFree
 	if err := s.PutLogin(ctx, "l2", &flow.Login{ExpiresAt: time.Now().Add(time.Minute)}); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("PutLogin on a full disk: %v, want ErrDiskFull", err)
 	}
-	err := s.UpdateDevice(ctx, issued.UserCode, func(*flow.Device) (flow.Verdict, error) { return flow.Delete, nil })
+	err = s.UpdateDevice(ctx, issued.UserCode, func(*flow.Device) (flow.Verdict, error) { return flow.Delete, nil })
 	if !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("a delivery (delete) on a full disk: %v, want ErrDiskFull", err)
 	}
@@ -63,14 +75,11 @@ func TestDiskGuard(t *testing.T) {
 		t.Fatalf("reading on a full disk: %+v, %v", got, err)
 	}
 
-	free.Store(10 * minFree)
-	db.disk.check()
+	setMinFree(1) // space is back
 	if err := s.CreateDevice(ctx, storetest.NewDevice(time.Minute)); err != nil {
 		t.Fatalf("CreateDevice once space is back: %v", err)
 	}
-	// A reload's new min_free applies at the next check.
-	db.SetMinFree(20 * minFree)
-	db.disk.check()
+	setMinFree(2 * free)
 	if !db.diskLow() {
 		t.Fatal("a higher min_free did not apply")
 	}
@@ -93,17 +102,29 @@ func TestDiskGuard(t *testing.T) {
 }
 
 // A failing check says so once and changes nothing: a folder gone from
-// under a running Caddy must not lock out new codes for good.
+// under a running Caddy must neither lock out new codes for good nor
+// trust a full disk again.
 func TestDiskGuardCheckFails(t *testing.T) {
+	dir := t.TempDir() + "/store"
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	core, logs := observer.New(zap.InfoLevel)
-	db := openDB(t, Options{
-		Dir: t.TempDir(), Logger: zap.New(core),
-		freeSpace: func(string) (uint64, error) { return 0, errors.New("gone") },
-	})
-	db.disk.check()
-	db.disk.check()
-	if db.diskLow() || db.diskFull() {
-		t.Fatal("a failing check refused writes")
+	g := newDiskGuard(Options{Dir: dir, MinFree: math.MaxInt64, Logger: zap.New(core)})
+	g.check()
+	if !g.low.Load() || !g.full.Load() {
+		if _, err := FreeSpace(dir); errors.Is(err, errors.ErrUnsupported) {
+			t.Skipf("no free-space check on %s", runtime.GOOS)
+		}
+		t.Fatal("no disk has MaxInt64 bytes free, yet the guard is not full")
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	g.check()
+	g.check()
+	if !g.low.Load() || !g.full.Load() {
+		t.Fatal("a failing check changed the state")
 	}
 	if n := logs.FilterMessageSnippet("cannot check the free space").Len(); n != 1 {
 		t.Fatalf("%d lines about the failing check, want 1", n)
