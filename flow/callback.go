@@ -19,19 +19,19 @@ import (
 func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		s.renderPage(w, r, http.StatusMethodNotAllowed, PageError, &PageData{Error: "bad_request"})
+		s.renderPage(w, r, http.StatusMethodNotAllowed, PageError, &PageData{Error: ErrorBadRequest})
 		return
 	}
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" || len(state) > 512 {
-		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: ErrorState})
 		return
 	}
 	if embeddedElsewhere(r) {
 		// Another site's page loading the callback cannot be a sign-in
 		// coming back; not counted, so it spends no visitor's guesses.
-		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: "bad_request"})
+		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: ErrorBadRequest})
 		return
 	}
 	ctx := r.Context()
@@ -49,14 +49,14 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		if steeredElsewhere(r) {
 			// Another site's page sending the browser here, no person
 			// asking: not counted, so it spends no visitor's guesses.
-			s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
+			s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: ErrorState})
 			return
 		}
 		if ok, retry, err := s.wrongGuess(ctx, ip); err != nil || !ok {
 			s.refuseGuess(w, r, ip, retry, err)
 			return
 		}
-		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: ErrorState})
 		return
 	case err != nil:
 		s.renderUnavailable(w, r, "take login", err)
@@ -65,7 +65,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	session := s.existingSession(r)
 	if session == "" || s.secrets.browserBinding(session) != login.Browser {
 		s.warnings.warn(s.log, "callback reached a browser other than the one that started the sign-in")
-		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: "state"})
+		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: ErrorState})
 		return
 	}
 	if !s.cfg.Now().Before(login.ExpiresAt) {
@@ -79,7 +79,7 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	code := q.Get("code")
 	if code == "" {
-		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "bad_request"})
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: ErrorBadRequest})
 		return
 	}
 
@@ -104,20 +104,20 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Only a store that was tampered with gets here.
 		s.log.Error("stored PKCE verifier could not be opened", zap.Error(err))
-		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "state"})
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: ErrorState})
 		return
 	}
 	tokens, err := s.exchangeCode(ctx, r, clientID, code, verifier)
 	if err != nil {
 		// The device keeps hearing authorization_pending: the person may
 		// start over while the code is live.
-		data := &PageData{Error: "upstream"}
+		data := &PageData{Error: ErrorUpstream}
 		var ue *upstreamError
 		if errors.As(err, &ue) && ue.Code != "" {
 			// It answered, with an OAuth error: usually configuration
 			// (client secret, redirect URI) or a code used twice.
 			s.log.Warn("upstream refused the code exchange", zap.String("client_id", clientID), zap.Error(err))
-			data.Error, data.ErrorDetail = "upstream_error", ue.Code
+			data.Error, data.ErrorDetail = ErrorUpstreamError, ue.Code
 		} // else tokenRequest logged the failure (see outage)
 		s.renderPage(w, r, http.StatusBadGateway, PageError, data)
 		return
@@ -203,5 +203,5 @@ func (s *Service) upstreamSaidNo(w http.ResponseWriter, r *http.Request, login *
 	}
 	s.log.Warn("upstream returned an error to the callback", zap.String("error", code),
 		zap.String("error_description", limitText(description, 200)))
-	s.renderPage(w, r, http.StatusBadGateway, PageError, &PageData{Error: "upstream_error", ErrorDetail: code})
+	s.renderPage(w, r, http.StatusBadGateway, PageError, &PageData{Error: ErrorUpstreamError, ErrorDetail: code})
 }

@@ -36,16 +36,8 @@ type PageData struct {
 	// FormAction is the URL path the forms post to (fields: csrf,
 	// user_code, action = "lookup" | "approve" | "deny").
 	FormAction string
-	// Error is a message key saying what went wrong, "" when nothing did:
-	// "invalid_code" (unknown, malformed, expired or used: one answer for
-	// all), "csrf" (the form was stale or forged), "page_used" (the form
-	// is from before an Approve in this browser: Back, or another tab),
-	// "state" (the sign-in came back to another browser or was replayed),
-	// "upstream" (the sign-in service failed or timed out),
-	// "upstream_error" (it answered with an error), "unavailable" (our
-	// storage is down, or the upstream's metadata not read yet),
-	// "bad_request", "locked" (the code was opened from too many
-	// networks, see noteOpened).
+	// Error is a message key saying what went wrong (one of ErrorKeys,
+	// page_errors.go), "" when nothing did.
 	Error string
 	// ErrorDetail is an operator-facing detail safe to show (never a secret).
 	ErrorDetail string
@@ -121,5 +113,5 @@ func (s *Service) renderPage(w http.ResponseWriter, r *http.Request, status int,
 // renderUnavailable shows the "try again shortly" page for a store failure.
 func (s *Service) renderUnavailable(w http.ResponseWriter, r *http.Request, op string, err error) {
 	s.storeFailed(op, err)
-	s.renderPage(w, r, http.StatusServiceUnavailable, PageError, &PageData{Error: "unavailable", RetryAfter: 5})
+	s.renderPage(w, r, http.StatusServiceUnavailable, PageError, &PageData{Error: ErrorUnavailable, RetryAfter: 5})
 }

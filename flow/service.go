@@ -85,7 +85,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The issuer's metadata is not read yet (issuerDown logs why).
 		// QR images need no upstream.
 		if r.URL.Path == s.paths.Verify || r.URL.Path == s.paths.Callback {
-			s.renderPage(w, r, http.StatusServiceUnavailable, PageError, &PageData{Error: "unavailable", RetryAfter: 5})
+			s.renderPage(w, r, http.StatusServiceUnavailable, PageError, &PageData{Error: ErrorUnavailable, RetryAfter: 5})
 		} else {
 			writeOAuthError(w, unavailable())
 		}

@@ -24,7 +24,7 @@ func (s *Service) serveVerify(w http.ResponseWriter, r *http.Request) {
 		s.submitVerify(w, r)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		s.renderPage(w, r, http.StatusMethodNotAllowed, PageError, &PageData{Error: "bad_request"})
+		s.renderPage(w, r, http.StatusMethodNotAllowed, PageError, &PageData{Error: ErrorBadRequest})
 	}
 }
 
@@ -46,7 +46,7 @@ func (s *Service) showVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	if embeddedElsewhere(r) {
 		// Another site's page loading a code: looked up for nobody.
-		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: "bad_request"})
+		s.renderPage(w, r, http.StatusForbidden, PageError, &PageData{Error: ErrorBadRequest})
 		return
 	}
 	if steeredElsewhere(r) {
@@ -133,26 +133,26 @@ func (s *Service) lookUp(r *http.Request, typed string, data *PageData) (d *Devi
 	d, miss, retry := s.findPending(r.Context(), ip, typed)
 	switch miss {
 	case missUnavailable:
-		data.Error, data.RetryAfter = "unavailable", 5
+		data.Error, data.RetryAfter = ErrorUnavailable, 5
 		return nil, http.StatusServiceUnavailable, PageError
 	case missLimited:
 		status, page = s.guessLimited(ip, retry, data)
 		return nil, status, page
 	case missUnknown:
-		data.Error = "invalid_code"
+		data.Error = ErrorInvalidCode
 		return nil, http.StatusBadRequest, PageEnter
 	case missLocked:
-		data.Error = "locked"
+		data.Error = ErrorLocked
 		return nil, http.StatusForbidden, PageError
 	}
 	data.UserCode = s.cfg.UserCode.Display(d.UserCode)
 	switch locked, err := s.noteOpened(r.Context(), d, ip); {
 	case err != nil:
 		s.storeFailed("note where the code was opened", err)
-		data.Error, data.RetryAfter = "unavailable", 5
+		data.Error, data.RetryAfter = ErrorUnavailable, 5
 		return nil, http.StatusServiceUnavailable, PageError
 	case locked:
-		data.Error = "locked"
+		data.Error = ErrorLocked
 		return nil, http.StatusForbidden, PageError
 	}
 	return d, http.StatusOK, ""
@@ -176,7 +176,7 @@ func (s *Service) approvesLeft(r *http.Request, data *PageData) (status int, pag
 	switch {
 	case err != nil:
 		s.storeFailed("count approvals", err)
-		data.Error, data.RetryAfter = "unavailable", 5
+		data.Error, data.RetryAfter = ErrorUnavailable, 5
 		return http.StatusServiceUnavailable, PageError
 	case !ok:
 		s.cfg.Observer.Event(EventApproveLimited)
@@ -256,18 +256,18 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 		if oerr.status == http.StatusRequestEntityTooLarge {
 			status = oerr.status
 		}
-		s.renderPage(w, r, status, PageError, &PageData{Error: "bad_request"})
+		s.renderPage(w, r, status, PageError, &PageData{Error: ErrorBadRequest})
 		return
 	}
 	session := s.browserSession(w, r)
 	data := &PageData{CSRF: s.secrets.csrfToken(session), FormAction: s.paths.Verify}
 	if !s.validCSRF(r, form.Get("csrf")) {
-		data.Error = "csrf"
+		data.Error = ErrorCSRF
 		if form.Get("csrf") != "" && s.existingSession(r) != "" {
 			// A session we issued, and a form of another: Approve started
 			// a new session since this page was shown (the person went
 			// Back to it, or approved in another tab).
-			data.Error = "page_used"
+			data.Error = ErrorPageUsed
 		}
 		data.UserCode = limitText(form.Get("user_code"), 32)
 		s.renderPage(w, r, http.StatusForbidden, PageEnter, data)
@@ -312,7 +312,7 @@ func (s *Service) submitVerify(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("person denied the request", zap.String("client_id", d.ClientID))
 		http.Redirect(w, r, s.paths.Verify+"?result=denied", http.StatusSeeOther)
 	default:
-		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: "bad_request"})
+		s.renderPage(w, r, http.StatusBadRequest, PageError, &PageData{Error: ErrorBadRequest})
 	}
 }
 
@@ -325,7 +325,7 @@ func (s *Service) startLogin(w http.ResponseWriter, r *http.Request, d *Device, 
 	state, verifier := d.UserCode+"."+randomToken(32), randomToken(32)
 	sealed, err := seal.Verifier(state, verifier)
 	if err != nil {
-		s.renderPage(w, r, http.StatusInternalServerError, PageError, &PageData{Error: "unknown"})
+		s.renderPage(w, r, http.StatusInternalServerError, PageError, &PageData{Error: ErrorUnknown})
 		return
 	}
 	login := &Login{

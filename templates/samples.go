@@ -2,11 +2,6 @@ package templates
 
 import "github.com/caddy-device-flow/caddy-device-flow/flow"
 
-// ErrorKeys are the values flow.PageData.Error takes (see flow/pages.go).
-var ErrorKeys = []string{
-	"invalid_code", "csrf", "page_used", "state", "upstream", "upstream_error", "unavailable", "bad_request", "locked",
-}
-
 // Sample places: a city with names in several languages, and one known
 // only by its country's code.
 var (
@@ -49,7 +44,7 @@ func samples(page string) []*flow.PageData {
 	out := []*flow.PageData{full(), minimal(), {}}
 	switch page {
 	case flow.PageEnter:
-		for _, e := range append([]string{"no_such_error"}, ErrorKeys...) {
+		for _, e := range append([]string{"no_such_error"}, flow.ErrorKeys()...) {
 			out = append(out, with(minimal(), func(d *flow.PageData) { d.Error = e; d.UserCode = "BCDF-GHJX" }))
 		}
 	case flow.PageConfirm, flow.PageTooFar:
@@ -74,7 +69,7 @@ func samples(page string) []*flow.PageData {
 			}))
 		}
 	case flow.PageError:
-		for _, e := range append([]string{"", "no_such_error"}, ErrorKeys...) {
+		for _, e := range append([]string{"", "no_such_error"}, flow.ErrorKeys()...) {
 			out = append(out, with(full(), func(d *flow.PageData) {
 				d.Error = e
 				d.ErrorDetail = "upstream answered 503 Service Unavailable"

@@ -316,7 +316,7 @@ func TestErrorAndTooManyPages(t *testing.T) {
 	render := func(t *testing.T, p *Pages, page string, d *flow.PageData) string {
 		return strings.ReplaceAll(render(t, p, page, d), "\u00a0", " ")
 	}
-	for _, e := range ErrorKeys {
+	for _, e := range flow.ErrorKeys() {
 		d := &flow.PageData{Error: e, ErrorDetail: "detail-" + e, StartOver: "/device"}
 		doc := parse(t, render(t, p, flow.PageError, d))
 		body := text(doc)
@@ -628,9 +628,13 @@ func TestCatalogues(t *testing.T) {
 			}
 		}
 	}
-	for _, e := range append(ErrorKeys, "unknown") {
-		if en["error."+e] == "" {
-			t.Errorf("no message for error key %q", e)
+	// Every key flow may set has its message in every language.
+	for _, lang := range []string{"en", "de", "fr"} {
+		m := read(lang)
+		for _, e := range flow.ErrorKeys() {
+			if m["error."+e] == "" {
+				t.Errorf("%s: no message for flow's error key %q", lang, e)
+			}
 		}
 	}
 	// Every key is used by some embedded template (or by a function).
