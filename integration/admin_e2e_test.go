@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -26,7 +25,7 @@ import (
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
 	"github.com/caddy-device-flow/caddy-device-flow/flow/codes"
-	"github.com/caddy-device-flow/caddy-device-flow/storage/record"
+	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore"
 	"github.com/caddy-device-flow/caddy-device-flow/storage/redisstore/redistest"
 )
@@ -275,12 +274,19 @@ func TestAdminStoreContentsOnRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := c.Store("name tv-site").CreateDevice(ctx, hostile); err != nil {
-			t.Fatal(err)
+		s := c.Store("name tv-site")
+		for _, d := range []*flow.Device{hostile, withUserCode(hostile, unreadable)} {
+			if err := s.CreateDevice(ctx, d); err != nil {
+				t.Fatal(err)
+			}
 		}
-		sum := sha256.Sum256([]byte("name tv-site"))
-		key := prefix + hex.EncodeToString(sum[:8]) + ":dev:{" + unreadable + "}"
-		if err := c.Redis().Set(ctx, key, "\x01 not a record", time.Hour).Err(); err != nil {
+		// The one key the store wrote that names the code (KEYS: a test's
+		// few keys), spoilt.
+		keys, err := c.Redis().Keys(ctx, prefix+"*"+unreadable+"*").Result()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("the keys of %s: %q, %v; want one", unreadable, keys, err)
+		}
+		if err := c.Redis().Set(ctx, keys[0], "\x01 not a record", time.Hour).Err(); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -292,22 +298,42 @@ func TestAdminStoreContentsOnBadger(t *testing.T) {
 	dir := storeDir(t)
 	testAdminStoreContents(t, "badger "+dir, func(hostile *flow.Device, unreadable string) {
 		startCaddy(t, siteConfigStorage(t, startUpstream(t), "badger "+storeDir(t), "name elsewhere"))
-		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+		db, err := badgerstore.Open(badgerstore.Options{Dir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
-		sum := sha256.Sum256([]byte("name tv-site"))
-		key := func(userCode string) []byte { return append(append(sum[:8:8], 'd'), userCode...) }
-		err = db.Update(func(txn *badger.Txn) error {
-			if err := txn.Set(key(hostile.UserCode), record.Encode(hostile)); err != nil {
-				return err
+		s, ctx := db.Store("name tv-site"), context.Background()
+		for _, d := range []*flow.Device{hostile, withUserCode(hostile, unreadable)} {
+			if err := s.CreateDevice(ctx, d); err != nil {
+				t.Fatal(err)
 			}
-			return txn.Set(key(unreadable), []byte("\x01 not a record"))
+		}
+		// The one key the store wrote that names the code, spoilt.
+		err = db.Badger().Update(func(txn *badger.Txn) error {
+			var keys [][]byte
+			it := txn.NewIterator(badger.IteratorOptions{})
+			for it.Rewind(); it.Valid(); it.Next() {
+				if k := it.Item().KeyCopy(nil); bytes.Contains(k, []byte(unreadable)) {
+					keys = append(keys, k)
+				}
+			}
+			it.Close()
+			if len(keys) != 1 {
+				return fmt.Errorf("the keys of %s: %q; want one", unreadable, keys)
+			}
+			return txn.Set(keys[0], []byte("\x01 not a record"))
 		})
 		if err := errors.Join(err, db.Close()); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// withUserCode is a copy of d under another user code.
+func withUserCode(d *flow.Device, userCode string) *flow.Device {
+	c := *d
+	c.UserCode = userCode
+	return &c
 }
 
 // testAdminStoreContents runs the test site on storage, has write put a
