@@ -507,19 +507,9 @@ func TestRedisClusterFailover(t *testing.T) {
 	})
 
 	time.Sleep(500 * time.Millisecond) // the chaos under way
-	// Replication is asynchronous: what the master acknowledged in the
-	// instant before it died may not have reached its replica (Redis's
-	// documented behaviour, docs/multi-instance.md). Everything
-	// acknowledged before replicatedAt has; codes written between it and
-	// the kill (a few milliseconds) are the ones Redis may lose, and are
-	// left out of the checks below.
-	replicatedAt, err := cluster.Replicated(victim, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim.Kill()
-	killed := time.Now()
-	promoted := cluster.WaitFailover(t, victim, 20*time.Second)
+	// Codes acknowledged after replicatedAt may be lost with the master:
+	// they are left out of the checks below.
+	replicatedAt, killed, promoted := cluster.FailOver(t, victim)
 	failover := time.Since(killed)
 
 	// Both instances reach the killed master's codes again: a pending

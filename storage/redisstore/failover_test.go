@@ -254,19 +254,9 @@ func TestClusterFailover(t *testing.T) {
 	})
 
 	time.Sleep(300 * time.Millisecond) // the chaos under way
-	// Replication is asynchronous: what the master acknowledged in the
-	// instant before it died may not have reached its replica (Redis's
-	// documented behaviour, docs/multi-instance.md). Everything
-	// acknowledged before replicatedAt has; the writes acknowledged
-	// between it and the kill (a few milliseconds of chaos) are the ones
-	// Redis may lose, and are checked less strictly below.
-	replicatedAt, err := cluster.Replicated(victim, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim.Kill()
-	killed := time.Now()
-	promoted := cluster.WaitFailover(t, victim, 20*time.Second)
+	// Writes acknowledged after replicatedAt may be lost with the master:
+	// they are checked less strictly below.
+	replicatedAt, killed, promoted := cluster.FailOver(t, victim)
 	failover := time.Since(killed)
 
 	// The store follows the new master: a record on the killed master's

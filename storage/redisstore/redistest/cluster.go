@@ -220,6 +220,24 @@ func (c *Cluster) Slots(node *Server) ([][2]int, error) {
 	return nil, fmt.Errorf("no running node answers CLUSTER NODES (%v)", lastErr)
 }
 
+// FailOver kills master once what it has acknowledged until now has
+// reached its replica, and waits for the replica to take over (20 s at
+// most). Replication is asynchronous: what a master acknowledges in the
+// instant before it dies may not reach its replica (Redis's documented
+// behaviour, docs/multi-instance.md). Everything acknowledged before
+// replicatedAt has; writes acknowledged between it and killed (a few
+// milliseconds) are the ones Redis may lose.
+func (c *Cluster) FailOver(t testing.TB, master *Server) (replicatedAt, killed time.Time, promoted *Server) {
+	t.Helper()
+	replicatedAt, err := c.Replicated(master, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master.Kill()
+	killed = time.Now()
+	return replicatedAt, killed, c.WaitFailover(t, master, 20*time.Second)
+}
+
 // WaitFailover waits, at most timeout (30 s when zero), until a replica of
 // the master dead has taken over: on every running node cluster_state is
 // ok, all slots are served, and the slots dead had are served by one of
