@@ -42,12 +42,7 @@ func TestNoSecretsAtRestInBadger(t *testing.T) {
 		t.Fatalf("poll: %d %v", status, tokens)
 	}
 	second.stop()
-	secrets := map[string]string{"device code": deviceCode}
-	for _, name := range []string{"access_token", "refresh_token", "id_token"} {
-		if secrets[name], _ = tokens[name].(string); secrets[name] == "" {
-			t.Fatalf("no %s delivered", name)
-		}
-	}
+	secrets := deliveredSecrets(t, deviceCode, tokens)
 	testsecrets.Absent(t, "Badger folder while the tokens waited", waiting, secrets)
 	testsecrets.Absent(t, "Badger folder after delivery", dirBytes(t, dir), secrets)
 }
@@ -75,14 +70,22 @@ func TestNoSecretsAtRestInRedis(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("poll: %d %v", status, tokens)
 	}
+	secrets := deliveredSecrets(t, deviceCode, tokens)
+	testsecrets.Absent(t, "Redis while the tokens waited", waiting, secrets)
+	testsecrets.Absent(t, "Redis after delivery", redisBytes(t, rdb), secrets)
+}
+
+// deliveredSecrets are the device code and the tokens it delivered, by
+// name.
+func deliveredSecrets(t *testing.T, deviceCode string, tokens map[string]any) map[string]string {
+	t.Helper()
 	secrets := map[string]string{"device code": deviceCode}
 	for _, name := range []string{"access_token", "refresh_token", "id_token"} {
 		if secrets[name], _ = tokens[name].(string); secrets[name] == "" {
 			t.Fatalf("no %s delivered", name)
 		}
 	}
-	testsecrets.Absent(t, "Redis while the tokens waited", waiting, secrets)
-	testsecrets.Absent(t, "Redis after delivery", redisBytes(t, rdb), secrets)
+	return secrets
 }
 
 // redisBytes reads every key of the database and its value, whatever its
