@@ -253,18 +253,8 @@ func (s *Service) mayApprove(ctx context.Context, ip string) (ok bool, retryAfte
 	if l.Off {
 		return true, 0, nil
 	}
-	now := s.cfg.Now()
-	w, ends := window(now, l.GuessWindow)
-	subs := subjects(ip)
-	steps := shareSteps(subs, "a:ip:", w, l.GuessWindow+time.Minute, l.ApprovesPerIP, 0)
-	n, err := s.tally(ctx, steps...)
-	if err != nil {
-		return false, 0, err
-	}
-	if len(n) < len(subs) || n[len(n)-1] > steps[len(n)-1].Limit {
-		return false, ends.Sub(now), nil
-	}
-	return true, 0, nil
+	retryAfter, err = s.countShares(ctx, ip, "a:ip:", l.GuessWindow, l.ApprovesPerIP)
+	return err == nil && retryAfter == 0, retryAfter, err
 }
 
 // mayDrawQR counts one QR image request against the client's allowance
@@ -274,19 +264,31 @@ func (s *Service) mayDrawQR(ctx context.Context, ip string) (refusal *oauthError
 	if s.cfg.Limits.Off {
 		return nil, nil
 	}
-	now := s.cfg.Now()
-	w, ends := window(now, qrWindow)
-	subs := subjects(ip)
-	steps := shareSteps(subs, "q:ip:", w, qrWindow+time.Minute, s.cfg.Limits.QRPerIP, 0)
-	n, err := s.tally(ctx, steps...)
-	if err != nil {
+	retryAfter, err := s.countShares(ctx, ip, "q:ip:", qrWindow, s.cfg.Limits.QRPerIP)
+	if err != nil || retryAfter == 0 {
 		return nil, err
 	}
-	if len(n) < len(subs) || n[len(n)-1] > steps[len(n)-1].Limit {
-		return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
-			Description: "too many QR images requested from this address; try again later", retryAfter: ends.Sub(now)}, nil
+	return &oauthError{status: http.StatusTooManyRequests, Code: ErrSlowDown,
+		Description: "too many QR images requested from this address; try again later", retryAfter: retryAfter}, nil
+}
+
+// countShares counts one request of kind against each of ip's subjects in
+// the current window of length per (each allowed perAddress times its
+// factor), and says how long until the window ends if one is over its
+// share; 0 while all are within.
+func (s *Service) countShares(ctx context.Context, ip, kind string, per time.Duration, perAddress int) (retryAfter time.Duration, err error) {
+	now := s.cfg.Now()
+	w, ends := window(now, per)
+	subs := subjects(ip)
+	steps := shareSteps(subs, kind, w, per+time.Minute, perAddress, 0)
+	n, err := s.tally(ctx, steps...)
+	if err != nil {
+		return 0, err
 	}
-	return nil, nil
+	if len(n) < len(subs) || n[len(n)-1] > steps[len(n)-1].Limit {
+		return ends.Sub(now), nil
+	}
+	return 0, nil
 }
 
 // mayIssue counts one device code request and checks it against the
