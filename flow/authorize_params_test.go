@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/caddy-device-flow/caddy-device-flow/flow"
-	"github.com/caddy-device-flow/caddy-device-flow/storage/badgerstore"
-	"github.com/caddy-device-flow/caddy-device-flow/templates"
 )
 
 // TestAuthorizeParamsReachTheUpstream: the site's parameters and the
@@ -65,21 +63,8 @@ func TestAuthorizeParamsReachTheUpstream(t *testing.T) {
 // TestAuthorizeParamsRefused: New refuses, by name, the parameters the
 // flow sets itself, at the site and in a client.
 func TestAuthorizeParamsRefused(t *testing.T) {
-	pages, err := templates.New("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := badgerstore.Open(badgerstore.Options{InMemory: true, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	base := flow.Config{
-		AuthorizationEndpoint: "https://idp.example/authorize",
-		TokenEndpoint:         "https://idp.example/token",
-		Store:                 db.Store("params-test"),
-		Pages:                 pages,
-	}
+	base := issuerConfig(t, "")
+	base.AuthorizationEndpoint, base.TokenEndpoint = "https://idp.example/authorize", "https://idp.example/token"
 	for _, tc := range []struct {
 		name   string
 		site   url.Values
@@ -157,15 +142,6 @@ func TestReservedNamesInEveryForm(t *testing.T) {
 // query is carried into every authorization request, so it is held to the
 // same rule, whatever form the name takes (percent-encoded too).
 func TestReservedParamsInTheEndpointQuery(t *testing.T) {
-	pages, err := templates.New("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := badgerstore.Open(badgerstore.Options{InMemory: true, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	for _, tc := range []struct {
 		query, want string
 	}{
@@ -179,12 +155,9 @@ func TestReservedParamsInTheEndpointQuery(t *testing.T) {
 		{"", ""},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
-			svc, err := flow.New(context.Background(), flow.Config{
-				AuthorizationEndpoint: "https://idp.example/authorize?" + tc.query,
-				TokenEndpoint:         "https://idp.example/token",
-				Store:                 db.Store("endpoint-query-test"),
-				Pages:                 pages,
-			})
+			cfg := issuerConfig(t, "")
+			cfg.AuthorizationEndpoint, cfg.TokenEndpoint = "https://idp.example/authorize?"+tc.query, "https://idp.example/token"
+			svc, err := flow.New(context.Background(), cfg)
 			if err == nil {
 				svc.Close()
 			}
